@@ -1,0 +1,70 @@
+"""crm-activation: push CRM audiences to ad platforms and email, with a holdout that measures the lift.
+
+This module is the public API that connectors and plugins may use; anything not exported here is internal.
+"""
+
+from .connector import (
+    AccountConfig,
+    AudienceRef,
+    AudienceSpec,
+    BatchResult,
+    Capability,
+    Connector,
+    Credentials,
+    IdentifierRule,
+    Member,
+    RecordRejection,
+)
+from .errors import (
+    AuthExpiredError,
+    ConfigError,
+    ConnectorError,
+    CrmActivationError,
+    FatalError,
+    InvalidIdentifier,
+    RateLimitedError,
+    RetryableError,
+)
+from .http import Action, Authenticator, HeaderToken, HttpResponse, PlatformHttp, QueryToken, RetryPolicy
+from .identifiers import IdentifierKind, is_sha256_hex
+from .plugins import hookimpl
+from .sandbox import FaultPlan, SandboxApp, SandboxError, SandboxRequest, SandboxResponse, SandboxServer
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AccountConfig",
+    "Action",
+    "AudienceRef",
+    "AudienceSpec",
+    "AuthExpiredError",
+    "Authenticator",
+    "BatchResult",
+    "Capability",
+    "ConfigError",
+    "Connector",
+    "ConnectorError",
+    "CrmActivationError",
+    "Credentials",
+    "FatalError",
+    "FaultPlan",
+    "HeaderToken",
+    "HttpResponse",
+    "IdentifierKind",
+    "IdentifierRule",
+    "InvalidIdentifier",
+    "Member",
+    "PlatformHttp",
+    "QueryToken",
+    "RateLimitedError",
+    "RecordRejection",
+    "RetryPolicy",
+    "RetryableError",
+    "SandboxApp",
+    "SandboxError",
+    "SandboxRequest",
+    "SandboxResponse",
+    "SandboxServer",
+    "hookimpl",
+    "is_sha256_hex",
+]

@@ -1,0 +1,389 @@
+"""The one HTTP policy every connector shares.
+
+A connector builds requests and parses responses; this module owns everything else: a pooled
+`requests.Session` per platform, timeouts on every call, a per-platform rate limit, retries with exponential
+backoff and full jitter that honour Retry-After, token refresh on expiry, a status-code table that decides
+what a response means, redaction of secrets in everything it raises or logs, and the dry-run outbox.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from email.utils import parsedate_to_datetime
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+import requests
+from requests.adapters import HTTPAdapter
+from pydantic import BaseModel, ConfigDict
+from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt
+from tenacity.wait import wait_base
+
+from .errors import AuthExpiredError, ConfigError, FatalError, RateLimitedError, RetryableError
+from .redaction import Redactor, get_logger, remember_secrets
+
+log = get_logger(__name__)
+
+
+class Action(StrEnum):
+    """What a response means for the caller."""
+
+    OK = "ok"
+    RETRY = "retry"
+    RATE_LIMITED = "rate_limited"
+    REFRESH_AUTH = "refresh_auth"
+    CONFIG_ERROR = "config_error"
+    FAIL = "fail"
+
+
+def default_action(status: int) -> Action:
+    """The status-code table used when a connector's own classifier has no opinion."""
+    if 200 <= status < 300:
+        return Action.OK
+    if status == 429:
+        return Action.RATE_LIMITED
+    if status == 401:
+        return Action.REFRESH_AUTH
+    if status == 403:
+        return Action.CONFIG_ERROR
+    if status in (408, 425) or status >= 500:
+        return Action.RETRY
+    return Action.FAIL
+
+
+@dataclass(frozen=True)
+class HttpResponse:
+    """A response as connectors see it: decoupled from `requests` so dry runs can answer too."""
+
+    status: int
+    headers: Mapping[str, str]
+    body: bytes
+    url: str = ""
+
+    def json(self) -> Any:
+        """The body decoded as JSON (an empty body is `{}`)."""
+        return json.loads(self.body) if self.body else {}
+
+    @property
+    def text(self) -> str:
+        """The body as text."""
+        return self.body.decode("utf-8", "replace")
+
+
+#: A connector's classifier: look at a response, return an Action, or None to use the status-code table.
+Classifier = Callable[[HttpResponse], Action | None]
+
+
+class RetryPolicy(BaseModel):
+    """Retry and timeout settings; copy with changes via `model_copy(update=...)`."""
+
+    model_config = ConfigDict(frozen=True)
+
+    max_attempts: int = 8
+    initial_wait: float = 0.5
+    max_wait: float = 60.0
+    connect_timeout: float = 5.0
+    read_timeout: float = 60.0
+
+
+class Authenticator:
+    """Puts credentials on a request; subclasses that can get a fresh token override `refresh`."""
+
+    can_refresh = False
+
+    def apply(self, headers: dict[str, str], params: dict[str, Any]) -> None:
+        """Add credentials to the outgoing headers or query parameters."""
+
+    def refresh(self) -> None:
+        """Obtain a new token after the platform said the current one expired."""
+        raise ConfigError("credentials were rejected and cannot be refreshed")
+
+
+class NoAuth(Authenticator):
+    """For endpoints that take no credentials."""
+
+
+@dataclass
+class HeaderToken(Authenticator):
+    """A static token in a header, e.g. `Authorization: Bearer <token>`."""
+
+    token: str
+    header: str = "Authorization"
+    prefix: str = "Bearer "
+
+    def apply(self, headers: dict[str, str], params: dict[str, Any]) -> None:
+        """Set the header."""
+        headers[self.header] = f"{self.prefix}{self.token}"
+
+
+@dataclass
+class QueryToken(Authenticator):
+    """A static token as a query parameter, e.g. Meta's `access_token`."""
+
+    token: str
+    param: str = "access_token"
+
+    def apply(self, headers: dict[str, str], params: dict[str, Any]) -> None:
+        """Set the query parameter."""
+        params[self.param] = self.token
+
+
+class RateLimiter:
+    """A token bucket: at most `rate` requests per second, with a burst of `burst`. Thread-safe."""
+
+    def __init__(
+        self,
+        rate: float,
+        burst: int = 1,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.rate = rate
+        self.burst = max(1, burst)
+        self._clock = clock
+        self._sleep = sleep
+        self._tokens = float(self.burst)
+        self._last = clock()
+        self._lock = threading.Lock()
+
+    def acquire(self) -> None:
+        """Block until one request may go out."""
+        if self.rate <= 0:
+            return
+        with self._lock:
+            now = self._clock()
+            self._tokens = min(self.burst, self._tokens + (now - self._last) * self.rate)
+            self._last = now
+            if self._tokens >= 1:
+                self._tokens -= 1
+                return
+            wait = (1 - self._tokens) / self.rate
+            self._tokens = 0.0
+            self._last = now + wait
+        self._sleep(wait)
+
+
+def retry_after_seconds(headers: Mapping[str, str]) -> float | None:
+    """Parse Retry-After (seconds or an HTTP date); None when absent or unreadable."""
+    value = headers.get("Retry-After") or headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
+    except (TypeError, ValueError):
+        return None
+
+
+class _WaitRetryAfterOrJitter(wait_base):
+    """Honour the platform's Retry-After when it gave one; otherwise exponential backoff with full jitter."""
+
+    def __init__(self, policy: RetryPolicy, rng: Callable[[], float]) -> None:
+        self.policy = policy
+        self.rng = rng
+
+    def __call__(self, retry_state: RetryCallState) -> float:
+        error = retry_state.outcome.exception() if retry_state.outcome else None
+        if isinstance(error, RateLimitedError) and error.retry_after is not None:
+            return min(error.retry_after, self.policy.max_wait)
+        ceiling = min(self.policy.max_wait, self.policy.initial_wait * 2 ** (retry_state.attempt_number - 1))
+        return self.rng() * ceiling
+
+
+class Outbox:
+    """Where a dry run writes every request it would have sent, one JSON line per request, secrets masked."""
+
+    def __init__(self, folder: Path, redactor: Redactor) -> None:
+        self.folder = folder
+        self.redactor = redactor
+        self._lock = threading.Lock()
+        folder.mkdir(parents=True, exist_ok=True)
+
+    def record(self, platform: str, method: str, url: str, headers: Mapping[str, str], body: Any) -> None:
+        """Append one request to `<folder>/<platform>.jsonl`."""
+        line = json.dumps(
+            {
+                "platform": platform,
+                "method": method,
+                "url": self.redactor.redact(url),
+                "headers": self.redactor.headers(headers),
+                "body": body,
+            },
+            sort_keys=True,
+        )
+        with self._lock, (self.folder / f"{platform}.jsonl").open("a", encoding="utf-8") as out:
+            out.write(self.redactor.redact(line) + "\n")
+
+
+@dataclass
+class PlatformHttp:
+    """One platform's HTTP client. Connectors call `request`; everything else is policy.
+
+    Attributes:
+        platform: the platform slug, used in messages and the outbox.
+        base_url: prepended to relative paths.
+        auth: puts credentials on each request; refreshed on `Action.REFRESH_AUTH`.
+        policy: retries and timeouts.
+        limiter: the per-platform rate limit.
+        classify: the connector's own reading of responses (throttling codes in 400 bodies, for example).
+        redactor: masks secrets in everything raised or logged.
+        outbox: set in dry runs; requests are recorded there and never sent.
+    """
+
+    platform: str
+    base_url: str
+    auth: Authenticator = field(default_factory=NoAuth)
+    policy: RetryPolicy = field(default_factory=RetryPolicy)
+    limiter: RateLimiter | None = None
+    classify: Classifier | None = None
+    redactor: Redactor = field(default_factory=Redactor)
+    outbox: Outbox | None = None
+    sleep: Callable[[float], None] = time.sleep
+    rng: Callable[[], float] = random.random
+    session: requests.Session = field(default_factory=requests.Session)
+    requests_sent: int = 0
+
+    def __post_init__(self) -> None:
+        adapter = HTTPAdapter(pool_connections=4, pool_maxsize=16, max_retries=0)
+        self.session.mount("http://", adapter)
+        self.session.mount("https://", adapter)
+        self.session.headers["User-Agent"] = "crm-activation/0.1"
+
+    @property
+    def dry_run(self) -> bool:
+        """Whether requests are recorded instead of sent."""
+        return self.outbox is not None
+
+    def add_secrets(self, *values: str) -> None:
+        """Register secrets obtained at run time (a refreshed token) for redaction."""
+        self.redactor.add(values)
+        remember_secrets(values)
+
+    def url(self, path: str) -> str:
+        """Absolute URL for a path relative to the base URL (absolute URLs pass through)."""
+        if path.startswith(("http://", "https://")):
+            return path
+        return self.base_url.rstrip("/") + "/" + path.lstrip("/")
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        json_body: Any = None,
+        data: bytes | str | Mapping[str, Any] | None = None,
+        headers: Mapping[str, str] | None = None,
+        authenticate: bool = True,
+        dry_run_result: Any = None,
+    ) -> HttpResponse:
+        """Send one request under the retry policy and return the successful response.
+
+        Raises:
+            ConfigError: credentials or permissions are wrong (never retried).
+            FatalError: the platform refused the request for good.
+            RetryableError: still failing after every retry.
+        """
+        if self.outbox is not None:
+            return self._record(method, path, params, json_body, data, headers, authenticate, dry_run_result)
+        retrying = Retrying(
+            retry=retry_if_exception_type(RetryableError),
+            stop=stop_after_attempt(self.policy.max_attempts),
+            wait=_WaitRetryAfterOrJitter(self.policy, self.rng),
+            sleep=self.sleep,
+            before_sleep=self._log_retry,
+            reraise=True,
+        )
+        return retrying(self._send_once, method, path, params, json_body, data, headers, authenticate)
+
+    def _log_retry(self, state: RetryCallState) -> None:
+        error = state.outcome.exception() if state.outcome else None
+        log.warning("%s: retrying after attempt %d: %s", self.platform, state.attempt_number, error)
+
+    def _prepare(
+        self, params: Mapping[str, Any] | None, headers: Mapping[str, str] | None, authenticate: bool
+    ) -> tuple[dict[str, Any], dict[str, str]]:
+        final_params = dict(params or {})
+        final_headers = dict(headers or {})
+        if authenticate:
+            self.auth.apply(final_headers, final_params)
+        return final_params, final_headers
+
+    def _send_once(
+        self,
+        method: str,
+        path: str,
+        params: Mapping[str, Any] | None,
+        json_body: Any,
+        data: Any,
+        headers: Mapping[str, str] | None,
+        authenticate: bool,
+    ) -> HttpResponse:
+        if self.limiter is not None:
+            self.limiter.acquire()
+        final_params, final_headers = self._prepare(params, headers, authenticate)
+        url = self.url(path)
+        self.requests_sent += 1
+        try:
+            raw = self.session.request(
+                method,
+                url,
+                params=final_params or None,
+                json=json_body,
+                data=data,
+                headers=final_headers,
+                timeout=(self.policy.connect_timeout, self.policy.read_timeout),
+            )
+        except (requests.ConnectionError, requests.Timeout) as exc:
+            raise RetryableError(self._describe(method, url, f"{type(exc).__name__}: {exc}")) from None
+        response = HttpResponse(raw.status_code, raw.headers, raw.content, raw.url)
+        action = (self.classify(response) if self.classify else None) or default_action(response.status)
+        return self._act(action, method, url, response)
+
+    def _act(self, action: Action, method: str, url: str, response: HttpResponse) -> HttpResponse:
+        if action is Action.OK:
+            return response
+        detail = self._describe(method, url, f"HTTP {response.status}: {response.text[:500]}")
+        if action is Action.RATE_LIMITED:
+            raise RateLimitedError(detail, retry_after_seconds(response.headers))
+        if action is Action.RETRY:
+            raise RetryableError(detail)
+        if action is Action.REFRESH_AUTH:
+            if not self.auth.can_refresh:
+                raise ConfigError(f"{self.platform}: credentials rejected. {detail}")
+            self.auth.refresh()
+            raise AuthExpiredError(detail)
+        if action is Action.CONFIG_ERROR:
+            raise ConfigError(f"{self.platform}: credentials or permissions rejected. {detail}")
+        raise FatalError(detail)
+
+    def _describe(self, method: str, url: str, what: str) -> str:
+        return self.redactor.redact(f"{self.platform} {method} {url}: {what}")
+
+    def _record(
+        self,
+        method: str,
+        path: str,
+        params: Mapping[str, Any] | None,
+        json_body: Any,
+        data: Any,
+        headers: Mapping[str, str] | None,
+        authenticate: bool,
+        dry_run_result: Any,
+    ) -> HttpResponse:
+        assert self.outbox is not None
+        final_params, final_headers = self._prepare(params, headers, authenticate)
+        prepared = requests.Request(method, self.url(path), params=final_params or None).prepare()
+        body = json_body if json_body is not None else (data if isinstance(data, str | dict) else None)
+        self.outbox.record(self.platform, method, prepared.url or path, final_headers, body)
+        payload = json.dumps(dry_run_result if dry_run_result is not None else {}).encode()
+        return HttpResponse(200, {"Content-Type": "application/json"}, payload, prepared.url or path)

@@ -1,0 +1,1 @@
+"""Jinja2 templates (email and creative copy) shipped with the package."""
