@@ -44,5 +44,5 @@ class FatalError(ConnectorError):
     """A platform refused the request for a reason retrying will not fix (malformed payload, deleted audience)."""
 
 
-class InvalidIdentifier(ValueError):  # noqa: N818 - reads as a verdict on a value, like ValueError
+class InvalidIdentifier(ValueError):
     """A single identifier value cannot be normalized; the message is the reason shown in the rejects file."""

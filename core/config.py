@@ -1,0 +1,256 @@
+"""The campaign file's schema.
+
+A campaign file (YAML) says where the audience comes from, how contacts are segmented, how the holdout is
+drawn, which channels each country and segment may get, which audience and creative each funnel stage uses on
+each platform, and where state lives. Secrets never appear here: credentials come from environment variables
+(see `PlatformConfig.credentials_env`). Loading with line numbers is in `campaign_file.py`.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+_STRICT = ConfigDict(frozen=True, extra="forbid")
+_ISO2 = re.compile(r"^[A-Z]{2}$")
+
+
+class SourceConfig(BaseModel):
+    """Where rows come from: a CSV or JSON Lines file, or a SQL query on SQLite or PostgreSQL.
+
+    Relative paths are resolved against the campaign file's folder when the campaign loads.
+    """
+
+    model_config = _STRICT
+
+    type: Literal["csv", "jsonl", "sql"]
+    path: str | None = None
+    url: str | None = Field(None, description="sqlite:///file.db or postgresql://... for type sql")
+    query: str | None = Field(None, description="SELECT for type sql (or use `table`)")
+    table: str | None = None
+    delimiter: str = ","
+    encoding: str = "utf-8"
+
+    @model_validator(mode="after")
+    def _needs_location(self) -> SourceConfig:
+        if self.type in ("csv", "jsonl") and not self.path:
+            raise ValueError(f"a {self.type} source needs `path`")
+        if self.type == "sql" and not (self.url and (self.query or self.table)):
+            raise ValueError("a sql source needs `url` and either `query` or `table`")
+        return self
+
+
+class IdentityTableConfig(SourceConfig):
+    """A match table (CRM id → platform ids) joined in at onboarding; `key` is its CRM id column."""
+
+    key: str = "contact_id"
+
+
+class AudienceSourceConfig(BaseModel):
+    """The CRM audience and the tables joined to it."""
+
+    model_config = _STRICT
+
+    source: SourceConfig
+    columns: dict[str, str] = Field(
+        default_factory=dict, description="standard column name → the source's column name"
+    )
+    identity_table: IdentityTableConfig | None = None
+    suppression: SourceConfig | None = Field(
+        None, description="contacts never to reach (columns contact_id and/or email, optional reason)"
+    )
+
+
+Operator = Literal["==", "!=", ">", ">=", "<", "<=", "in", "not in", "contains", "is empty", "is not empty"]
+
+
+class Condition(BaseModel):
+    """One test on a contact attribute, e.g. `{field: score, op: ">=", value: 0.7}`."""
+
+    model_config = _STRICT
+
+    field: str
+    op: Operator = "=="
+    value: Any = None
+
+
+class SegmentRule(BaseModel):
+    """A segment and the conditions (all must hold) that put a contact in it; no conditions = catch-all."""
+
+    model_config = _STRICT
+
+    name: str
+    when: tuple[Condition, ...] = ()
+    description: str = ""
+
+
+class HoldoutConfig(BaseModel):
+    """The control group: a deterministic share of each stratum that no channel ever reaches."""
+
+    model_config = _STRICT
+
+    fraction: float = Field(0.5, gt=0.0, lt=1.0)
+    salt: str | None = Field(None, description="defaults to the campaign id")
+    strata: tuple[str, ...] = ("country", "segment")
+    srm_alpha: float = Field(0.001, gt=0.0, lt=1.0, description="warn when the balance p-value is below this")
+
+
+class CountryChannels(BaseModel):
+    """The platforms the listed countries may get."""
+
+    model_config = _STRICT
+
+    countries: tuple[str, ...]
+    platforms: tuple[str, ...]
+
+    @field_validator("countries")
+    @classmethod
+    def _iso(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        upper = tuple(c.upper() for c in value)
+        bad = [c for c in upper if not _ISO2.match(c)]
+        if bad:
+            raise ValueError(f"not ISO 3166-1 alpha-2 codes: {', '.join(bad)}")
+        return upper
+
+
+class ChannelsConfig(BaseModel):
+    """Which platforms a contact may get, by country and then by segment.
+
+    A contact's platforms are those of its country rule (or `default` when no rule lists the country),
+    intersected with its segment's list when `by_segment` names the segment. When `countries` is given, a
+    contact from any other country is ineligible.
+    """
+
+    model_config = _STRICT
+
+    countries: tuple[str, ...] | None = None
+    default: tuple[str, ...] = ()
+    by_country: tuple[CountryChannels, ...] = ()
+    by_segment: dict[str, tuple[str, ...]] = Field(default_factory=dict)
+
+    @field_validator("countries")
+    @classmethod
+    def _upper(cls, value: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        return tuple(c.upper() for c in value) if value is not None else None
+
+    def platforms_named(self) -> set[str]:
+        """Every platform slug the rules mention, to check each is configured."""
+        names = set(self.default)
+        for rule in self.by_country:
+            names.update(rule.platforms)
+        for platforms in self.by_segment.values():
+            names.update(platforms)
+        return names
+
+
+class FunnelConfig(BaseModel):
+    """The funnel stages in order; contacts without a stage start at `default_stage`."""
+
+    model_config = _STRICT
+
+    stages: tuple[str, ...] = ("awareness", "consideration", "conversion")
+    default_stage: str | None = None
+
+    @model_validator(mode="after")
+    def _default_is_a_stage(self) -> FunnelConfig:
+        if not self.stages:
+            raise ValueError("at least one funnel stage is needed")
+        if self.default_stage is not None and self.default_stage not in self.stages:
+            raise ValueError(f"default_stage {self.default_stage!r} is not one of the stages")
+        return self
+
+    @property
+    def first_stage(self) -> str:
+        """The stage a contact without one is placed in."""
+        return self.default_stage or self.stages[0]
+
+
+class StageAudience(BaseModel):
+    """The audience (and creative) a platform uses for one funnel stage."""
+
+    model_config = _STRICT
+
+    name: str
+    creative: str | None = None
+    description: str = ""
+    settings: dict[str, Any] = Field(default_factory=dict)
+
+
+class PlatformConfig(BaseModel):
+    """One platform account: its settings, where its secrets are in the environment, its stage audiences."""
+
+    model_config = _STRICT
+
+    account: dict[str, Any] = Field(default_factory=dict)
+    credentials_env: dict[str, str] = Field(
+        default_factory=dict, description="credential field → environment variable holding it"
+    )
+    audiences: dict[str, StageAudience] = Field(default_factory=dict)
+    enabled: bool = True
+
+
+class SyncConfig(BaseModel):
+    """How membership changes are pushed."""
+
+    model_config = _STRICT
+
+    mode: Literal["incremental", "full"] = "incremental"
+    batch_size: int | None = Field(None, ge=1, description="cap below each platform's own limit")
+
+
+class StateConfig(BaseModel):
+    """Where the state database lives: a SQLite file path (default) or a database URL."""
+
+    model_config = _STRICT
+
+    path: str | None = "crm-activation-state.sqlite"
+    url: str | None = None
+
+
+class HttpConfig(BaseModel):
+    """Retry and timeout overrides applied to every platform."""
+
+    model_config = _STRICT
+
+    max_attempts: int = Field(8, ge=1)
+    initial_wait: float = Field(0.5, ge=0)
+    max_wait: float = Field(60.0, ge=0)
+    connect_timeout: float = Field(5.0, gt=0)
+    read_timeout: float = Field(60.0, gt=0)
+
+
+class Campaign(BaseModel):
+    """A whole campaign file."""
+
+    model_config = _STRICT
+
+    campaign: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$", description="the campaign id")
+    name: str = ""
+    audience: AudienceSourceConfig
+    segments: tuple[SegmentRule, ...] = ()
+    default_segment: str = "unsegmented"
+    holdout: HoldoutConfig = HoldoutConfig()
+    channels: ChannelsConfig
+    funnel: FunnelConfig = FunnelConfig()
+    platforms: dict[str, PlatformConfig]
+    sync: SyncConfig = SyncConfig()
+    state: StateConfig = StateConfig()
+    http: HttpConfig = HttpConfig()
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Campaign:
+        unknown = self.channels.platforms_named() - set(self.platforms)
+        if unknown:
+            raise ValueError(f"channels name platforms with no `platforms:` entry: {', '.join(sorted(unknown))}")
+        for slug, platform in self.platforms.items():
+            stray = set(platform.audiences) - set(self.funnel.stages)
+            if stray:
+                raise ValueError(f"platforms.{slug}.audiences names unknown funnel stages: {', '.join(sorted(stray))}")
+        return self
+
+    @property
+    def holdout_salt(self) -> str:
+        """The salt that seeds holdout assignment (the campaign id unless set)."""
+        return self.holdout.salt or self.campaign
