@@ -3,6 +3,7 @@
 This module is the public API that connectors and plugins may use; anything not exported here is internal.
 """
 
+from . import normalization
 from .connector import (
     AccountConfig,
     AudienceRef,
@@ -67,4 +68,5 @@ __all__ = [
     "SandboxServer",
     "hookimpl",
     "is_sha256_hex",
+    "normalization",
 ]

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, SecretStr
 
+from .http import Action, Authenticator, HttpResponse, NoAuth
 from .identifiers import IdentifierKind
 
 if TYPE_CHECKING:
@@ -177,6 +178,20 @@ class Connector:
     def dry_run_audience(self, spec: AudienceSpec) -> dict[str, Any]:
         """The response body a dry run pretends the audience-creation call returned."""
         return {"id": f"dry-run-{spec.key}"}
+
+    # -- HTTP hooks (the engine passes these to the platform's `PlatformHttp`) ---------------------------
+    @classmethod
+    def classify_response(cls, response: HttpResponse) -> Action | None:
+        """Read a platform-specific signal in a response (a throttling code in a 400 body, say).
+
+        Return None to let the shared status-code table decide; that is the default.
+        """
+        return None
+
+    @classmethod
+    def authenticator(cls, credentials: Credentials) -> Authenticator:
+        """Build what puts these credentials on each request; the default sends none."""
+        return NoAuth()
 
     # -- declarations helpers ---------------------------------------------------------------------------
     @classmethod

@@ -353,18 +353,25 @@ class PlatformHttp:
         if action is Action.OK:
             return response
         detail = self._describe(method, url, f"HTTP {response.status}: {response.text[:500]}")
+        error = self._error_for(action, response, detail)
+        # The response rides along so a connector can read the platform's own error code (Meta tells a deleted
+        # audience from other failures only by the code in the body) without parsing the message.
+        error.response = response  # type: ignore[attr-defined]
+        raise error
+
+    def _error_for(self, action: Action, response: HttpResponse, detail: str) -> Exception:
         if action is Action.RATE_LIMITED:
-            raise RateLimitedError(detail, retry_after_seconds(response.headers))
+            return RateLimitedError(detail, retry_after_seconds(response.headers))
         if action is Action.RETRY:
-            raise RetryableError(detail)
+            return RetryableError(detail)
         if action is Action.REFRESH_AUTH:
             if not self.auth.can_refresh:
-                raise ConfigError(f"{self.platform}: credentials rejected. {detail}")
+                return ConfigError(f"{self.platform}: credentials rejected. {detail}")
             self.auth.refresh()
-            raise AuthExpiredError(detail)
+            return AuthExpiredError(detail)
         if action is Action.CONFIG_ERROR:
-            raise ConfigError(f"{self.platform}: credentials or permissions rejected. {detail}")
-        raise FatalError(detail)
+            return ConfigError(f"{self.platform}: credentials or permissions rejected. {detail}")
+        return FatalError(detail)
 
     def _describe(self, method: str, url: str, what: str) -> str:
         return self.redactor.redact(f"{self.platform} {method} {url}: {what}")

@@ -1,0 +1,170 @@
+"""The `crm-activation` command: run a campaign, list connectors, start the local sandboxes.
+
+Exit codes: 0 success; 1 the run finished but a platform failed; 2 the campaign, an input or a credential is
+wrong (nothing was pushed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+from contextlib import ExitStack
+from pathlib import Path
+
+from rich.console import Console
+from rich.logging import RichHandler
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from .campaign_file import load_campaign
+from .display import print_connectors, print_summary
+from .engine import Engine, RunOptions, RunProgress
+from .errors import CrmActivationError
+from .plugins import collect_connectors, make_plugin_manager
+from .redaction import PROCESS_REDACTOR, get_logger
+from .sandbox import FaultPlan
+from .sandboxes import start_sandboxes
+
+log = get_logger("crm_activation.cli")
+
+
+class RichRunProgress(RunProgress):
+    """Progress bars: rows onboarded, then member operations per platform."""
+
+    def __init__(self, progress: Progress) -> None:
+        self.progress = progress
+        self.rows_task = progress.add_task("onboarding rows", total=None)
+        self.platform_tasks: dict[str, int] = {}
+
+    def rows(self, n: int) -> None:
+        """Advance the onboarding counter."""
+        self.progress.advance(self.rows_task, n)
+
+    def platform_started(self, platform: str, total: int) -> None:
+        """Add a bar for the platform."""
+        self.platform_tasks[platform] = self.progress.add_task(f"pushing {platform}", total=total)
+
+    def pushed(self, platform: str, n: int) -> None:
+        """Advance the platform's bar."""
+        self.progress.advance(self.platform_tasks[platform], n)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="crm-activation", description=__doc__.splitlines()[0])
+    parser.add_argument("-v", "--verbose", action="store_true", help="log retries and details")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    run = commands.add_parser("run", help="onboard, hold out, and push a campaign")
+    run.add_argument("campaign", type=Path, help="the campaign YAML file")
+    run.add_argument("--dry-run", action="store_true", help="write the requests to --outbox instead of sending")
+    run.add_argument("--outbox", type=Path, default=Path("outbox"), help="dry-run output folder (JSON lines)")
+    run.add_argument("--rejects", type=Path, help="CSV of rejected rows and identifiers (file, row, field, reason)")
+    run.add_argument("--state", type=Path, help="state database path (overrides the campaign's)")
+    run.add_argument("--mode", choices=["incremental", "full"], help="override the campaign's sync mode")
+    run.add_argument("--platform", action="append", help="only these platforms (repeatable)")
+    run.add_argument("--sandbox", action="store_true", help="start local sandboxes and push to them")
+    run.add_argument("--sandbox-log", type=Path, help="with --sandbox: folder for the sandboxes' request logs")
+    run.add_argument("--json", action="store_true", help="print the summary as JSON")
+
+    connectors = commands.add_parser("connectors", help="list installed connectors and their capabilities")
+    connectors.add_argument("--json", action="store_true")
+
+    sandbox = commands.add_parser("sandbox", help="serve the platform sandboxes until interrupted")
+    sandbox.add_argument("--platform", action="append", help="only these platforms (default: all with a sandbox)")
+    sandbox.add_argument("--port-base", type=int, default=8800, help="first port; one port per platform")
+    sandbox.add_argument("--log-dir", type=Path, help="folder for JSON-lines request logs")
+    sandbox.add_argument("--faults", help='fault plan as JSON, e.g. {"throttle_rate": 0.1}')
+    return parser
+
+
+def _run(args: argparse.Namespace, console: Console) -> int:
+    loaded = load_campaign(args.campaign)
+    manager = make_plugin_manager()
+    with ExitStack() as stack:
+        base_urls: dict[str, str] = {}
+        if args.sandbox:
+            platforms = [s for s, c in loaded.campaign.platforms.items() if c.enabled]
+            if args.platform:
+                platforms = [p for p in platforms if p in args.platform]
+            servers = start_sandboxes(
+                collect_connectors(manager), platforms, dict(loaded.campaign.platforms), log_dir=args.sandbox_log
+            )
+            for server in servers.values():
+                stack.callback(server.stop)
+            base_urls = {slug: server.url for slug, server in servers.items()}
+        options = RunOptions(
+            dry_run=args.dry_run,
+            outbox=args.outbox,
+            rejects=args.rejects,
+            state_path=args.state,
+            base_urls=base_urls,
+            mode=args.mode,
+            platforms=tuple(args.platform) if args.platform else None,
+        )
+        quiet = args.json or not console.is_terminal
+        with Progress(
+            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+            console=Console(stderr=True), disable=quiet, transient=True,
+        ) as progress:
+            engine = Engine(loaded, options, manager, RichRunProgress(progress))
+            summary = engine.run()
+    if args.json:
+        print(json.dumps(summary.to_json(), indent=2))
+    else:
+        print_summary(summary, console)
+    return 0 if summary.status == "succeeded" else 1
+
+
+def _connectors(args: argparse.Namespace, console: Console) -> int:
+    described = [
+        {**cls.describe(), "module": cls.__module__} for cls in collect_connectors(make_plugin_manager()).values()
+    ]
+    if args.json:
+        print(json.dumps(described, indent=2))
+    else:
+        print_connectors(described, console)
+    return 0
+
+
+def _sandbox(args: argparse.Namespace, console: Console) -> int:
+    connectors = collect_connectors(make_plugin_manager())
+    platforms = args.platform or [slug for slug, cls in connectors.items() if cls.sandbox is not None]
+    faults = FaultPlan.model_validate_json(args.faults) if args.faults else None
+    servers = start_sandboxes(connectors, platforms, log_dir=args.log_dir, faults=faults, port_base=args.port_base)
+    for slug, server in servers.items():
+        console.print(f"{slug:<12} {server.url}   (state: {server.url}/_sandbox/state)")
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        stop.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        for server in servers.values():
+            server.stop()
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the console script."""
+    args = _parser().parse_args(argv)
+    console = Console()
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(message)s",
+        handlers=[RichHandler(console=Console(stderr=True), show_path=False)],
+    )
+    commands = {"run": _run, "connectors": _connectors, "sandbox": _sandbox}
+    try:
+        return commands[args.command](args, console)
+    except CrmActivationError as error:
+        Console(stderr=True).print(f"[red]error[/red]: {PROCESS_REDACTOR.redact(str(error))}", highlight=False)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

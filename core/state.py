@@ -1,0 +1,305 @@
+"""The state database: audience ids, the membership each platform holds, the run, batch and holdout ledgers.
+
+SQLite (a file path in the campaign) because it is embedded, transactional and fast enough to diff millions
+of memberships in SQL instead of in Python memory. The membership table only changes after a platform
+acknowledged a batch, in the same transaction as the batch ledger; a run killed at any moment therefore
+leaves a state that a rerun diffs against correctly: acknowledged work is not redone, unacknowledged work is
+redone, and redoing an add or remove is harmless on every platform (membership is a set).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+import time
+import uuid
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from .connector import AudienceRef, BatchResult, Member
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS audiences (
+    platform TEXT NOT NULL, audience_key TEXT NOT NULL, campaign TEXT NOT NULL,
+    remote_id TEXT NOT NULL, name TEXT NOT NULL, updated_at REAL NOT NULL,
+    PRIMARY KEY (platform, audience_key)
+);
+CREATE TABLE IF NOT EXISTS memberships (
+    platform TEXT NOT NULL, audience_key TEXT NOT NULL, contact_id TEXT NOT NULL,
+    campaign TEXT NOT NULL, fingerprint TEXT NOT NULL, payload TEXT NOT NULL, synced_at REAL NOT NULL,
+    PRIMARY KEY (platform, audience_key, contact_id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS memberships_campaign ON memberships (campaign, platform);
+CREATE TABLE IF NOT EXISTS runs (
+    run_id TEXT PRIMARY KEY, campaign TEXT NOT NULL, mode TEXT NOT NULL, started_at REAL NOT NULL,
+    finished_at REAL, status TEXT NOT NULL, summary TEXT
+);
+CREATE TABLE IF NOT EXISTS batches (
+    run_id TEXT NOT NULL, platform TEXT NOT NULL, audience_key TEXT NOT NULL, operation TEXT NOT NULL,
+    size INTEGER NOT NULL, received INTEGER NOT NULL, invalid INTEGER NOT NULL, job_id TEXT, at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS holdout (
+    campaign TEXT NOT NULL, contact_id TEXT NOT NULL, grp TEXT NOT NULL, country TEXT, segment TEXT,
+    offered TEXT NOT NULL, exposed TEXT NOT NULL, funnel_stage TEXT,
+    first_run TEXT NOT NULL, last_run TEXT NOT NULL,
+    PRIMARY KEY (campaign, contact_id)
+) WITHOUT ROWID;
+"""
+
+_TEMP = """
+CREATE TEMP TABLE IF NOT EXISTS desired (
+    platform TEXT NOT NULL, audience_key TEXT NOT NULL, contact_id TEXT NOT NULL,
+    fingerprint TEXT NOT NULL, payload TEXT NOT NULL,
+    PRIMARY KEY (platform, audience_key, contact_id)
+) WITHOUT ROWID;
+CREATE TEMP TABLE IF NOT EXISTS ops (
+    id INTEGER PRIMARY KEY, platform TEXT NOT NULL, audience_key TEXT NOT NULL, operation TEXT NOT NULL,
+    contact_id TEXT NOT NULL, fingerprint TEXT NOT NULL, payload TEXT NOT NULL
+);
+"""
+
+
+def encode_member(member: Member) -> tuple[str, str]:
+    """The member's stored payload and its fingerprint (a change of payload means remove old, add new)."""
+    data = {"f": dict(member.fields), "c": member.country, "k": dict(member.consent)}
+    payload = json.dumps(data, sort_keys=True, separators=(",", ":"))
+    return payload, hashlib.blake2b(payload.encode(), digest_size=12).hexdigest()
+
+
+def decode_member(contact_id: str, payload: str) -> Member:
+    """Rebuild the member exactly as it was pushed (removals must repeat the added payload)."""
+    data = json.loads(payload)
+    return Member(contact_id, data["f"], data["c"], data["k"])
+
+
+class StateStore:
+    """The state database of one campaign job (several campaigns may share a file)."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = str(path)
+        if self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        self.db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=NORMAL")
+        self.db.execute("PRAGMA temp_store=FILE")
+        self.db.executescript(SCHEMA + _TEMP)
+
+    def close(self) -> None:
+        """Close the connection."""
+        self.db.close()
+
+    # -- audiences --------------------------------------------------------------------------------------
+    def audience(self, platform: str, key: str) -> AudienceRef | None:
+        """The stored platform handle of an audience, if it was created before."""
+        row = self.db.execute(
+            "SELECT remote_id FROM audiences WHERE platform=? AND audience_key=?", (platform, key)
+        ).fetchone()
+        return AudienceRef(key=key, remote_id=row[0]) if row else None
+
+    def save_audience(self, platform: str, campaign: str, ref: AudienceRef, name: str) -> None:
+        """Remember an audience's platform id; when it changed (the old one was deleted), forget its members."""
+        with self.transaction():
+            old = self.audience(platform, ref.key)
+            if old is not None and old.remote_id != ref.remote_id:
+                self.db.execute("DELETE FROM memberships WHERE platform=? AND audience_key=?", (platform, ref.key))
+            self.db.execute(
+                "INSERT OR REPLACE INTO audiences VALUES (?, ?, ?, ?, ?, ?)",
+                (platform, ref.key, campaign, ref.remote_id, name, time.time()),
+            )
+
+    # -- runs -------------------------------------------------------------------------------------------
+    def start_run(self, campaign: str, mode: str) -> str:
+        """Open a run in the ledger and return its id."""
+        run_id = time.strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:8]
+        self.db.execute(
+            "INSERT INTO runs (run_id, campaign, mode, started_at, status) VALUES (?, ?, ?, ?, 'running')",
+            (run_id, campaign, mode, time.time()),
+        )
+        return run_id
+
+    def finish_run(self, run_id: str, status: str, summary: dict[str, Any]) -> None:
+        """Close a run with its status and summary."""
+        self.db.execute(
+            "UPDATE runs SET finished_at=?, status=?, summary=? WHERE run_id=?",
+            (time.time(), status, json.dumps(summary, default=str), run_id),
+        )
+
+    def transaction(self) -> _Transaction:
+        """A context manager for one transaction (BEGIN IMMEDIATE ... COMMIT or ROLLBACK)."""
+        return _Transaction(self.db)
+
+    # -- holdout ledger ---------------------------------------------------------------------------------
+    def record_holdout(self, campaign: str, run_id: str, rows: Sequence[tuple[Any, ...]]) -> None:
+        """Upsert ledger rows `(contact_id, group, country, segment, offered, exposed, funnel_stage)`.
+
+        A contact's group never changes (assignment is deterministic); what it was offered and exposed to is
+        refreshed each run, and `first_run` keeps when it entered the experiment.
+        """
+        with self.transaction():
+            self.db.executemany(
+                "INSERT INTO holdout VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (campaign, contact_id) DO UPDATE SET grp=excluded.grp, country=excluded.country, "
+                "segment=excluded.segment, offered=excluded.offered, exposed=excluded.exposed, "
+                "funnel_stage=excluded.funnel_stage, last_run=excluded.last_run",
+                [(campaign, *row, run_id, run_id) for row in rows],
+            )
+
+    def holdout_rows(self, campaign: str) -> list[tuple[Any, ...]]:
+        """The ledger of a campaign: (contact_id, group, country, segment, offered, exposed, funnel_stage)."""
+        return self.db.execute(
+            "SELECT contact_id, grp, country, segment, offered, exposed, funnel_stage FROM holdout "
+            "WHERE campaign=? ORDER BY contact_id",
+            (campaign,),
+        ).fetchall()
+
+    # -- desired membership and the diff ----------------------------------------------------------------
+    def reset_desired(self) -> None:
+        """Empty the staging tables before a run stages its desired membership."""
+        self.db.execute("DELETE FROM desired")
+        self.db.execute("DELETE FROM ops")
+
+    def stage_desired(self, rows: Iterable[tuple[str, str, str, str, str]]) -> None:
+        """Stage `(platform, audience_key, contact_id, fingerprint, payload)` rows."""
+        with self.transaction():
+            self.db.executemany("INSERT OR REPLACE INTO desired VALUES (?, ?, ?, ?, ?)", rows)
+
+    def plan(self, campaign: str, platform: str, full: bool) -> dict[tuple[str, str], int]:
+        """Compute this platform's removes and adds into the ops table; return counts by (audience, operation).
+
+        Removes come first in id order: when a contact's payload changed, the old payload must leave before
+        the new one arrives, or removing the old one could remove the person matched by a shared key.
+        With `full`, every desired member is re-added (a refresh), not only the missing ones.
+        """
+        with self.transaction():
+            self.db.execute("DELETE FROM ops WHERE platform=?", (platform,))
+            self.db.execute(
+                "INSERT INTO ops (platform, audience_key, operation, contact_id, fingerprint, payload) "
+                "SELECT m.platform, m.audience_key, 'remove', m.contact_id, m.fingerprint, m.payload "
+                "FROM memberships m WHERE m.campaign=? AND m.platform=? AND NOT EXISTS ("
+                "  SELECT 1 FROM desired d WHERE d.platform=m.platform AND d.audience_key=m.audience_key"
+                "  AND d.contact_id=m.contact_id AND d.fingerprint=m.fingerprint) "
+                "ORDER BY m.audience_key, m.contact_id",
+                (campaign, platform),
+            )
+            self.db.execute(
+                "INSERT INTO ops (platform, audience_key, operation, contact_id, fingerprint, payload) "
+                "SELECT d.platform, d.audience_key, 'add', d.contact_id, d.fingerprint, d.payload "
+                "FROM desired d WHERE d.platform=? AND (? OR NOT EXISTS ("
+                "  SELECT 1 FROM memberships m WHERE m.platform=d.platform AND m.audience_key=d.audience_key"
+                "  AND m.contact_id=d.contact_id AND m.fingerprint=d.fingerprint)) "
+                "ORDER BY d.audience_key, d.contact_id",
+                (platform, 1 if full else 0),
+            )
+            rows = self.db.execute(
+                "SELECT audience_key, operation, COUNT(*) FROM ops WHERE platform=? GROUP BY 1, 2", (platform,)
+            ).fetchall()
+        return {(key, op): n for key, op, n in rows}
+
+    def desired_counts(self, platform: str) -> dict[str, int]:
+        """Desired members per audience of a platform."""
+        rows = self.db.execute(
+            "SELECT audience_key, COUNT(*) FROM desired WHERE platform=? GROUP BY 1", (platform,)
+        ).fetchall()
+        return dict(rows)
+
+    def op_batches(self, platform: str, audience_key: str, operation: str, size: int) -> Iterator[list[Member]]:
+        """The planned operations of one audience in batches of at most `size` members."""
+        last = 0
+        while True:
+            rows = self.db.execute(
+                "SELECT id, contact_id, payload FROM ops WHERE platform=? AND audience_key=? AND operation=? "
+                "AND id>? ORDER BY id LIMIT ?",
+                (platform, audience_key, operation, last, size),
+            ).fetchall()
+            if not rows:
+                return
+            last = rows[-1][0]
+            yield [decode_member(contact_id, payload) for _, contact_id, payload in rows]
+
+    def desired_batches(self, platform: str, audience_key: str, size: int) -> Iterator[list[Member]]:
+        """The whole desired membership of an audience in batches (for replace)."""
+        last = ""
+        while True:
+            rows = self.db.execute(
+                "SELECT contact_id, payload FROM desired WHERE platform=? AND audience_key=? AND contact_id>? "
+                "ORDER BY contact_id LIMIT ?",
+                (platform, audience_key, last, size),
+            ).fetchall()
+            if not rows:
+                return
+            last = rows[-1][0]
+            yield [decode_member(contact_id, payload) for contact_id, payload in rows]
+
+    # -- acknowledged work ------------------------------------------------------------------------------
+    def apply_batch(
+        self,
+        run_id: str,
+        campaign: str,
+        platform: str,
+        audience_key: str,
+        operation: str,
+        members: Sequence[Member],
+        result: BatchResult,
+        refused: frozenset[str] = frozenset(),
+    ) -> None:
+        """Record an acknowledged batch: membership and batch ledger in one transaction.
+
+        `refused` are contact ids the platform rejected by name; they are not recorded as members, so the
+        next run offers them again.
+        """
+        now = time.time()
+        with self.transaction():
+            if operation == "add":
+                rows = []
+                for member in members:
+                    if member.contact_id in refused:
+                        continue
+                    payload, fingerprint = encode_member(member)
+                    rows.append((platform, audience_key, member.contact_id, campaign, fingerprint, payload, now))
+                self.db.executemany("INSERT OR REPLACE INTO memberships VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+            elif operation == "remove":
+                self.db.executemany(
+                    "DELETE FROM memberships WHERE platform=? AND audience_key=? AND contact_id=? AND fingerprint=?",
+                    [(platform, audience_key, m.contact_id, encode_member(m)[1]) for m in members],
+                )
+            self.db.execute(
+                "INSERT INTO batches VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (run_id, platform, audience_key, operation, len(members), result.received, result.invalid,
+                 result.job_id, now),
+            )
+
+    def replace_membership(self, run_id: str, campaign: str, platform: str, audience_key: str) -> None:
+        """After a platform confirmed a full replace, make the stored membership equal the desired one."""
+        with self.transaction():
+            self.db.execute("DELETE FROM memberships WHERE platform=? AND audience_key=?", (platform, audience_key))
+            self.db.execute(
+                "INSERT INTO memberships SELECT platform, audience_key, contact_id, ?, fingerprint, payload, ? "
+                "FROM desired WHERE platform=? AND audience_key=?",
+                (campaign, time.time(), platform, audience_key),
+            )
+
+    def members(self, platform: str, audience_key: str) -> dict[str, str]:
+        """Stored members of an audience: contact id → payload (for tests and audits)."""
+        rows = self.db.execute(
+            "SELECT contact_id, payload FROM memberships WHERE platform=? AND audience_key=?", (platform, audience_key)
+        ).fetchall()
+        return dict(rows)
+
+
+class _Transaction:
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self.db = db
+        self.nested = False
+
+    def __enter__(self) -> None:
+        self.nested = self.db.in_transaction
+        if not self.nested:
+            self.db.execute("BEGIN IMMEDIATE")
+
+    def __exit__(self, exc_type: object, *rest: object) -> None:
+        if self.nested:
+            return
+        self.db.execute("ROLLBACK" if exc_type else "COMMIT")

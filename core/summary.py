@@ -1,0 +1,113 @@
+"""The run summary: every input row accounted for, and what each platform did.
+
+Each input row ends in exactly one outcome — activated (in at least one platform audience or email
+sequence), held out (control group), suppressed (consent, unsubscribe, suppression list, plugin veto),
+ineligible (no channel for its country/segment, or no usable identifier anywhere it was offered) or rejected
+(with a reason, also written to the rejects file). `check_reconciles` enforces that the outcomes add up.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+
+class Outcome(StrEnum):
+    """The one outcome of an input row."""
+
+    ACTIVATED = "activated"
+    HELD_OUT = "held_out"
+    SUPPRESSED = "suppressed"
+    INELIGIBLE = "ineligible"
+    REJECTED = "rejected"
+
+
+class StageCounts(BaseModel):
+    """One platform audience (funnel stage): desired size and the changes pushed."""
+
+    audience: str = ""
+    desired: int = 0
+    added: int = 0
+    removed: int = 0
+    invalid_reported: int = 0
+    refused: int = 0
+
+
+class PlatformSummary(BaseModel):
+    """What happened on one platform."""
+
+    offered: int = 0
+    eligible: int = 0
+    suppressed: int = 0
+    unreachable: int = 0
+    stages: dict[str, StageCounts] = Field(default_factory=dict)
+    requests: int = 0
+    batches: int = 0
+    error: str | None = None
+    suppressed_reasons: dict[str, int] = Field(default_factory=dict)
+    unreachable_reasons: dict[str, int] = Field(default_factory=dict)
+
+
+class BalanceRow(BaseModel):
+    """Holdout balance of one stratum."""
+
+    stratum: str
+    test: int
+    control: int
+    p_value: float
+    mismatch: bool
+
+
+class RunSummary(BaseModel):
+    """The whole run, as printed, stored in the run ledger and passed to `after_run` hooks."""
+
+    run_id: str = ""
+    campaign: str
+    mode: str
+    dry_run: bool = False
+    status: str = "running"
+    error: str | None = None
+    rows_read: int = 0
+    outcomes: dict[str, int] = Field(default_factory=lambda: {o.value: 0 for o in Outcome})
+    rejected_reasons: dict[str, int] = Field(default_factory=dict)
+    ineligible_reasons: dict[str, int] = Field(default_factory=dict)
+    suppressed_reasons: dict[str, int] = Field(default_factory=dict)
+    field_issues: int = 0
+    identity_enriched: dict[str, int] = Field(default_factory=dict)
+    holdout_overall: BalanceRow | None = None
+    holdout_mismatches: list[BalanceRow] = Field(default_factory=list)
+    holdout_strata: int = 0
+    platforms: dict[str, PlatformSummary] = Field(default_factory=dict)
+    rejects_file: str | None = None
+    seconds: float = 0.0
+
+    def count(self, outcome: Outcome, reason: str | None = None) -> None:
+        """Count one row's outcome (and its reason for rejected, ineligible and suppressed rows)."""
+        self.outcomes[outcome.value] += 1
+        if reason is None:
+            return
+        bucket = {
+            Outcome.REJECTED: self.rejected_reasons,
+            Outcome.INELIGIBLE: self.ineligible_reasons,
+            Outcome.SUPPRESSED: self.suppressed_reasons,
+        }.get(outcome)
+        if bucket is not None:
+            bucket[reason] = bucket.get(reason, 0) + 1
+
+    def check_reconciles(self) -> None:
+        """Raise when outcomes do not add up to the rows read: a row was lost or counted twice."""
+        total = sum(self.outcomes.values())
+        if total != self.rows_read:
+            raise AssertionError(f"run summary does not reconcile: {self.rows_read} rows read, {total} outcomes")
+
+    def to_json(self) -> dict[str, Any]:
+        """Plain JSON for `--json` and the run ledger."""
+        return self.model_dump(mode="json")
+
+
+def top(counter: dict[str, int], n: int = 5) -> list[tuple[str, int]]:
+    """The `n` most frequent reasons."""
+    return Counter(counter).most_common(n)
