@@ -347,7 +347,7 @@ class PlatformHttp:
             raise RetryableError(self._describe(method, url, f"{type(exc).__name__}: {exc}")) from None
         response = HttpResponse(raw.status_code, raw.headers, raw.content, raw.url)
         action = (self.classify(response) if self.classify else None) or default_action(response.status)
-        return self._act(action, method, url, response)
+        return self._act(action, method, response.url or url, response)
 
     def _act(self, action: Action, method: str, url: str, response: HttpResponse) -> HttpResponse:
         if action is Action.OK:

