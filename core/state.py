@@ -42,7 +42,7 @@ CREATE TABLE IF NOT EXISTS batches (
 );
 CREATE TABLE IF NOT EXISTS holdout (
     campaign TEXT NOT NULL, contact_id TEXT NOT NULL, grp TEXT NOT NULL, country TEXT, segment TEXT,
-    offered TEXT NOT NULL, exposed TEXT NOT NULL, funnel_stage TEXT,
+    offered TEXT NOT NULL, reachable TEXT NOT NULL, funnel_stage TEXT,
     first_run TEXT NOT NULL, last_run TEXT NOT NULL,
     PRIMARY KEY (campaign, contact_id)
 ) WITHOUT ROWID;
@@ -133,24 +133,25 @@ class StateStore:
 
     # -- holdout ledger ---------------------------------------------------------------------------------
     def record_holdout(self, campaign: str, run_id: str, rows: Sequence[tuple[Any, ...]]) -> None:
-        """Upsert ledger rows `(contact_id, group, country, segment, offered, exposed, funnel_stage)`.
+        """Upsert ledger rows `(contact_id, group, country, segment, offered, reachable, funnel_stage)`.
 
-        A contact's group never changes (assignment is deterministic); what it was offered and exposed to is
-        refreshed each run, and `first_run` keeps when it entered the experiment.
+        A contact's group never changes (assignment is deterministic); the platforms it was offered and could be
+        reached on are refreshed each run, and `first_run` keeps when it entered the experiment. For control
+        contacts `reachable` says where they *would* have been pushed, so measurement can compare like with like.
         """
         with self.transaction():
             self.db.executemany(
                 "INSERT INTO holdout VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
                 "ON CONFLICT (campaign, contact_id) DO UPDATE SET grp=excluded.grp, country=excluded.country, "
-                "segment=excluded.segment, offered=excluded.offered, exposed=excluded.exposed, "
+                "segment=excluded.segment, offered=excluded.offered, reachable=excluded.reachable, "
                 "funnel_stage=excluded.funnel_stage, last_run=excluded.last_run",
                 [(campaign, *row, run_id, run_id) for row in rows],
             )
 
     def holdout_rows(self, campaign: str) -> list[tuple[Any, ...]]:
-        """The ledger of a campaign: (contact_id, group, country, segment, offered, exposed, funnel_stage)."""
+        """The ledger of a campaign: (contact_id, group, country, segment, offered, reachable, funnel_stage)."""
         return self.db.execute(
-            "SELECT contact_id, grp, country, segment, offered, exposed, funnel_stage FROM holdout "
+            "SELECT contact_id, grp, country, segment, offered, reachable, funnel_stage FROM holdout "
             "WHERE campaign=? ORDER BY contact_id",
             (campaign,),
         ).fetchall()
