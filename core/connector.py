@@ -154,6 +154,7 @@ class Connector:
         self.account = account
         self.credentials = credentials
         self.http = http
+        http.auth = self.authenticator()
 
     # -- operations -------------------------------------------------------------------------------------
     def check(self) -> None:
@@ -188,10 +189,22 @@ class Connector:
         """
         return None
 
-    @classmethod
-    def authenticator(cls, credentials: Credentials) -> Authenticator:
-        """Build what puts these credentials on each request; the default sends none."""
+    def authenticator(self) -> Authenticator:
+        """Build what puts the credentials on each request (installed on `self.http` at construction).
+
+        An instance method because token endpoints depend on the account (region, sandbox URL).
+        The default sends no credentials.
+        """
         return NoAuth()
+
+    @classmethod
+    def for_sandbox(cls, account: AccountConfig, url: str) -> AccountConfig:
+        """The account settings that point every endpoint of the platform at a local sandbox at `url`.
+
+        The default moves `base_url`; connectors whose token endpoint lives on another host (Login with
+        Amazon, Google OAuth) move that too, since their sandbox serves it as well.
+        """
+        return account.model_copy(update={"base_url": url})
 
     # -- declarations helpers ---------------------------------------------------------------------------
     @classmethod

@@ -118,15 +118,16 @@ class Engine:
             except ValueError as error:
                 raise ConfigError(f"platforms.{slug}.account: {error}") from None
             credentials = load_credentials(cls.credentials_model, slug, config)
+            if slug in self.options.base_urls:
+                account = cls.for_sandbox(account, self.options.base_urls[slug])
             secrets = credentials.secret_values()
             self.redactor.add(secrets)
             remember_secrets(secrets)
-            base_url = self.options.base_urls.get(slug) or account.base_url or cls.default_base_url
+            base_url = account.base_url or cls.default_base_url
             rate = account.requests_per_second or cls.default_requests_per_second
             http = PlatformHttp(
                 platform=slug,
                 base_url=base_url,
-                auth=cls.authenticator(credentials),
                 policy=policy,
                 limiter=RateLimiter(rate, burst=max(1, int(rate))),
                 classify=cls.classify_response,
@@ -174,6 +175,7 @@ class Engine:
         try:
             summary.run_id = "dry-run" if options.dry_run else state.start_run(self.campaign.campaign, summary.mode)
             self._onboard(state, summary, rejects)
+            summary.onboard_seconds = round(time.monotonic() - started, 3)
             self._push(state, summary)
             summary.status = "failed" if any(p.error for p in summary.platforms.values()) else "succeeded"
         except CrmActivationError as error:
@@ -317,6 +319,7 @@ class Engine:
                 on_batch=self.progress.pushed,
                 on_start=self.progress.platform_started,
             )
+            started = time.monotonic()
             try:
                 if not self.options.dry_run:
                     connector.check()
@@ -324,3 +327,4 @@ class Engine:
             except CrmActivationError as error:
                 platform_summary.error = self.redactor.redact(f"{type(error).__name__}: {error}")
                 log.error("%s: %s", slug, platform_summary.error)
+            platform_summary.seconds = round(time.monotonic() - started, 3)

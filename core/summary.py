@@ -47,6 +47,7 @@ class PlatformSummary(BaseModel):
     requests: int = 0
     batches: int = 0
     error: str | None = None
+    seconds: float = 0.0
     suppressed_reasons: dict[str, int] = Field(default_factory=dict)
     unreachable_reasons: dict[str, int] = Field(default_factory=dict)
 
@@ -82,6 +83,7 @@ class RunSummary(BaseModel):
     holdout_strata: int = 0
     platforms: dict[str, PlatformSummary] = Field(default_factory=dict)
     rejects_file: str | None = None
+    onboard_seconds: float = 0.0
     seconds: float = 0.0
 
     def count(self, outcome: Outcome, reason: str | None = None) -> None:

@@ -1,0 +1,318 @@
+"""Meta (Facebook) customer-file Custom Audiences through the Marketing API.
+
+Contract (see ../shared/platform-apis.md section 1): create with `POST /act_{id}/customaudiences`, add with
+`POST /{audience}/users`, remove with `DELETE /{audience}/users` and the same payload, replace with
+`POST /{audience}/usersreplace` in a numbered session. Payloads are multi-key: a `schema` of field names and a
+2-D `data` array, "" where a contact lacks a field. Meta throttles with error codes inside 400 bodies, so
+`classify_response` reads them; the shared `PlatformHttp` does the retrying.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from crm_activation import (
+    AccountConfig,
+    Action,
+    AudienceRef,
+    AudienceSpec,
+    BatchResult,
+    Capability,
+    ConfigError,
+    Connector,
+    Credentials,
+    FatalError,
+    HttpResponse,
+    IdentifierKind,
+    IdentifierRule,
+    Member,
+    PlatformHttp,
+    QueryToken,
+    RecordRejection,
+)
+from crm_activation import normalization as norm
+
+from .config import (
+    MAX_ROWS_PER_REQUEST,
+    PERMISSION_CODES,
+    RATE_LIMIT_CODES,
+    TOKEN_INVALID_CODES,
+    TRANSIENT_CODES,
+    FacebookAccount,
+    FacebookCredentials,
+    appsecret_proof,
+    audience_gone,
+)
+from .sandbox import FacebookSandbox
+
+_IDENTIFYING_KEYS = ("EMAIL", "PHONE", "MADID", "EXTERN_ID")
+_HASHING_DOC = "Meta 'Hashing and Normalizing Data' (custom audiences); platform-apis.md §1"
+
+
+@dataclass
+class MetaTokenAuth(QueryToken):
+    """`access_token` as a query parameter plus `appsecret_proof` when the app secret is configured.
+
+    Apps with "Require App Secret" switched on refuse calls without the proof; sending it always (when the
+    secret is known) costs nothing.
+    """
+
+    app_secret: str | None = None
+
+    def apply(self, headers: dict[str, str], params: dict[str, Any]) -> None:
+        """Set the token and, with an app secret, its proof."""
+        super().apply(headers, params)
+        if self.app_secret:
+            params["appsecret_proof"] = appsecret_proof(self.app_secret, self.token)
+
+
+def meta_error(response: HttpResponse) -> dict[str, Any]:
+    """The `error` object of a Graph API error body, or {} when the body is not one."""
+    try:
+        body = response.json()
+    except ValueError:
+        return {}
+    error = body.get("error") if isinstance(body, dict) else None
+    return error if isinstance(error, dict) else {}
+
+
+class FacebookConnector(Connector):
+    """Customer-file Custom Audiences (subtype CUSTOM) in one ad account."""
+
+    platform = "facebook"
+    display_name = "Meta (Facebook) Custom Audiences"
+    account_model = FacebookAccount
+    credentials_model = FacebookCredentials
+    identifier_rules = (
+        IdentifierRule(IdentifierKind.EMAIL, "EMAIL", norm.email_trimmed_lower, True, _HASHING_DOC),
+        IdentifierRule(IdentifierKind.PHONE, "PHONE", norm.phone_digits_with_country_code, True, _HASHING_DOC),
+        IdentifierRule(IdentifierKind.FIRST_NAME, "FN", norm.name_letters_lower, True, _HASHING_DOC),
+        IdentifierRule(IdentifierKind.LAST_NAME, "LN", norm.name_letters_lower, True, _HASHING_DOC),
+        IdentifierRule(IdentifierKind.CITY, "CT", norm.city_meta, True, _HASHING_DOC),
+        IdentifierRule(IdentifierKind.STATE, "ST", norm.state_meta, True, _HASHING_DOC),
+        IdentifierRule(IdentifierKind.ZIP, "ZIP", norm.zip_meta, True, _HASHING_DOC),
+        IdentifierRule(IdentifierKind.COUNTRY, "COUNTRY", norm.country_lower, True, _HASHING_DOC),
+        IdentifierRule(IdentifierKind.MAID, "MADID", norm.maid_lower, False, _HASHING_DOC + " (MADID unhashed)"),
+        IdentifierRule(
+            IdentifierKind.EXTERNAL_ID, "EXTERN_ID", norm.external_id_trimmed, False, _HASHING_DOC + " (unhashed)"
+        ),
+    )
+    # Names, city, state, zip and country only help Meta match in combination; alone they identify nobody.
+    match_keys = frozenset(
+        {IdentifierKind.EMAIL, IdentifierKind.PHONE, IdentifierKind.MAID, IdentifierKind.EXTERNAL_ID}
+    )
+    max_batch_size = MAX_ROWS_PER_REQUEST
+    capabilities = frozenset({Capability.REMOVE, Capability.REPLACE})
+    default_base_url = "https://graph.facebook.com"
+    # Meta's BUC quota is per ad account and hour (190,000 + 40 x audiences at standard tier); a few calls a
+    # second of 10,000 rows each stays far below it.
+    default_requests_per_second = 5.0
+    sandbox = FacebookSandbox
+
+    #: Payload columns in a fixed order, so one contact always produces the same row.
+    schema_order: ClassVar[tuple[str, ...]] = tuple(rule.key for rule in identifier_rules)
+
+    account: FacebookAccount
+    credentials: FacebookCredentials
+
+    def __init__(self, account: AccountConfig, credentials: Credentials, http: PlatformHttp) -> None:
+        if not isinstance(account, FacebookAccount) or not isinstance(credentials, FacebookCredentials):
+            raise TypeError("FacebookConnector needs a FacebookAccount and FacebookCredentials")
+        super().__init__(account, credentials, http)
+        self._session_ids = random.SystemRandom()
+
+    # -- HTTP hooks ---------------------------------------------------------------------------------------
+    @classmethod
+    def classify_response(cls, response: HttpResponse) -> Action | None:
+        """Map Meta error codes (sent in 400/403/500 bodies, rarely as 429) to the shared actions."""
+        if response.status < 400:
+            return None
+        error = meta_error(response)
+        code = error.get("code")
+        if code in RATE_LIMIT_CODES:
+            return Action.RATE_LIMITED
+        if code in TRANSIENT_CODES or error.get("is_transient") is True:
+            return Action.RETRY
+        if code in TOKEN_INVALID_CODES or code in PERMISSION_CODES:
+            # A system-user token cannot be refreshed by the connector: a person must issue a new one.
+            return Action.CONFIG_ERROR
+        return None
+
+    def authenticator(self) -> MetaTokenAuth:
+        """`access_token` query parameter, plus `appsecret_proof` when the app secret is set."""
+        credentials = self.credentials
+        if not isinstance(credentials, FacebookCredentials):
+            raise TypeError("FacebookConnector needs FacebookCredentials")
+        secret = credentials.app_secret.get_secret_value() if credentials.app_secret else None
+        return MetaTokenAuth(credentials.access_token.get_secret_value(), app_secret=secret)
+
+    # -- operations ---------------------------------------------------------------------------------------
+    def _path(self, *parts: str) -> str:
+        return "/".join(("", self.account.api_version, *parts))
+
+    @property
+    def _act(self) -> str:
+        return f"act_{self.account.ad_account_id}"
+
+    def check(self) -> None:
+        """Read the ad account; a refused token or an account it cannot see is a configuration error."""
+        try:
+            self.http.request(
+                "GET",
+                self._path(self._act),
+                params={"fields": "id,name"},
+                dry_run_result={"id": self._act, "name": "dry run"},
+            )
+        except FatalError as error:
+            raise ConfigError(
+                f"facebook: ad account {self._act} is not readable with this token "
+                f"(Meta error {meta_error(_response_of(error)).get('code', '?')})"
+            ) from None
+
+    def ensure_audience(self, spec: AudienceSpec, known: AudienceRef | None) -> AudienceRef:
+        """Reuse the known audience while Meta still has it; create one when there is none or it was deleted."""
+        if known is not None:
+            try:
+                response = self.http.request(
+                    "GET",
+                    self._path(known.remote_id),
+                    params={"fields": "id,name,operation_status"},
+                    dry_run_result={"id": known.remote_id, "name": spec.name},
+                )
+                return AudienceRef(key=spec.key, remote_id=str(response.json().get("id", known.remote_id)))
+            except FatalError as error:
+                if not audience_gone(meta_error(_response_of(error))):
+                    raise
+        response = self.http.request(
+            "POST",
+            self._path(self._act, "customaudiences"),
+            json_body={
+                "name": spec.name,
+                "subtype": "CUSTOM",
+                "customer_file_source": str(self.account.customer_file_source),
+                "description": spec.description,
+            },
+            dry_run_result=self.dry_run_audience(spec),
+        )
+        return AudienceRef(key=spec.key, remote_id=str(response.json()["id"]))
+
+    def dry_run_audience(self, spec: AudienceSpec) -> dict[str, Any]:
+        """What `POST /act_{id}/customaudiences` answers, with an id no real audience can have."""
+        return {"id": f"dry-run-{spec.key}"}
+
+    def add_members(self, audience: AudienceRef, members: Sequence[Member]) -> BatchResult:
+        """`POST /{audience}/users` with one multi-key payload."""
+        return self._upload("POST", audience, members, "users")
+
+    def remove_members(self, audience: AudienceRef, members: Sequence[Member]) -> BatchResult:
+        """`DELETE /{audience}/users` with the payload the members were added with."""
+        return self._upload("DELETE", audience, members, "users")
+
+    def replace_members(self, audience: AudienceRef, batches: Iterable[Sequence[Member]]) -> BatchResult:
+        """Send every batch into one `usersreplace` session; Meta swaps the membership at the last batch.
+
+        The last batch must carry `last_batch_flag`, so each batch is held back until the next one is known.
+        A retried batch repeats its `batch_seq`, which Meta (and the sandbox) treat as the same batch.
+        """
+        session_id = self._session_ids.randrange(1, 2**53)  # JSON-safe integer, unique per replace
+        # Meta asks for an estimate of the session's size; it is exact when the batches are already a list.
+        total = sum(len(batch) for batch in batches) if isinstance(batches, Sequence) else None
+        results: list[BatchResult] = []
+        for seq, (batch, is_last) in enumerate(_with_last_flag(batches), start=1):
+            session: dict[str, Any] = {"session_id": session_id, "batch_seq": seq, "last_batch_flag": is_last}
+            if total is not None:
+                session["estimated_num_total"] = total
+            results.append(self._upload("POST", audience, batch, "usersreplace", session))
+        if not results:
+            raise FatalError("facebook: usersreplace needs at least one member; remove members to empty an audience")
+        return BatchResult(
+            received=sum(r.received for r in results),
+            invalid=sum(r.invalid for r in results),
+            rejections=tuple(rejection for r in results for rejection in r.rejections),
+            job_id=str(session_id),
+        )
+
+    # -- payloads -----------------------------------------------------------------------------------------
+    def payload(self, members: Sequence[Member]) -> dict[str, Any]:
+        """The multi-key payload: declared keys present in the batch, in declaration order, "" for gaps."""
+        present = {key for member in members for key, value in member.fields.items() if value}
+        schema = [key for key in self.schema_order if key in present]
+        data = [[member.fields.get(key, "") or "" for key in schema] for member in members]
+        return {"schema": schema, "data": data}
+
+    def _upload(
+        self,
+        method: str,
+        audience: AudienceRef,
+        members: Sequence[Member],
+        edge: str,
+        session: dict[str, Any] | None = None,
+    ) -> BatchResult:
+        if len(members) > self.max_batch_size:
+            raise ValueError(f"facebook: batch of {len(members)} exceeds Meta's {self.max_batch_size}-row limit")
+        body: dict[str, Any] = {"payload": self.payload(members)}
+        if session is not None:
+            body["session"] = session
+        response = self.http.request(
+            method,
+            self._path(audience.remote_id, edge),
+            json_body=body,
+            dry_run_result={
+                "audience_id": audience.remote_id,
+                "session_id": str(session["session_id"]) if session else "0",
+                "num_received": len(members),
+                "num_invalid_entries": 0,
+                "invalid_entry_samples": {},
+            },
+        )
+        return self._batch_result(response.json(), members)
+
+    def _batch_result(self, body: dict[str, Any], members: Sequence[Member]) -> BatchResult:
+        """Counts as Meta reports them; rejections only for rows a sample value points to without doubt.
+
+        Meta returns no row index, only `invalid_entry_samples` (value -> reason) for some of the invalid rows,
+        so `invalid` may exceed the rejections we can attribute. A sample names a row only when its value is a
+        match key (email, phone, MADID, external id) of exactly one member: a hashed country is shared by many.
+        Reasons carry Meta's text and the field name, never the value.
+        """
+        samples = body.get("invalid_entry_samples") or {}
+        rejections: list[RecordRejection] = []
+        if isinstance(samples, dict) and samples:
+            owners: dict[str, list[tuple[str, str]]] = {}
+            for member in members:
+                for key in _IDENTIFYING_KEYS:
+                    value = member.fields.get(key)
+                    if value and value in samples:
+                        owners.setdefault(value, []).append((member.contact_id, key))
+            for value, found in owners.items():
+                if len({contact_id for contact_id, _ in found}) == 1:
+                    contact_id, key = found[0]
+                    rejections.append(RecordRejection(contact_id=contact_id, reason=f"{key}: {samples[value]}"))
+        return BatchResult(
+            received=int(body.get("num_received", len(members))),
+            invalid=int(body.get("num_invalid_entries", 0)),
+            rejections=tuple(rejections),
+            job_id=str(body["session_id"]) if body.get("session_id") else None,
+        )
+
+
+def _response_of(error: Exception) -> HttpResponse:
+    """The platform response `PlatformHttp` attached to the error (an empty one when there was none)."""
+    response = getattr(error, "response", None)
+    return response if isinstance(response, HttpResponse) else HttpResponse(0, {}, b"")
+
+
+def _with_last_flag(batches: Iterable[Sequence[Member]]) -> Iterator[tuple[Sequence[Member], bool]]:
+    """Yield (batch, is_last), looking one batch ahead; empty batches are skipped."""
+    pending: Sequence[Member] | None = None
+    for batch in batches:
+        if not batch:
+            continue
+        if pending is not None:
+            yield pending, False
+        pending = batch
+    if pending is not None:
+        yield pending, True
