@@ -14,8 +14,9 @@ $(BIN)/crm-activation: pyproject.toml
 install: $(BIN)/crm-activation
 
 demo: install
+	rm -rf out
 	set -a && . examples/sandbox.env && set +a && \
-	$(BIN)/crm-activation run examples/campaign.yaml --sandbox --state out/demo-state.sqlite --rejects out/rejects.csv
+	$(BIN)/crm-activation run examples/campaign.yaml --sandbox --rejects out/rejects.csv
 
 test: install
 	$(BIN)/ruff check .

@@ -24,9 +24,10 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
+from synth import generate_contacts
+
 from crm_activation.campaign_file import load_campaign
 from crm_activation.engine import Engine, RunOptions
-from synth import generate_contacts
 
 TOKEN = "bench-facebook-token-0123456789"
 CAMPAIGN = """

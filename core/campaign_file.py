@@ -21,12 +21,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 from pydantic import ValidationError
+from pydantic_core import ErrorDetails
 
 from .config import Campaign, FunnelConfig
 from .errors import ConfigError
@@ -75,7 +76,7 @@ class LoadedCampaign:
 
     campaign: Campaign
     path: Path
-    base_dir: Path = field(default=Path("."))
+    base_dir: Path
 
     def resolve(self, relative: str | Path) -> Path:
         """A path relative to the campaign file's folder (absolute paths are returned unchanged)."""
@@ -185,7 +186,8 @@ def _cross_references(data: dict[str, Any]) -> Iterator[tuple[Loc, str]]:
     platforms = data.get("platforms")
     if not isinstance(platforms, dict):
         return
-    channels = data.get("channels") if isinstance(data.get("channels"), dict) else {}
+    raw_channels = data.get("channels")
+    channels: dict[str, Any] = raw_channels if isinstance(raw_channels, dict) else {}
     named: list[tuple[Loc, Any]] = []
     if isinstance(channels.get("default"), list):
         named += [(("channels", "default", i), slug) for i, slug in enumerate(channels["default"])]
@@ -241,7 +243,7 @@ def _line_for(loc: Loc, lines: dict[Loc, int]) -> int | None:
     return None
 
 
-def _message(error: dict[str, Any]) -> str:
+def _message(error: ErrorDetails) -> str:
     message = str(error["msg"])
     if error["type"] == "extra_forbidden":
         return "unknown key (not part of the campaign schema)"

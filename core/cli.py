@@ -23,7 +23,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from .campaign_file import load_campaign
 from .display import print_connectors, print_summary
 from .engine import Engine, RunOptions, RunProgress
-from .errors import CrmActivationError
+from .errors import ConfigError, CrmActivationError
 from .plugins import collect_connectors, make_plugin_manager
 from .redaction import PROCESS_REDACTOR, get_logger
 from .sandbox import FaultPlan
@@ -67,6 +67,10 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--mode", choices=["incremental", "full"], help="override the campaign's sync mode")
     run.add_argument("--platform", action="append", help="only these platforms (repeatable)")
     run.add_argument("--sandbox", action="store_true", help="start local sandboxes and push to them")
+    run.add_argument(
+        "--endpoint", action="append", default=[], metavar="PLATFORM=URL",
+        help="send a platform's calls to URL instead (a running `crm-activation sandbox`, a staging proxy)",
+    )
     run.add_argument("--sandbox-log", type=Path, help="with --sandbox: folder for the sandboxes' request logs")
     run.add_argument("--json", action="store_true", help="print the summary as JSON")
 
@@ -78,14 +82,48 @@ def _parser() -> argparse.ArgumentParser:
     sandbox.add_argument("--port-base", type=int, default=8800, help="first port; one port per platform")
     sandbox.add_argument("--log-dir", type=Path, help="folder for JSON-lines request logs")
     sandbox.add_argument("--faults", help='fault plan as JSON, e.g. {"throttle_rate": 0.1}')
+    _measurement_parsers(commands)
     return parser
+
+
+def _measurement_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    report = commands.add_parser("report", help="measure the incremental effect: uplift by KPI, cut and day")
+    report.add_argument("campaign", type=Path, help="the campaign YAML file")
+    report.add_argument("--conversions", type=Path, help="events CSV or JSON Lines (overrides the campaign's)")
+    report.add_argument("--out", type=Path, default=Path("out/report"), help="folder for report.html, CSV, JSON")
+    report.add_argument("--state", type=Path, help="state database path (overrides the campaign's)")
+    report.add_argument("--json", action="store_true", help="print the latest results as JSON")
+
+    simulated = commands.add_parser(
+        "simulate-conversions", help="write simulated conversions with a known uplift for the campaign's ledger"
+    )
+    simulated.add_argument("campaign", type=Path, help="the campaign YAML file")
+    simulated.add_argument("--out", type=Path, required=True, help="the conversions CSV to write")
+    simulated.add_argument("--state", type=Path, help="state database path (overrides the campaign's)")
+    simulated.add_argument("--seed", type=int, default=1)
+    simulated.add_argument("--noise", type=float, default=0.002, help="share of bad rows added (default 0.002)")
+
+    simulate = commands.add_parser("simulate", help="simulate a whole Upwork-like experiment under the campaign's id")
+    simulate.add_argument("campaign", type=Path, help="the campaign YAML file (its id and measurement settings)")
+    simulate.add_argument("--contacts", type=int, default=50_000)
+    simulate.add_argument("--state", type=Path, required=True, help="a new state database for the simulated ledger")
+    simulate.add_argument("--conversions", type=Path, required=True, help="the conversions CSV to write")
+    simulate.add_argument("--seed", type=int, default=1)
+    simulate.add_argument("--noise", type=float, default=0.002, help="share of bad rows added (default 0.002)")
+
+
+def _endpoint(spec: str) -> tuple[str, str]:
+    platform, _, url = spec.partition("=")
+    if not platform or not url.startswith(("http://", "https://")):
+        raise ConfigError(f"--endpoint expects PLATFORM=http(s)://host:port, got {spec!r}")
+    return platform, url
 
 
 def _run(args: argparse.Namespace, console: Console) -> int:
     loaded = load_campaign(args.campaign)
     manager = make_plugin_manager()
     with ExitStack() as stack:
-        base_urls: dict[str, str] = {}
+        base_urls = dict(_endpoint(spec) for spec in args.endpoint)
         if args.sandbox:
             platforms = [s for s, c in loaded.campaign.platforms.items() if c.enabled]
             if args.platform:
@@ -95,7 +133,7 @@ def _run(args: argparse.Namespace, console: Console) -> int:
             )
             for server in servers.values():
                 stack.callback(server.stop)
-            base_urls = {slug: server.url for slug, server in servers.items()}
+            base_urls |= {slug: server.url for slug, server in servers.items()}
         options = RunOptions(
             dry_run=args.dry_run,
             outbox=args.outbox,
@@ -149,20 +187,49 @@ def _sandbox(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
+def _report(args: argparse.Namespace, console: Console) -> int:
+    from .measurement.commands import build_report
+    from .measurement.terminal import print_report
+
+    built = build_report(load_campaign(args.campaign), args.out, args.conversions, args.state)
+    if args.json:
+        print(json.dumps(built.report.to_json(series=False), indent=2))
+    else:
+        print_report(built.report, console, {name: str(path) for name, path in built.files.items()})
+    return 0
+
+
+def _simulate(args: argparse.Namespace, console: Console) -> int:
+    from .measurement.commands import simulate_campaign, simulate_conversions
+
+    loaded = load_campaign(args.campaign)
+    if args.command == "simulate":
+        rows, truth = simulate_campaign(loaded, args.contacts, args.state, args.conversions, args.seed, args.noise)
+        out = args.conversions
+    else:
+        rows, truth = simulate_conversions(loaded, args.out, args.state, args.seed, args.noise)
+        out = args.out
+    console.print(f"{rows:,} conversion rows written to {out}; true uplifts in {truth}")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script."""
     args = _parser().parse_args(argv)
     console = Console()
+    if not console.is_terminal:
+        console = Console(width=160)  # logs and CI: keep the summary tables readable, not squeezed to 80
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING,
         format="%(message)s",
         handlers=[RichHandler(console=Console(stderr=True), show_path=False)],
     )
-    commands = {"run": _run, "connectors": _connectors, "sandbox": _sandbox}
+    commands = {"run": _run, "connectors": _connectors, "sandbox": _sandbox, "report": _report,
+                "simulate-conversions": _simulate, "simulate": _simulate}  # fmt: skip
     try:
         return commands[args.command](args, console)
     except CrmActivationError as error:
-        Console(stderr=True).print(f"[red]error[/red]: {PROCESS_REDACTOR.redact(str(error))}", highlight=False)
+        print(f"error: {PROCESS_REDACTOR.redact(str(error))}", file=sys.stderr)  # unwrapped: file:line stays greppable
         return 2
 
 

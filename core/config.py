@@ -97,6 +97,14 @@ class HoldoutConfig(BaseModel):
     srm_alpha: float = Field(0.001, gt=0.0, lt=1.0, description="warn when the balance p-value is below this")
 
 
+def _iso_codes(value: tuple[str, ...]) -> tuple[str, ...]:
+    upper = tuple(c.upper() for c in value)
+    bad = [c for c in upper if not _ISO2.match(c)]
+    if bad:
+        raise ValueError(f"not ISO 3166-1 alpha-2 codes: {', '.join(bad)}")
+    return upper
+
+
 class CountryChannels(BaseModel):
     """The platforms the listed countries may get."""
 
@@ -108,11 +116,7 @@ class CountryChannels(BaseModel):
     @field_validator("countries")
     @classmethod
     def _iso(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        upper = tuple(c.upper() for c in value)
-        bad = [c for c in upper if not _ISO2.match(c)]
-        if bad:
-            raise ValueError(f"not ISO 3166-1 alpha-2 codes: {', '.join(bad)}")
-        return upper
+        return _iso_codes(value)
 
 
 class ChannelsConfig(BaseModel):
@@ -133,7 +137,7 @@ class ChannelsConfig(BaseModel):
     @field_validator("countries")
     @classmethod
     def _upper(cls, value: tuple[str, ...] | None) -> tuple[str, ...] | None:
-        return tuple(c.upper() for c in value) if value is not None else None
+        return _iso_codes(value) if value is not None else None
 
     def platforms_named(self) -> set[str]:
         """Every platform slug the rules mention, to check each is configured."""
@@ -221,6 +225,55 @@ class HttpConfig(BaseModel):
     read_timeout: float = Field(60.0, gt=0)
 
 
+class KpiConfig(BaseModel):
+    """A key performance indicator: a contact converts when any of its event names occurs in the window."""
+
+    model_config = _STRICT
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+    events: tuple[str, ...] = Field((), description="event names that count; default: the KPI's own name")
+    description: str = ""
+
+    @property
+    def event_names(self) -> tuple[str, ...]:
+        """The event names that count as this KPI (the KPI's name when none are listed)."""
+        return self.events or (self.name,)
+
+
+class MeasurementConfig(BaseModel):
+    """How the campaign's incremental effect is measured (`crm-activation report`); see docs/measurement.md.
+
+    `costs` are per test contact offered a platform (key: platform slug) or a whole treatment (key: the
+    `+`-joined slugs, which overrides the sum of its platforms), so spend can be ranked per unit of cost.
+    """
+
+    model_config = _STRICT
+
+    kpis: tuple[KpiConfig, ...] = Field(min_length=1)
+    conversions: SourceConfig | None = Field(None, description="events: contact_id, event, timestamp, value")
+    columns: dict[str, str] = Field(
+        default_factory=dict, description="contact_id/event/timestamp/value → the source's column name"
+    )
+    window_days: int = Field(30, ge=1, le=366, description="days from the first run during which events count")
+    costs: dict[str, float] = Field(default_factory=dict)
+    min_cut_size: int = Field(200, ge=1, description="contacts per group below which a cut is flagged as small")
+    alpha: float = Field(0.05, gt=0.0, lt=0.5, description="1 - confidence level of every interval")
+
+    @model_validator(mode="after")
+    def _distinct(self) -> MeasurementConfig:
+        names = [kpi.name for kpi in self.kpis]
+        if len(set(names)) != len(names):
+            raise ValueError("two KPIs have the same name")
+        owners: dict[str, str] = {}
+        for kpi in self.kpis:
+            for event in kpi.event_names:
+                if owners.setdefault(event, kpi.name) != kpi.name:
+                    raise ValueError(f"event {event!r} is mapped to two KPIs ({owners[event]}, {kpi.name})")
+        if any(cost < 0 for cost in self.costs.values()):
+            raise ValueError("costs cannot be negative")
+        return self
+
+
 class Campaign(BaseModel):
     """A whole campaign file."""
 
@@ -238,6 +291,7 @@ class Campaign(BaseModel):
     sync: SyncConfig = SyncConfig()
     state: StateConfig = StateConfig()
     http: HttpConfig = HttpConfig()
+    measurement: MeasurementConfig | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> Campaign:

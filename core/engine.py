@@ -38,6 +38,24 @@ from .sync import PlatformSync, audience_key
 
 log = get_logger(__name__)
 CHUNK = 20_000
+CONFLICT = "shares an identifier with a control-group contact"
+
+
+@dataclass
+class _Staging:
+    """Rows waiting to be written to the state database in one transaction."""
+
+    desired: list[tuple[str, str, str, str, str]] = field(default_factory=list)
+    test_keys: list[tuple[str, str, str]] = field(default_factory=list)
+    control_keys: list[tuple[str, str]] = field(default_factory=list)
+    ledger: list[tuple[Any, ...]] = field(default_factory=list)
+
+    def full(self) -> bool:
+        return max(len(self.desired), len(self.test_keys), len(self.ledger)) >= CHUNK
+
+    def clear(self) -> None:
+        for rows in (self.desired, self.test_keys, self.control_keys, self.ledger):
+            rows.clear()
 
 
 class RunProgress:
@@ -89,6 +107,7 @@ class Engine:
         self.progress = progress or RunProgress()
         self.redactor = Redactor()
         self.connectors = self._build_connectors()
+        self.router = self._router()
 
     # -- set-up -----------------------------------------------------------------------------------------
     def _platforms(self) -> list[str]:
@@ -198,7 +217,7 @@ class Engine:
         identity = (
             IdentityTable.load(audience.identity_table, self.loaded.base_dir) if audience.identity_table else None
         )
-        router = self._router()
+        router = self.router
         seen: set[str] = set()
         for row in open_rows(audience.source, self.loaded.base_dir):
             summary.rows_read += 1
@@ -231,18 +250,24 @@ class Engine:
     def _onboard(self, state: StateStore, summary: RunSummary, rejects: RejectsWriter) -> None:
         state.reset_desired()
         balance = BalanceTracker(self.campaign.holdout.fraction, self.campaign.holdout.srm_alpha)
-        desired: list[tuple[str, str, str, str, str]] = []
-        ledger: list[tuple[Any, ...]] = []
-        campaign = self.campaign.campaign
+        staged = _Staging()
+        match_fields = {slug: builder.match_fields for slug, builder in self.router.builders.items()}
         for count, routed in enumerate(self._rows(summary, rejects), start=1):
             balance.add(routed.stratum, routed.group)
             self._count_platforms(routed, summary)
             stage = routed.contact.attributes.funnel_stage or self.campaign.funnel.first_stage
-            key = audience_key(campaign, stage)
+            key = audience_key(self.campaign.campaign, stage)
             for platform, member in routed.members.items():
                 payload, fingerprint = encode_member(member)
-                desired.append((platform, key, member.contact_id, fingerprint, payload))
-            ledger.append(
+                staged.desired.append((platform, key, member.contact_id, fingerprint, payload))
+                fields = match_fields[platform]
+                staged.test_keys.extend(
+                    (platform, value, member.contact_id) for f, value in member.fields.items() if f in fields
+                )
+            for platform, member in routed.withheld.items():
+                fields = match_fields[platform]
+                staged.control_keys.extend((platform, v) for f, v in member.fields.items() if f in fields)
+            staged.ledger.append(
                 (
                     routed.contact.contact_id,
                     routed.group.value,
@@ -253,21 +278,41 @@ class Engine:
                     stage,
                 )
             )
-            if len(desired) >= CHUNK or len(ledger) >= CHUNK:
-                self._flush(state, summary, desired, ledger)
+            if staged.full():
+                self._flush(state, summary, staged)
             if count % 1000 == 0:
                 self.progress.rows(1000)
-        self._flush(state, summary, desired, ledger)
+        self._flush(state, summary, staged)
         self.progress.rows(summary.rows_read % 1000)
+        self._drop_control_conflicts(state, summary)
         summary.check_reconciles()
         self._balance(balance, summary)
 
-    def _flush(self, state: StateStore, summary: RunSummary, desired: list[Any], ledger: list[Any]) -> None:
-        state.stage_desired(desired)
+    def _flush(self, state: StateStore, summary: RunSummary, staged: _Staging) -> None:
+        state.stage_desired(staged.desired)
+        state.stage_keys(staged.test_keys, staged.control_keys)
         if not self.options.dry_run:
-            state.record_holdout(self.campaign.campaign, summary.run_id, ledger)
-        desired.clear()
-        ledger.clear()
+            state.record_holdout(self.campaign.campaign, summary.run_id, staged.ledger)
+        staged.clear()
+
+    def _drop_control_conflicts(self, state: StateStore, summary: RunSummary) -> None:
+        """Keep off each platform the test contacts that share a match key with a control contact there."""
+        dropped = state.drop_control_conflicts()
+        if not dropped:
+            return
+        for platform, contact_ids in dropped.items():
+            platform_summary = summary.platforms[platform]
+            platform_summary.eligible -= len(contact_ids)
+            platform_summary.suppressed += len(contact_ids)
+            reasons = platform_summary.suppressed_reasons
+            reasons[CONFLICT] = reasons.get(CONFLICT, 0) + len(contact_ids)
+        everyone = set().union(*dropped.values())
+        no_platform_left = everyone - state.contacts_with_desired(everyone)
+        summary.outcomes[Outcome.ACTIVATED.value] -= len(no_platform_left)
+        summary.outcomes[Outcome.SUPPRESSED.value] += len(no_platform_left)
+        if no_platform_left:
+            summary.suppressed_reasons[CONFLICT] = summary.suppressed_reasons.get(CONFLICT, 0) + len(no_platform_left)
+        log.warning("%d test contacts share an identifier with a control contact and were held back", len(everyone))
 
     @staticmethod
     def _count_platforms(routed: RoutedContact, summary: RunSummary) -> None:

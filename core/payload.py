@@ -7,7 +7,6 @@ the platform's match keys is ineligible there, which is an outcome, not an error
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -15,6 +14,7 @@ from .connector import IdentifierRule, Member
 from .errors import InvalidIdentifier
 from .identifiers import PERSONAL_KINDS, IdentifierKind, is_sha256_hex
 from .models import Contact
+from .normalization import sha256_hex
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,11 +34,6 @@ class PayloadOutcome:
     ineligible_reason: str | None = None
 
 
-def sha256_hex(text: str) -> str:
-    """Lowercase hex SHA-256 of the UTF-8 text, the one hash format every platform here expects."""
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
-
-
 class PayloadBuilder:
     """Applies one connector's identifier rules; caches normalizations shared with other platforms per contact.
 
@@ -50,6 +45,8 @@ class PayloadBuilder:
         self.platform = platform
         self.rules = tuple(rules)
         self.match_keys = match_keys
+        #: payload fields that identify a person on their own (used to detect people in both holdout groups)
+        self.match_fields = frozenset(rule.key for rule in self.rules if rule.kind in match_keys)
 
     def build(self, contact: Contact, cache: dict[tuple[object, str, bool], str | InvalidIdentifier]) -> PayloadOutcome:
         """The contact's member for this platform (normalized, hashed) or the reason it has none."""

@@ -31,6 +31,9 @@ class RoutedContact:
         offered: platforms its country and segment are offered (the treatment), for both groups.
         reachable: platforms it would be pushed to (for control: would have been).
         members: platform → member to push; always empty for control contacts.
+        withheld: for control contacts, their payload on every platform, whatever their country, consent or
+            suppression; kept only so the engine can keep off each platform the test contacts who share an
+            identifier with them (to the platform they are the same person).
         outcome: the row's one outcome, and `reason` for held-out-less non-activations.
         suppressed: platform → why it was kept off; unreachable: platform → why it cannot be matched there.
         problems: identifier values a platform rule refused, by platform.
@@ -42,6 +45,7 @@ class RoutedContact:
     offered: tuple[str, ...] = ()
     reachable: tuple[str, ...] = ()
     members: dict[str, Member] = field(default_factory=dict)
+    withheld: dict[str, Member] = field(default_factory=dict)
     outcome: Outcome = Outcome.INELIGIBLE
     reason: str | None = None
     suppressed: dict[str, str] = field(default_factory=dict)
@@ -88,14 +92,15 @@ class ContactRouter:
         group = assign_group(self.salt, contact.contact_id, self.control_fraction)
         routed = RoutedContact(contact, group, self.stratum_of(contact))
         routed.offered, not_offered = self.rules.offered(contact)
-        if not routed.offered:
-            routed.outcome = Outcome.HELD_OUT if group is Group.CONTROL else Outcome.INELIGIBLE
-            routed.reason = None if group is Group.CONTROL else not_offered
-            return routed
-        members = self._members(contact, routed)
+        cache: dict[tuple[object, str, bool], str | InvalidIdentifier] = {}
+        members = self._members(contact, routed, cache) if routed.offered else {}
         routed.reachable = tuple(sorted(members))
         if group is Group.CONTROL:
-            routed.outcome = Outcome.HELD_OUT  # the members are computed for the ledger and dropped here
+            routed.outcome = Outcome.HELD_OUT
+            routed.withheld = self._every_payload(contact, cache)
+            return routed
+        if not routed.offered:
+            routed.outcome, routed.reason = Outcome.INELIGIBLE, not_offered
             return routed
         routed.members = members
         if members:
@@ -106,10 +111,21 @@ class ContactRouter:
             routed.outcome, routed.reason = Outcome.INELIGIBLE, sorted(routed.unreachable.values())[0]
         return routed
 
-    def _members(self, contact: Contact, routed: RoutedContact) -> dict[str, Member]:
+    def _every_payload(
+        self, contact: Contact, cache: dict[tuple[object, str, bool], str | InvalidIdentifier]
+    ) -> dict[str, Member]:
+        payloads = {}
+        for platform, builder in self.builders.items():
+            member = builder.build(contact, cache).member
+            if member is not None:
+                payloads[platform] = member
+        return payloads
+
+    def _members(
+        self, contact: Contact, routed: RoutedContact, cache: dict[tuple[object, str, bool], str | InvalidIdentifier]
+    ) -> dict[str, Member]:
         members: dict[str, Member] = {}
         everywhere = self.gate.contact_reason(contact)
-        cache: dict[tuple[object, str, bool], str | InvalidIdentifier] = {}
         for platform in routed.offered:
             reason = everywhere or self.gate.platform_reason(contact, platform)
             if reason:

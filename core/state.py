@@ -54,6 +54,8 @@ CREATE TEMP TABLE IF NOT EXISTS desired (
     fingerprint TEXT NOT NULL, payload TEXT NOT NULL,
     PRIMARY KEY (platform, audience_key, contact_id)
 ) WITHOUT ROWID;
+CREATE TEMP TABLE IF NOT EXISTS test_keys (platform TEXT NOT NULL, value TEXT NOT NULL, contact_id TEXT NOT NULL);
+CREATE TEMP TABLE IF NOT EXISTS control_keys (platform TEXT NOT NULL, value TEXT NOT NULL);
 CREATE TEMP TABLE IF NOT EXISTS ops (
     id INTEGER PRIMARY KEY, platform TEXT NOT NULL, audience_key TEXT NOT NULL, operation TEXT NOT NULL,
     contact_id TEXT NOT NULL, fingerprint TEXT NOT NULL, payload TEXT NOT NULL
@@ -159,13 +161,37 @@ class StateStore:
     # -- desired membership and the diff ----------------------------------------------------------------
     def reset_desired(self) -> None:
         """Empty the staging tables before a run stages its desired membership."""
-        self.db.execute("DELETE FROM desired")
-        self.db.execute("DELETE FROM ops")
+        for table in ("desired", "ops", "test_keys", "control_keys"):
+            self.db.execute(f"DELETE FROM {table}")
 
     def stage_desired(self, rows: Iterable[tuple[str, str, str, str, str]]) -> None:
         """Stage `(platform, audience_key, contact_id, fingerprint, payload)` rows."""
         with self.transaction():
             self.db.executemany("INSERT OR REPLACE INTO desired VALUES (?, ?, ?, ?, ?)", rows)
+
+    def stage_keys(self, test: Iterable[tuple[str, str, str]], control: Iterable[tuple[str, str]]) -> None:
+        """Stage the match-key values of test members `(platform, value, contact_id)` and control members."""
+        with self.transaction():
+            self.db.executemany("INSERT INTO test_keys VALUES (?, ?, ?)", test)
+            self.db.executemany("INSERT INTO control_keys VALUES (?, ?)", control)
+
+    def drop_control_conflicts(self) -> dict[str, set[str]]:
+        """Remove desired members who share a match-key value with a control contact on the same platform.
+
+        Two CRM records with one e-mail address are one person to the platform: pushing the test record
+        would expose the control record too and bias the measured lift. Returns platform → contact ids dropped.
+        """
+        with self.transaction():
+            self.db.execute("CREATE INDEX IF NOT EXISTS temp.control_keys_value ON control_keys (platform, value)")
+            rows = self.db.execute(
+                "SELECT DISTINCT t.platform, t.contact_id FROM test_keys t "
+                "WHERE EXISTS (SELECT 1 FROM control_keys c WHERE c.platform=t.platform AND c.value=t.value)"
+            ).fetchall()
+            self.db.executemany("DELETE FROM desired WHERE platform=? AND contact_id=?", rows)
+        dropped: dict[str, set[str]] = {}
+        for platform, contact_id in rows:
+            dropped.setdefault(platform, set()).add(contact_id)
+        return dropped
 
     def plan(self, campaign: str, platform: str, full: bool) -> dict[tuple[str, str], int]:
         """Compute this platform's removes and adds into the ops table; return counts by (audience, operation).
@@ -198,6 +224,17 @@ class StateStore:
                 "SELECT audience_key, operation, COUNT(*) FROM ops WHERE platform=? GROUP BY 1, 2", (platform,)
             ).fetchall()
         return {(key, op): n for key, op, n in rows}
+
+    def contacts_with_desired(self, contact_ids: Iterable[str]) -> set[str]:
+        """Which of these contacts still have at least one desired membership."""
+        ids = list(contact_ids)
+        found: set[str] = set()
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            rows = self.db.execute(f"SELECT DISTINCT contact_id FROM desired WHERE contact_id IN ({marks})", chunk)
+            found.update(row[0] for row in rows)
+        return found
 
     def desired_counts(self, platform: str) -> dict[str, int]:
         """Desired members per audience of a platform."""

@@ -11,8 +11,9 @@ import hmac
 import re
 from enum import StrEnum
 
-from crm_activation import AccountConfig, Credentials
 from pydantic import SecretStr, field_validator
+
+from crm_activation import AccountConfig, Credentials
 
 #: "You can add an unlimited number of records for an audience, but only a maximum of 10000 at a time."
 #: (developers.facebook.com/docs/marketing-api/reference/custom-audience/users)

@@ -17,6 +17,7 @@ import hmac
 import itertools
 import json
 import re
+import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -83,7 +84,8 @@ class FacebookSandbox(SandboxApp):
         self.ad_accounts = _account_set(ad_account_ids)
         self.audiences: dict[str, _Audience] = {}
         self._sessions: dict[tuple[str, str], _ReplaceSession] = {}
-        self._ids = itertools.count(23850000000000001)
+        # Random start: like Meta, a fresh sandbox never hands out an id an earlier one already used.
+        self._ids = itertools.count(23850000000000001 + secrets.randbelow(10**9) * 1000)
         self._traces = itertools.count(1)
 
     # -- faults in Meta's shape ---------------------------------------------------------------------------

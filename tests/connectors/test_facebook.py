@@ -6,6 +6,8 @@ import json
 from collections.abc import Iterator
 
 import pytest
+from pydantic import SecretStr, ValidationError
+
 from crm_activation import (
     Action,
     AudienceRef,
@@ -33,7 +35,6 @@ from crm_activation.http import Outbox
 from crm_activation.normalization import sha256_hex
 from crm_activation.plugins import collect_connectors, make_plugin_manager
 from crm_activation.redaction import Redactor
-from pydantic import SecretStr, ValidationError
 
 TOKEN = "EAAGsandboxTOKEN0123456789abcdef"
 APP_SECRET = "app-secret-0123456789"

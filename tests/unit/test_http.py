@@ -126,7 +126,7 @@ def test_connector_classifier_can_turn_a_400_into_a_retry(serve):
 
 
 def test_refreshing_authenticator_gets_a_new_token_once(serve):
-    app, server = serve()
+    _app, server = serve()
 
     class Refreshing(Authenticator):
         can_refresh = True

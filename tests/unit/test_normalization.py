@@ -5,6 +5,9 @@ from __future__ import annotations
 import hashlib
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
 from crm_activation import InvalidIdentifier, normalization
 from crm_activation.normalization import (
     alnum_lower_ascii,
@@ -24,8 +27,6 @@ from crm_activation.normalization import (
     zip_clear,
     zip_meta,
 )
-from hypothesis import given
-from hypothesis import strategies as st
 
 
 def rejects(rule, value: str, country: str | None = None) -> str:

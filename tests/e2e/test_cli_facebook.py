@@ -1,0 +1,188 @@
+"""The real CLI, in a subprocess, against the Facebook sandbox."""
+
+from __future__ import annotations
+
+import csv
+import json
+import sqlite3
+import time
+
+from crm_activation.holdout import Group, assign_group
+from crm_activation.normalization import email_trimmed_lower, sha256_hex
+
+from .conftest import TOKEN, CampaignDir
+
+
+def member_emails(app) -> dict[str, set[str]]:
+    """Hashed e-mails per audience name, as the sandbox holds them."""
+    return {
+        audience["name"]: {row["EMAIL"] for row in audience["member_rows"] if row.get("EMAIL")}
+        for audience in app.state()["audiences"].values()
+    }
+
+
+def user_requests(app) -> list[dict]:
+    return [r for r in app.requests if r["path"].endswith(("/users", "/usersreplace")) and r["status"] == 200]
+
+
+def hashed(email: str) -> str:
+    email = email.strip()
+    return email.lower() if len(email) == 64 else sha256_hex(email_trimmed_lower(email, None))
+
+
+def test_run_pushes_only_the_test_group_and_accounts_for_every_row(campaign: CampaignDir, facebook, synth):
+    app, _ = facebook
+    rows = list(synth.generate_contacts(800, seed=11))
+    campaign.write_contacts(rows)
+    code, summary = campaign.run_json("--rejects", "rejects.csv")
+    assert code == 0, summary
+    assert summary["rows_read"] == 800
+    assert sum(summary["outcomes"].values()) == 800
+    assert summary["outcomes"]["held_out"] > 250 and summary["outcomes"]["activated"] > 100
+
+    control = [
+        r for r in rows if r["contact_id"] and assign_group("e2e-winback", r["contact_id"], 0.5) is Group.CONTROL
+    ]
+    control_hashes = {hashed(r["email"]) for r in control if "@" in r["email"] or len(r["email"].strip()) == 64}
+    control_hashes |= {r["external_id"] for r in control if r["external_id"]}
+    control_hashes |= {r["maid"] for r in control if r["maid"]}
+    sent = "".join(r["body"] for r in app.requests)
+    assert not [h for h in control_hashes if h in sent], "a control contact reached the platform"
+
+    pushed = member_emails(app)
+    fb = summary["platforms"]["facebook"]
+    stages = {s["audience"]: s for s in fb["stages"].values()}
+    for name, emails in pushed.items():
+        assert stages[name]["added"] == stages[name]["desired"] >= len(emails) > 0
+    assert fb["eligible"] == sum(s["desired"] for s in stages.values())
+
+    with open(campaign.folder / "rejects.csv") as handle:
+        rejects = list(csv.DictReader(handle))
+    assert rejects and all(r["source"].endswith("contacts.csv") and int(r["row"]) >= 2 and r["field"] for r in rejects)
+    rejected_rows = {r["row"] for r in rejects if r["row_rejected"] == "yes"}
+    assert len(rejected_rows) == summary["outcomes"]["rejected"]
+    raw_values = {r[k].strip() for r in rows for k in ("email", "phone", "last_name") if r[k].strip()}
+    assert not [r for r in rejects if any(v in r["reason"] for v in raw_values)]  # reasons never carry the value
+
+    ledger = sqlite3.connect(campaign.folder / "state.sqlite").execute("SELECT grp, COUNT(*) FROM holdout GROUP BY 1")
+    counts = dict(ledger.fetchall())
+    assert counts["control"] == summary["outcomes"]["held_out"]
+
+
+def test_rerun_with_nothing_changed_sends_nothing(campaign: CampaignDir, facebook, synth):
+    app, _ = facebook
+    campaign.write_contacts(list(synth.generate_contacts(300, seed=3)))
+    assert campaign.run_json()[0] == 0
+    before = len(user_requests(app))
+    assert before > 0
+    code, summary = campaign.run_json()
+    assert code == 0
+    assert len(user_requests(app)) == before
+    assert all(s["added"] == 0 and s["removed"] == 0 for s in summary["platforms"]["facebook"]["stages"].values())
+
+
+def contact(cid: str, email: str, stage: str, country: str = "US") -> dict[str, str]:
+    return {"contact_id": cid, "email": email, "country": country, "funnel_stage": stage, "score": "0.9"}
+
+
+def test_stage_change_moves_the_contact_between_audiences(campaign: CampaignDir, facebook):
+    app, _ = facebook
+    ids = [f"S{i}" for i in range(40) if assign_group("e2e-winback", f"S{i}", 0.5) is Group.TEST][:3]
+    rows = [contact(cid, f"{cid.lower()}@example.com", "awareness") for cid in ids]
+    campaign.write_contacts(rows)
+    assert campaign.run_json()[0] == 0
+    assert member_emails(app)["E2E awareness"] == {hashed(r["email"]) for r in rows}
+
+    rows[0]["funnel_stage"] = "conversion"
+    campaign.write_contacts(rows)
+    code, summary = campaign.run_json()
+    assert code == 0
+    emails = member_emails(app)
+    assert emails["E2E awareness"] == {hashed(r["email"]) for r in rows[1:]}
+    assert emails["E2E conversion"] == {hashed(rows[0]["email"])}
+    stages = summary["platforms"]["facebook"]["stages"]
+    assert (stages["awareness"]["removed"], stages["conversion"]["added"]) == (1, 1)
+
+
+def test_dry_run_writes_every_request_and_sends_none(campaign: CampaignDir, facebook, synth):
+    app, _ = facebook
+    campaign.write_contacts(list(synth.generate_contacts(200, seed=5)))
+    code, summary = campaign.run_json("--dry-run", "--outbox", "outbox")
+    assert code == 0 and summary["dry_run"]
+    assert app.requests == []
+    lines = [json.loads(line) for line in (campaign.folder / "outbox" / "facebook.jsonl").read_text().splitlines()]
+    assert {line["platform"] for line in lines} == {"facebook"}
+    assert any(line["url"].endswith("/customaudiences") or "customaudiences" in line["url"] for line in lines)
+    users = [line for line in lines if "/users" in line["url"]]
+    assert sum(len(line["body"]["payload"]["data"]) for line in users) == summary["platforms"]["facebook"]["eligible"]
+    assert TOKEN not in (campaign.folder / "outbox" / "facebook.jsonl").read_text()
+    assert not (campaign.folder / "state.sqlite").exists() or not sqlite3.connect(
+        campaign.folder / "state.sqlite"
+    ).execute("SELECT COUNT(*) FROM memberships").fetchone()[0]
+
+
+def test_faults_still_reach_the_intended_end_state(campaign: CampaignDir, facebook, synth, tmp_path):
+    from crm_activation import FaultPlan
+
+    app, _ = facebook
+    campaign.write_contacts(list(synth.generate_contacts(1000, seed=8)))
+    campaign.write_campaign(batch_size=15)
+    _, clean = campaign.run_json("--dry-run", "--outbox", str(tmp_path / "o"))
+    app.set_faults(FaultPlan(throttle_rate=0.2, server_error_rate=0.15, timeout_rate=0.1, timeout_seconds=0.7, seed=4))
+    code, summary = campaign.run_json()
+    assert code == 0, summary["platforms"]["facebook"]["error"]
+    faults = [r["fault"] for r in app.requests if r["fault"]]
+    assert {"throttle", "server_error", "timeout"} <= set(faults)
+    total = sum(len(a["member_rows"]) for a in app.state()["audiences"].values())
+    assert total == clean["platforms"]["facebook"]["eligible"] == summary["platforms"]["facebook"]["eligible"]
+
+
+def test_run_killed_midway_resumes_without_losing_or_repeating_work(campaign: CampaignDir, facebook, synth):
+    app, _ = facebook
+    campaign.write_contacts(list(synth.generate_contacts(1200, seed=9)))
+    campaign.write_campaign(batch_size=20, rps=25)
+    process = campaign.start("run", str(campaign.yaml), "--json")
+    deadline = time.monotonic() + 60
+    while len(user_requests(app)) < 4 and time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.005)
+    process.kill()  # SIGKILL: no cleanup, no summary, mid-batch for all we know
+    process.communicate()
+    sent_before_kill = len(user_requests(app))
+    assert sent_before_kill >= 4
+
+    campaign.write_campaign(batch_size=20)
+    code, second = campaign.run_json()
+    assert code == 0
+    eligible = second["platforms"]["facebook"]["eligible"]
+    added_second = sum(s["added"] for s in second["platforms"]["facebook"]["stages"].values())
+    assert eligible - 20 * sent_before_kill <= added_second < eligible  # the rerun did only what was left ...
+    total = sum(len(a["member_rows"]) for a in app.state()["audiences"].values())
+    assert total == eligible  # ... and the platform ends with exactly the intended members
+    sent_rows = sum(len(json.loads(r["body"])["payload"]["data"]) for r in user_requests(app) if r["method"] == "POST")
+    assert eligible <= sent_rows <= eligible + 20  # at most the one unacknowledged batch was sent twice
+
+
+def test_wrong_token_fails_the_platform_without_leaking_it(campaign: CampaignDir, facebook, synth):
+    campaign.write_contacts(list(synth.generate_contacts(50, seed=1)))
+    done = campaign.run("run", str(campaign.yaml), "--json", token="not-the-right-token-123")
+    assert done.returncode == 1
+    summary = json.loads(done.stdout)
+    assert "credentials" in summary["platforms"]["facebook"]["error"]
+    assert "not-the-right-token-123" not in done.stdout + done.stderr
+
+
+def test_missing_credentials_and_bad_campaign_exit_2_with_location(campaign: CampaignDir, facebook):
+    campaign.write_contacts([contact("A1", "a@example.com", "awareness")])
+    done = campaign.run("run", str(campaign.yaml), token="")
+    assert done.returncode == 2 and "CRM_ACTIVATION_FACEBOOK_ACCESS_TOKEN" in done.stderr
+    campaign.yaml.write_text(campaign.yaml.read_text().replace("fraction: 0.5", "fraction: 2"))
+    done = campaign.run("run", str(campaign.yaml))
+    assert done.returncode == 2
+    assert "campaign.yaml:8: holdout.fraction:" in done.stderr and "holdout.fraction" in done.stderr
+
+
+def test_connectors_command_lists_facebook(campaign: CampaignDir):
+    done = campaign.run("connectors", "--json")
+    described = {c["platform"]: c for c in json.loads(done.stdout)}
+    assert described["facebook"]["max_batch_size"] == 10_000
+    assert "replace" in described["facebook"]["capabilities"]
