@@ -1,6 +1,6 @@
 # Two set-up commands, both self-contained on a fresh machine:
 #   make demo   - install, start the local platform sandboxes, push the bundled sample campaign end to end
-#   make test   - install, lint, run the whole test suite
+#   make test   - install (Python deps, and Debian's chromium for the report tests), lint, run every test
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
@@ -18,8 +18,11 @@ demo: install
 	set -a && . examples/sandbox.env && set +a && \
 	$(BIN)/crm-activation run examples/campaign.yaml --sandbox --rejects out/rejects.csv
 
-test: install
+system-deps:
+	bash scripts/install-system-deps
+
+test: install system-deps
 	$(BIN)/ruff check .
 	$(BIN)/pytest
 
-.PHONY: install demo test
+.PHONY: install system-deps demo test

@@ -100,7 +100,7 @@ def main() -> None:
 
         # 2. push into the Facebook sandbox, served by another process
         sandbox = subprocess.Popen(
-            [shutil.which("crm-activation") or "crm-activation", "sandbox", "--platform", "facebook",
+            [str(Path(sys.executable).with_name("crm-activation")), "sandbox", "--platform", "facebook",
              "--port-base", str(port)],
             stdout=subprocess.DEVNULL,
         )

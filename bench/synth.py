@@ -24,6 +24,7 @@ import sys
 import unicodedata
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import phonenumbers
@@ -130,20 +131,6 @@ PROJECTS = [
 PROVIDERS = ["mail", "inbox", "webmail", "post", "studio", "hq"]
 TRUE_SPELLINGS = ["true"] * 6 + ["yes", "1", "granted", "TRUE", "Y"]
 FALSE_SPELLINGS = ["false"] * 6 + ["no", "0", "denied", "FALSE", "N"]
-# 555-0100..0199 is fictional in every area code: many area codes give enough distinct numbers that shared
-# phones stay as rare as in a real CRM (households, switchboards), not an artefact of the generator.
-US_AREA_CODES = (
-    "201 202 203 205 206 207 208 209 210 212 213 214 215 216 217 218 219 224 225 228 229 231 234 239 240 248 251 "
-    "252 253 254 256 260 262 267 269 270 276 281 301 302 303 304 305 307 308 309 310 312 313 314 315 316 317 318 "
-    "319 320 321 323 325 330 334 336 337 339 347 351 352 360 361 386 401 402 404 405 406 407 408 409 410 412 413 "
-    "414 415 417 419 423 424 425 434 435 440 443 469 478 479 480 484 501 502 503 504 505 507 508 509 510 512 513 "
-    "515 516 517 518 520 530 540 541 551 559 561 562 563 567 570 571 573 574 580 585 586 601 602 603 605 606 607 "
-    "608 609 610 612 614 615 616 617 618 619 620 623 626 630 631 636 641 646 650 651 660 661 662 678 682 701 702"
-).split()
-_POOL_SIZE = 2000
-_phone_pools: dict[tuple[str, int], list[tuple[str, str, str]]] = {}
-
-
 def _pattern(rng: random.Random, pattern: str) -> str:
     chars = [rng.choice("0123456789") if c == "#" else rng.choice("ABCDEFGHJKLMNPRSTUVWXY") if c == "@" else c
              for c in pattern]  # fmt: skip
@@ -155,43 +142,58 @@ def _ascii(text: str) -> str:
     return "".join(c for c in folded.lower() if c.isalnum())
 
 
-def _phone_pool(country: str, seed: int) -> list[tuple[str, str, str]]:
-    """Valid numbers for a country, in E.164, international and national format (built once per country)."""
-    key = (country, seed)
-    if key in _phone_pools:
-        return _phone_pools[key]
-    rng = random.Random(f"{seed}:{country}:phones")
+@dataclass(frozen=True)
+class _PhonePlan:
+    """How to draw valid, mostly distinct numbers for one country: a valid prefix and a free tail of digits."""
+
+    country_code: int
+    prefix: str
+    free_digits: int
+
+
+_phone_plans: dict[str, _PhonePlan] = {}
+
+
+def _phone_plan(country: str) -> _PhonePlan:
+    """Find the longest tail of libphonenumber's example mobile number that can vary and stay valid.
+
+    Checked once per country on a sample of tails, so drawing a number later costs no validation: that keeps a
+    million contacts fast to generate, and a tail of six or seven digits keeps shared numbers as rare as in a
+    real CRM (households, switchboards).
+    """
+    if country in _phone_plans:
+        return _phone_plans[country]
     example = phonenumbers.example_number_for_type(country, PhoneNumberType.MOBILE) or phonenumbers.example_number(
         country
     )
     assert example is not None, f"libphonenumber has no example number for {country}"
     national = str(example.national_number)
-    pool: list[tuple[str, str, str]] = []
-    seen: set[str] = set()
-    for _ in range(_POOL_SIZE * 5):
-        if country == "US":  # 555-01xx is reserved for fiction in every area code
-            digits = f"{rng.choice(US_AREA_CODES)}55501{rng.randrange(100):02d}"
-        else:
-            digits = national[:-5] + f"{rng.randrange(100000):05d}"
-        if digits in seen:
+    rng = random.Random(country)
+    plan = _PhonePlan(example.country_code, national, 0)
+    for free in (7, 6, 5, 4, 3):
+        if free >= len(national) - 1:
             continue
-        seen.add(digits)
-        number = phonenumbers.PhoneNumber(country_code=example.country_code, national_number=int(digits))
-        if phonenumbers.is_valid_number_for_region(number, country):
-            pool.append(
-                (
-                    phonenumbers.format_number(number, PhoneNumberFormat.E164),
-                    phonenumbers.format_number(number, PhoneNumberFormat.INTERNATIONAL),
-                    phonenumbers.format_number(number, PhoneNumberFormat.NATIONAL),
-                )
-            )
-            if len(pool) >= _POOL_SIZE:
-                break
-    if not pool:
-        formatted = phonenumbers.format_number(example, PhoneNumberFormat.E164)
-        pool.append((formatted, formatted, formatted))
-    _phone_pools[key] = pool
-    return pool
+        prefix = national[:-free]
+        trial = (phonenumbers.PhoneNumber(country_code=example.country_code,
+                                          national_number=int(prefix + f"{rng.randrange(10**free):0{free}d}"))
+                 for _ in range(40))
+        if all(phonenumbers.is_valid_number_for_region(n, country) for n in trial):
+            plan = _PhonePlan(example.country_code, prefix, free)
+            break
+    _phone_plans[country] = plan
+    return plan
+
+
+def _phone(country: str, rng: random.Random) -> tuple[str, str, str]:
+    """A valid number for the country in E.164, international and national format."""
+    plan = _phone_plan(country)
+    tail = f"{rng.randrange(10**plan.free_digits):0{plan.free_digits}d}" if plan.free_digits else ""
+    number = phonenumbers.PhoneNumber(country_code=plan.country_code, national_number=int(plan.prefix + tail))
+    return (
+        f"+{plan.country_code}{plan.prefix}{tail}",
+        phonenumbers.format_number(number, PhoneNumberFormat.INTERNATIONAL),
+        phonenumbers.format_number(number, PhoneNumberFormat.NATIONAL),
+    )
 
 
 def _flag(rng: random.Random, p_true: float, p_blank: float) -> str:
@@ -206,6 +208,7 @@ def generate_contacts(n: int, seed: int = 7) -> Iterator[dict[str, str]]:
     rng = random.Random(seed)
     countries = list(COUNTRIES)
     weights = [COUNTRIES[c][1] for c in countries]
+    previous_email = ""
     for i in range(n):
         country = rng.choices(countries, weights)[0]
         language, _weight, cities = COUNTRIES[country]
@@ -213,10 +216,14 @@ def generate_contacts(n: int, seed: int = 7) -> Iterator[dict[str, str]]:
         first = rng.choice(firsts.split("|") if "|" in firsts else firsts.split())
         last = rng.choice(lasts.split("|") if "|" in lasts else lasts.split())
         city, state, postal = rng.choice(cities)
-        local = f"{_ascii(first)}.{_ascii(last)}{rng.randrange(100) if rng.random() < 0.6 else ''}"
+        # Unique per contact, except every 150th contact, which reuses the previous address: CRMs hold duplicate
+        # records of one person, and the engine must keep such a pair in one holdout group's reach.
         tld = rng.choice(("com", "net", "org"))
-        email = f"{local}@{rng.choice(PROVIDERS)}.example.{tld}"
-        e164, international, national_format = rng.choice(_phone_pool(country, seed))
+        email = f"{_ascii(first)}.{_ascii(last)}{i}@{rng.choice(PROVIDERS)}.example.{tld}"
+        if i % 150 == 149:
+            email = previous_email
+        previous_email = email
+        e164, international, national_format = _phone(country, rng)
         phone = rng.choices((e164, international, national_format), (2, 1, 1))[0] if rng.random() < 0.6 else ""
         active_days = int(rng.triangular(0, 900, 60))
         hires = int(rng.expovariate(1 / 3)) if rng.random() < 0.8 else 0

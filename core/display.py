@@ -70,7 +70,12 @@ def print_connectors(described: list[dict[str, Any]], console: Console) -> None:
         identifiers = ", ".join(f"{i['kind']}→{i['key']}{'#' if i['hashed'] else ''}" for i in d["identifiers"])
         table.add_row(
             d["platform"], d["name"], identifiers, ", ".join(d["match_keys"]), f"{d['max_batch_size']:,}",
-            ", ".join(d["capabilities"]), "yes" if d["sandbox"] else "no", d.get("module", ""),
+            ", ".join(d["capabilities"]), "yes" if d["sandbox"] else "no", _origin(d.get("module", "")),
         )
     console.print(table)
     console.print("# = SHA-256 hashed after normalization")
+
+
+def _origin(module: str) -> str:
+    """'built-in' for the package's own connectors, else the plugin's top-level module."""
+    return "built-in" if module.startswith("crm_activation.connectors.") else module.split(".")[0]

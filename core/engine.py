@@ -46,7 +46,7 @@ class _Staging:
     """Rows waiting to be written to the state database in one transaction."""
 
     desired: list[tuple[str, str, str, str, str]] = field(default_factory=list)
-    test_keys: list[tuple[str, str, str]] = field(default_factory=list)
+    test_keys: list[tuple[str, str, str, str]] = field(default_factory=list)
     control_keys: list[tuple[str, str]] = field(default_factory=list)
     ledger: list[tuple[Any, ...]] = field(default_factory=list)
 
@@ -262,7 +262,7 @@ class Engine:
                 staged.desired.append((platform, key, member.contact_id, fingerprint, payload))
                 fields = match_fields[platform]
                 staged.test_keys.extend(
-                    (platform, value, member.contact_id) for f, value in member.fields.items() if f in fields
+                    (platform, value, key, member.contact_id) for f, value in member.fields.items() if f in fields
                 )
             for platform, member in routed.withheld.items():
                 fields = match_fields[platform]

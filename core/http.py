@@ -347,25 +347,27 @@ class PlatformHttp:
             raise RetryableError(self._describe(method, url, f"{type(exc).__name__}: {exc}")) from None
         response = HttpResponse(raw.status_code, raw.headers, raw.content, raw.url)
         action = (self.classify(response) if self.classify else None) or default_action(response.status)
-        return self._act(action, method, response.url or url, response)
+        return self._act(action, method, response.url or url, response, authenticate)
 
-    def _act(self, action: Action, method: str, url: str, response: HttpResponse) -> HttpResponse:
+    def _act(self, action: Action, method: str, url: str, response: HttpResponse, authenticated: bool) -> HttpResponse:
         if action is Action.OK:
             return response
         detail = self._describe(method, url, f"HTTP {response.status}: {response.text[:500]}")
-        error = self._error_for(action, response, detail)
+        error = self._error_for(action, response, detail, authenticated)
         # The response rides along so a connector can read the platform's own error code (Meta tells a deleted
         # audience from other failures only by the code in the body) without parsing the message.
         error.response = response  # type: ignore[attr-defined]
         raise error
 
-    def _error_for(self, action: Action, response: HttpResponse, detail: str) -> Exception:
+    def _error_for(self, action: Action, response: HttpResponse, detail: str, authenticated: bool) -> Exception:
         if action is Action.RATE_LIMITED:
             return RateLimitedError(detail, retry_after_seconds(response.headers))
         if action is Action.RETRY:
             return RetryableError(detail)
         if action is Action.REFRESH_AUTH:
-            if not self.auth.can_refresh:
+            # A 401 on a call sent without our token (the token endpoint itself) means the secrets are wrong:
+            # refreshing would call the same endpoint again, forever.
+            if not (authenticated and self.auth.can_refresh):
                 return ConfigError(f"{self.platform}: credentials rejected. {detail}")
             self.auth.refresh()
             return AuthExpiredError(detail)
@@ -390,7 +392,9 @@ class PlatformHttp:
         assert self.outbox is not None
         final_params, final_headers = self._prepare(params, headers, authenticate)
         prepared = requests.Request(method, self.url(path), params=final_params or None).prepare()
-        body = json_body if json_body is not None else (data if isinstance(data, str | dict) else None)
+        body = json_body
+        if body is None and data is not None:
+            body = data.decode("utf-8", "replace") if isinstance(data, bytes) else data
         self.outbox.record(self.platform, method, prepared.url or path, final_headers, body)
         payload = json.dumps(dry_run_result if dry_run_result is not None else {}).encode()
         return HttpResponse(200, {"Content-Type": "application/json"}, payload, prepared.url or path)

@@ -35,10 +35,11 @@ class PayloadOutcome:
 
 
 class PayloadBuilder:
-    """Applies one connector's identifier rules; caches normalizations shared with other platforms per contact.
+    """Applies one connector's identifier rules, with a cache shared by every platform's builder.
 
-    The cache is keyed by (normalizer, raw value) and cleared per contact, so Meta and LinkedIn sharing an e-mail
-    rule hash the address once, and memory stays flat however many contacts stream through.
+    The cache is keyed by (normalizer, raw value, country, hashed): Meta and LinkedIn sharing an e-mail rule hash
+    an address once, and low-cardinality values (countries, states, cities) are hashed once per run, not once
+    per contact. `NormalizationCache` bounds its size so memory stays flat however many contacts stream by.
     """
 
     def __init__(self, platform: str, rules: Sequence[IdentifierRule], match_keys: frozenset[IdentifierKind]):
@@ -48,7 +49,7 @@ class PayloadBuilder:
         #: payload fields that identify a person on their own (used to detect people in both holdout groups)
         self.match_fields = frozenset(rule.key for rule in self.rules if rule.kind in match_keys)
 
-    def build(self, contact: Contact, cache: dict[tuple[object, str, bool], str | InvalidIdentifier]) -> PayloadOutcome:
+    def build(self, contact: Contact, cache: NormalizationCache) -> PayloadOutcome:
         """The contact's member for this platform (normalized, hashed) or the reason it has none."""
         fields: dict[str, str] = {}
         problems: list[IdentifierProblem] = []
@@ -75,14 +76,11 @@ class PayloadBuilder:
 
     @staticmethod
     def _value(
-        rule: IdentifierRule,
-        raw: str,
-        country: str | None,
-        cache: dict[tuple[object, str, bool], str | InvalidIdentifier],
+        rule: IdentifierRule, raw: str, country: str | None, cache: NormalizationCache
     ) -> str | InvalidIdentifier:
         if rule.hashed and rule.kind in PERSONAL_KINDS and is_sha256_hex(raw):
             return raw.lower()  # the CRM hashed it already; hashing again would make it unmatchable
-        key = (rule.normalize, raw, rule.hashed)
+        key = (rule.normalize, raw, country, rule.hashed)
         cached = cache.get(key)
         if cached is not None:
             return cached
@@ -91,5 +89,27 @@ class PayloadBuilder:
             result: str | InvalidIdentifier = sha256_hex(normalized) if rule.hashed else normalized
         except InvalidIdentifier as problem:
             result = problem
-        cache[key] = result
+        cache.put(key, result)
         return result
+
+
+class NormalizationCache:
+    """Normalized (and hashed) values by (normalizer, raw value, country, hashed); emptied when it grows too big.
+
+    Emptying wholesale is cruder than LRU but costs nothing per lookup, and the values worth caching (a few
+    hundred countries, states and cities) are back in the cache within a handful of contacts.
+    """
+
+    def __init__(self, limit: int = 200_000) -> None:
+        self.limit = limit
+        self._values: dict[tuple[object, str, str | None, bool], str | InvalidIdentifier] = {}
+
+    def get(self, key: tuple[object, str, str | None, bool]) -> str | InvalidIdentifier | None:
+        """The cached result, or None."""
+        return self._values.get(key)
+
+    def put(self, key: tuple[object, str, str | None, bool], value: str | InvalidIdentifier) -> None:
+        """Remember a result."""
+        if len(self._values) >= self.limit:
+            self._values.clear()
+        self._values[key] = value

@@ -6,6 +6,7 @@ and headers are masked even when the value is not known (a token a platform hand
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import threading
@@ -19,7 +20,7 @@ _QUERY_SECRET = re.compile(
     r"(?i)\b(access_token|refresh_token|client_secret|appsecret_proof|token|password|api_key|apikey|key|secret)"
     r"=([^&\s\"']+)"
 )
-_AUTH_HEADER = re.compile(r"(?i)\b(authorization|bearer)(\s*[:=]?\s*)([A-Za-z0-9._~+/=-]{8,})")
+_AUTH_HEADER = re.compile(r"(?i)\b(authorization|bearer)(\s*[:=]?\s*)([A-Za-z0-9._~+/=|-]{8,})")
 
 
 class Redactor:
@@ -32,8 +33,13 @@ class Redactor:
 
     def add(self, secrets: Iterable[str]) -> None:
         """Remember more secret values (short ones are ignored: masking 'a' everywhere helps nobody)."""
+        forms = set()
+        for secret in secrets:
+            if secret and len(secret) >= 4:
+                # as written, and as it appears inside JSON (escaped quotes, backslashes, non-ASCII)
+                forms.update({secret, json.dumps(secret)[1:-1], json.dumps(secret, ensure_ascii=False)[1:-1]})
         with self._lock:
-            self._secrets.update(s for s in secrets if s and len(s) >= 4)
+            self._secrets.update(forms)
 
     def redact(self, text: str) -> str:
         """Return `text` with every known secret and token-shaped fragment masked."""

@@ -12,10 +12,9 @@ from dataclasses import dataclass, field
 
 from .connector import Member
 from .eligibility import ChannelRules, ContactGate
-from .errors import InvalidIdentifier
 from .holdout import Group, assign_group, strata_key
 from .models import Contact
-from .payload import IdentifierProblem, PayloadBuilder
+from .payload import IdentifierProblem, NormalizationCache, PayloadBuilder
 from .segmentation import Segmenter
 from .summary import Outcome
 
@@ -76,6 +75,7 @@ class ContactRouter:
         self.gate = gate
         self.builders = builders
         self.default_stage = default_stage
+        self.cache = NormalizationCache()
 
     def stratum_of(self, contact: Contact) -> tuple[str, ...]:
         """The contact's holdout stratum (country, segment by default)."""
@@ -92,7 +92,7 @@ class ContactRouter:
         group = assign_group(self.salt, contact.contact_id, self.control_fraction)
         routed = RoutedContact(contact, group, self.stratum_of(contact))
         routed.offered, not_offered = self.rules.offered(contact)
-        cache: dict[tuple[object, str, bool], str | InvalidIdentifier] = {}
+        cache = self.cache
         members = self._members(contact, routed, cache) if routed.offered else {}
         routed.reachable = tuple(sorted(members))
         if group is Group.CONTROL:
@@ -111,9 +111,7 @@ class ContactRouter:
             routed.outcome, routed.reason = Outcome.INELIGIBLE, sorted(routed.unreachable.values())[0]
         return routed
 
-    def _every_payload(
-        self, contact: Contact, cache: dict[tuple[object, str, bool], str | InvalidIdentifier]
-    ) -> dict[str, Member]:
+    def _every_payload(self, contact: Contact, cache: NormalizationCache) -> dict[str, Member]:
         payloads = {}
         for platform, builder in self.builders.items():
             member = builder.build(contact, cache).member
@@ -121,9 +119,7 @@ class ContactRouter:
                 payloads[platform] = member
         return payloads
 
-    def _members(
-        self, contact: Contact, routed: RoutedContact, cache: dict[tuple[object, str, bool], str | InvalidIdentifier]
-    ) -> dict[str, Member]:
+    def _members(self, contact: Contact, routed: RoutedContact, cache: NormalizationCache) -> dict[str, Member]:
         members: dict[str, Member] = {}
         everywhere = self.gate.contact_reason(contact)
         for platform in routed.offered:

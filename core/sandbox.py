@@ -231,15 +231,16 @@ class _SandboxHTTPServer(ThreadingHTTPServer):
         return SandboxResponse(404, {"error": "unknown sandbox admin path"})
 
     def log(self, request: SandboxRequest, response: SandboxResponse, fault: str | None) -> None:
+        """Record the request, secrets masked, in memory (for tests) and in the JSON-lines file."""
         redactor = Redactor(self.app.secrets())
         entry = {
             "ts": time.time(),
             "platform": self.app.platform,
             "method": request.method,
             "path": request.path,
-            "query": {k: v for k, v in request.query.items()},
+            "query": {k: [redactor.redact(f"{k}={v}")[len(k) + 1 :] for v in vs] for k, vs in request.query.items()},
             "headers": redactor.headers(request.headers),
-            "body": request.body.decode("utf-8", "replace"),
+            "body": redactor.redact(request.body.decode("utf-8", "replace")),
             "status": response.status,
             "fault": fault,
         }
@@ -247,7 +248,7 @@ class _SandboxHTTPServer(ThreadingHTTPServer):
             self.app.requests.append(entry)
             if self.log_path is not None:
                 with self.log_path.open("a", encoding="utf-8") as out:
-                    out.write(redactor.redact(json.dumps(entry)) + "\n")
+                    out.write(json.dumps(entry) + "\n")
 
 
 class SandboxServer:

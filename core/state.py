@@ -54,7 +54,9 @@ CREATE TEMP TABLE IF NOT EXISTS desired (
     fingerprint TEXT NOT NULL, payload TEXT NOT NULL,
     PRIMARY KEY (platform, audience_key, contact_id)
 ) WITHOUT ROWID;
-CREATE TEMP TABLE IF NOT EXISTS test_keys (platform TEXT NOT NULL, value TEXT NOT NULL, contact_id TEXT NOT NULL);
+CREATE TEMP TABLE IF NOT EXISTS test_keys (
+    platform TEXT NOT NULL, value TEXT NOT NULL, audience_key TEXT NOT NULL, contact_id TEXT NOT NULL
+);
 CREATE TEMP TABLE IF NOT EXISTS control_keys (platform TEXT NOT NULL, value TEXT NOT NULL);
 CREATE TEMP TABLE IF NOT EXISTS ops (
     id INTEGER PRIMARY KEY, platform TEXT NOT NULL, audience_key TEXT NOT NULL, operation TEXT NOT NULL,
@@ -169,10 +171,10 @@ class StateStore:
         with self.transaction():
             self.db.executemany("INSERT OR REPLACE INTO desired VALUES (?, ?, ?, ?, ?)", rows)
 
-    def stage_keys(self, test: Iterable[tuple[str, str, str]], control: Iterable[tuple[str, str]]) -> None:
-        """Stage the match-key values of test members `(platform, value, contact_id)` and control members."""
+    def stage_keys(self, test: Iterable[tuple[str, str, str, str]], control: Iterable[tuple[str, str]]) -> None:
+        """Stage match-key values of test members `(platform, value, audience_key, contact_id)` and of control."""
         with self.transaction():
-            self.db.executemany("INSERT INTO test_keys VALUES (?, ?, ?)", test)
+            self.db.executemany("INSERT INTO test_keys VALUES (?, ?, ?, ?)", test)
             self.db.executemany("INSERT INTO control_keys VALUES (?, ?)", control)
 
     def drop_control_conflicts(self) -> dict[str, set[str]]:
@@ -184,12 +186,12 @@ class StateStore:
         with self.transaction():
             self.db.execute("CREATE INDEX IF NOT EXISTS temp.control_keys_value ON control_keys (platform, value)")
             rows = self.db.execute(
-                "SELECT DISTINCT t.platform, t.contact_id FROM test_keys t "
+                "SELECT DISTINCT t.platform, t.audience_key, t.contact_id FROM test_keys t "
                 "WHERE EXISTS (SELECT 1 FROM control_keys c WHERE c.platform=t.platform AND c.value=t.value)"
             ).fetchall()
-            self.db.executemany("DELETE FROM desired WHERE platform=? AND contact_id=?", rows)
+            self.db.executemany("DELETE FROM desired WHERE platform=? AND audience_key=? AND contact_id=?", rows)
         dropped: dict[str, set[str]] = {}
-        for platform, contact_id in rows:
+        for platform, _, contact_id in rows:
             dropped.setdefault(platform, set()).add(contact_id)
         return dropped
 

@@ -28,6 +28,7 @@ def load_synth() -> Any:
     spec = importlib.util.spec_from_file_location("synth", ROOT / "bench" / "synth.py")
     assert spec and spec.loader
     module = importlib.util.module_from_spec(spec)
+    sys.modules["synth"] = module  # dataclasses look their module up while the class is built
     spec.loader.exec_module(module)
     return module
 

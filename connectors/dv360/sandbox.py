@@ -1,0 +1,376 @@
+"""A local emulator of Google's OAuth token endpoint and DV360's Customer Match endpoints.
+
+Served endpoints: `POST /token` (refresh-token grant, form-encoded), and under `/v4/`: `GET /advertisers/{id}`,
+`POST /firstPartyAndPartnerAudiences?advertiserId=`, `GET /firstPartyAndPartnerAudiences/{id}?advertiserId=`,
+`POST /firstPartyAndPartnerAudiences/{id}:editCustomerMatchMembers`. API errors come in Google's shape
+(`{"error": {"code", "message", "status", "details"}}`), token errors in OAuth's (`{"error", "error_description"}`),
+throttling as 429 RESOURCE_EXHAUSTED without Retry-After (Google sends none) and transient failures as
+503 UNAVAILABLE.
+
+Stricter than Google where the connector's own rules are the contract: consent must be present on every
+member list (Google reads a missing one as unspecified), hashes must be lowercase hex, and an address must
+come with all four of first name, last name, zip and country.
+
+Partial-reject faults are not emulated: DV360 accepts or refuses a request as a whole and reports nothing per
+member, so there is no partial outcome to imitate. Turning the fault into a 400 for the request would only
+repeat what the validation errors already test, and would make fault-injection runs fail by design.
+
+Membership is a set of contact identities (the ContactInfo with its lists sorted); Google matches people
+instead, but identities make re-adding idempotent, removal by the same payload exact, and the end state
+comparable member for member.
+"""
+
+from __future__ import annotations
+
+import hmac
+import itertools
+import json
+import secrets
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qs
+
+from crm_activation import Credentials, FaultPlan, SandboxApp, SandboxError, SandboxRequest, SandboxResponse
+
+from .config import (
+    ADDRESS_FIELDS,
+    API_VERSION,
+    AUDIENCE_TYPE,
+    AUDIENCES,
+    CONTACT_INFO_FIELDS,
+    COUNTRY_CODE,
+    COUNTRY_CODE_SHAPE,
+    EDIT_MEMBERS,
+    FIRST_PARTY,
+    HASHED_FIELDS,
+    LIST_FIELDS,
+    MAX_MEMBERS_PER_REQUEST,
+    SANDBOX_TOKEN_PATH,
+    SCOPE,
+    SHA256_HEX,
+    ZIP_CODES,
+    ConsentStatus,
+    Dv360Credentials,
+    membership_duration,
+)
+
+# Device-id fields (mobileDeviceIdList, appId) are left out: the sandbox serves contact-info audiences only.
+_CREATE_FIELDS = frozenset(
+    {"displayName", "description", "audienceType", "firstPartyAndPartnerAudienceType", "membershipDurationDays",
+     "contactInfoList"}
+)  # fmt: skip
+_MEMBER_LISTS = (
+    "addedContactInfoList", "removedContactInfoList", "addedMobileDeviceIdList", "removedMobileDeviceIdList"
+)  # fmt: skip
+_HTTP_CODES = {"INVALID_ARGUMENT": 400, "UNAUTHENTICATED": 401, "PERMISSION_DENIED": 403, "NOT_FOUND": 404}
+
+
+@dataclass
+class _Audience:
+    advertiser_id: str
+    display_name: str
+    description: str
+    duration: str
+    members: dict[str, str] = field(default_factory=dict)  # identity -> consent given when last added
+    deleted: bool = False
+
+
+class Dv360Sandbox(SandboxApp):
+    """Google's token endpoint and DV360's Customer Match surface, in memory.
+
+    Args:
+        credentials: the OAuth client and refresh token the token endpoint accepts; nothing else gets a token.
+        faults: throttling, 5xx and timeouts to inject (partial rejects do not apply, see the module docstring).
+        advertiser_ids: the advertisers the user may access; None allows any numeric id.
+        token_lifetime: `expires_in` of issued access tokens in seconds (Google: 3599); small values let tests
+            see tokens expire.
+        clock: monotonic seconds for token expiry; tests substitute one they can move.
+    """
+
+    platform = "dv360"
+
+    def __init__(
+        self,
+        credentials: Credentials,
+        faults: FaultPlan | None = None,
+        advertiser_ids: Iterable[str] | None = None,
+        token_lifetime: int = 3599,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if not isinstance(credentials, Dv360Credentials):
+            raise TypeError("Dv360Sandbox needs Dv360Credentials")
+        super().__init__(credentials, faults)
+        self.oauth = credentials
+        self.token_lifetime = token_lifetime
+        self.clock = clock
+        self.max_members_per_request = MAX_MEMBERS_PER_REQUEST  # lower it in a test rather than send 500,001
+        self.advertisers = set(advertiser_ids) if advertiser_ids is not None else None
+        self.tokens: dict[str, float] = {}  # access token -> monotonic expiry
+        self.audiences: dict[str, _Audience] = {}
+        self._ids = itertools.count(4_100_000_001)
+
+    # -- Google's error shapes -------------------------------------------------------------------------------
+    def error(self, status: str, message: str, code: int | None = None) -> SandboxError:
+        """A Google JSON error, ready to raise."""
+        http = code or _HTTP_CODES.get(status, 400)
+        return SandboxError(http, {"error": {"code": http, "message": message, "status": status, "details": []}})
+
+    def bad(self, message: str) -> SandboxError:
+        """400 INVALID_ARGUMENT, Google's answer to any malformed request."""
+        return self.error("INVALID_ARGUMENT", message)
+
+    def throttle_response(self, retry_after: float) -> SandboxResponse:
+        """429 RESOURCE_EXHAUSTED and no Retry-After: Google only says to back off."""
+        return self.error("RESOURCE_EXHAUSTED", "Resource has been exhausted (e.g. check quota).", 429).response
+
+    def server_error_response(self) -> SandboxResponse:
+        """503 UNAVAILABLE, Google's transient failure."""
+        return self.error("UNAVAILABLE", "The service is currently unavailable.", 503).response
+
+    def secrets(self) -> list[str]:
+        """The client secret, refresh token and every access token issued are masked in the request log."""
+        with self.lock:
+            return [*super().secrets(), *self.tokens]
+
+    # -- test helpers ----------------------------------------------------------------------------------------
+    def reset(self, advertiser_ids: Iterable[str] | None = None, token_lifetime: int = 3599) -> None:
+        """Forget audiences, tokens, logged requests and faults, so tests can share one running server."""
+        with self.lock:
+            self.audiences.clear()
+            self.tokens.clear()
+            self.requests.clear()
+            self.advertisers = set(advertiser_ids) if advertiser_ids is not None else None
+            self.token_lifetime = token_lifetime
+            self.max_members_per_request = MAX_MEMBERS_PER_REQUEST
+        self.set_faults(FaultPlan())
+
+    def expire_tokens(self) -> None:
+        """Let every issued access token run out now, as Google's would after an hour."""
+        with self.lock:
+            self.tokens = dict.fromkeys(self.tokens, float("-inf"))
+
+    def delete_audience(self, audience_id: str) -> None:
+        """Make an audience disappear for the advertiser; later calls about it get 404 NOT_FOUND."""
+        with self.lock:
+            self.audiences[audience_id].deleted = True
+
+    def state(self) -> dict[str, Any]:
+        """Every audience with its settings, member count, members (as ContactInfo dicts) and consent counts."""
+        return {
+            "audiences": {
+                audience_id: {
+                    "displayName": a.display_name,
+                    "advertiserId": a.advertiser_id,
+                    "membershipDurationDays": a.duration,
+                    "deleted": a.deleted,
+                    "members": len(a.members),
+                    "member_rows": [json.loads(identity) for identity in sorted(a.members)],
+                    "consent": dict(Counter(a.members.values())),
+                }
+                for audience_id, a in self.audiences.items()
+            }
+        }
+
+    # -- dispatch --------------------------------------------------------------------------------------------
+    def handle(self, request: SandboxRequest) -> SandboxResponse:
+        """Serve the token endpoint, or check the bearer token and route an API call."""
+        if request.path == SANDBOX_TOKEN_PATH and request.method == "POST":
+            return self._token(request)
+        parts = request.path.strip("/").split("/")
+        if parts[0] != API_VERSION or len(parts) not in (2, 3):
+            raise self.error("NOT_FOUND", f"The requested URL {request.path} was not found on this server.")
+        self._authenticate(request)
+        collection, name, method = parts[1], parts[2] if len(parts) == 3 else "", request.method
+        if collection == "advertisers" and name and method == "GET":
+            advertiser = self._advertiser(name)
+            return SandboxResponse(200, {"name": f"advertisers/{advertiser}", "advertiserId": advertiser,
+                                         "displayName": f"Sandbox advertiser {advertiser}"})  # fmt: skip
+        if collection == AUDIENCES and not name and method == "POST":
+            return self._create(self._advertiser(request.param("advertiserId")), request)
+        if collection == AUDIENCES and name and method == "GET" and ":" not in name:
+            return self._read(name, self._advertiser(request.param("advertiserId")))
+        if collection == AUDIENCES and name.endswith(f":{EDIT_MEMBERS}") and method == "POST":
+            return self._edit(name.removesuffix(f":{EDIT_MEMBERS}"), request)
+        raise self.error("NOT_FOUND", f"The requested URL {request.path} was not found on this server.")
+
+    def _token(self, request: SandboxRequest) -> SandboxResponse:
+        """Google's refresh-token grant: form-encoded, client authenticated by id and secret in the body."""
+        if "x-www-form-urlencoded" not in (request.header("content-type") or ""):
+            return _oauth(400, "invalid_request", "Content-Type must be application/x-www-form-urlencoded")
+        form = {k: v[0] for k, v in parse_qs(request.body.decode(), keep_blank_values=True).items()}
+        if form.get("grant_type") != "refresh_token":
+            return _oauth(400, "unsupported_grant_type", "Invalid grant_type")
+        if not _same(form.get("client_id"), self.oauth.client_id.get_secret_value()):
+            return _oauth(401, "invalid_client", "The OAuth client was not found.")
+        if not _same(form.get("client_secret"), self.oauth.client_secret.get_secret_value()):
+            return _oauth(401, "invalid_client", "Unauthorized")
+        if not _same(form.get("refresh_token"), self.oauth.refresh_token.get_secret_value()):
+            return _oauth(400, "invalid_grant", "Token has been expired or revoked.")
+        token = "ya29.sandbox-" + secrets.token_urlsafe(24)
+        self.tokens[token] = self.clock() + self.token_lifetime
+        body = {"access_token": token, "expires_in": self.token_lifetime, "scope": SCOPE, "token_type": "Bearer"}
+        return SandboxResponse(200, body)
+
+    def _authenticate(self, request: SandboxRequest) -> None:
+        header = request.header("authorization") or ""
+        if not header.startswith("Bearer "):
+            raise self.error("UNAUTHENTICATED", "Request is missing required authentication credential.")
+        expires = self.tokens.get(header.removeprefix("Bearer "))
+        if expires is None or self.clock() >= expires:
+            raise self.error("UNAUTHENTICATED", "Request had invalid authentication credentials. Expected OAuth 2 "
+                             "access token, login cookie or other valid authentication credential.")  # fmt: skip
+
+    def _advertiser(self, value: object) -> str:
+        advertiser = str(value or "")
+        if not advertiser.isdigit():
+            raise self.bad("advertiserId is required and must be an int64")
+        if self.advertisers is not None and advertiser not in self.advertisers:
+            raise self.error("PERMISSION_DENIED", "The caller does not have permission")
+        return advertiser
+
+    def _audience(self, audience_id: str, advertiser: str) -> _Audience:
+        audience = self.audiences.get(audience_id)
+        if audience is None or audience.deleted or audience.advertiser_id != advertiser:
+            raise self.error("NOT_FOUND", "Requested entity was not found.")
+        return audience
+
+    # -- endpoints -------------------------------------------------------------------------------------------
+    def _create(self, advertiser: str, request: SandboxRequest) -> SandboxResponse:
+        body = self._object(request.json(), "FirstPartyAndPartnerAudience", _CREATE_FIELDS)
+        if not str(body.get("displayName") or "").strip():
+            raise self.bad("displayName is required")
+        if body.get("audienceType") != AUDIENCE_TYPE:
+            raise self.bad(f"audienceType must be {AUDIENCE_TYPE} (the sandbox serves contact-info Customer Match)")
+        if body.get("firstPartyAndPartnerAudienceType", FIRST_PARTY) != FIRST_PARTY:
+            raise self.bad(f"a Customer Match audience must be {FIRST_PARTY}")
+        if "membershipDurationDays" not in body:
+            raise self.bad("membershipDurationDays is required for CUSTOMER_MATCH_CONTACT_INFO")
+        try:
+            days = membership_duration(body["membershipDurationDays"])
+        except ValueError:
+            raise self.bad("membershipDurationDays must be greater than 0 and less than or equal to 540") from None
+        members: dict[str, str] = {}
+        if "contactInfoList" in body:  # optional: "the initial audience members"
+            identities, consent = self._contact_list(body["contactInfoList"], "contactInfoList", allow_empty=True)
+            members = dict.fromkeys(identities, consent)
+        audience_id = str(next(self._ids))
+        self.audiences[audience_id] = _Audience(
+            advertiser, str(body["displayName"]), str(body.get("description") or ""), str(days), members
+        )
+        return SandboxResponse(200, self._resource(audience_id, self.audiences[audience_id]))
+
+    def _read(self, audience_id: str, advertiser: str) -> SandboxResponse:
+        audience = self._audience(audience_id, advertiser)
+        resource = self._resource(audience_id, audience)
+        # "If the size is less than 1000, the number will be hidden and 0 will be returned due to privacy reasons."
+        size = len(audience.members)
+        resource["displayAudienceSize"] = str(size if size >= 1000 else 0)
+        return SandboxResponse(200, resource)
+
+    def _edit(self, audience_id: str, request: SandboxRequest) -> SandboxResponse:
+        body = self._object(request.json(), "EditCustomerMatchMembersRequest", {"advertiserId", *_MEMBER_LISTS})
+        audience = self._audience(audience_id, self._advertiser(body.get("advertiserId")))
+        given = [name for name in _MEMBER_LISTS if name in body]
+        if len(given) != 1:
+            raise self.bad(f"exactly one of {', '.join(_MEMBER_LISTS)} must be set, got {len(given)}")
+        if "MobileDeviceId" in given[0]:
+            raise self.bad("mobile device ids cannot edit a CUSTOMER_MATCH_CONTACT_INFO audience")
+        identities, consent = self._contact_list(body[given[0]], given[0], allow_empty=False)
+        for identity in identities:
+            if given[0].startswith("added"):
+                audience.members[identity] = consent
+            else:
+                audience.members.pop(identity, None)
+        return SandboxResponse(200, {"firstPartyAndPartnerAudienceId": audience_id})
+
+    def _resource(self, audience_id: str, audience: _Audience) -> dict[str, Any]:
+        return {"name": f"{AUDIENCES}/{audience_id}", "firstPartyAndPartnerAudienceId": audience_id,
+                "displayName": audience.display_name, "description": audience.description,
+                "firstPartyAndPartnerAudienceType": FIRST_PARTY, "audienceType": AUDIENCE_TYPE,
+                "audienceSource": "DISPLAY_VIDEO_360", "membershipDurationDays": audience.duration}  # fmt: skip
+
+    # -- body checks -----------------------------------------------------------------------------------------
+    def _object(self, value: Any, what: str, allowed: Iterable[str]) -> dict[str, Any]:
+        if not isinstance(value, dict):
+            raise self.bad(f"Invalid JSON payload received. {what} must be an object.")
+        unknown = sorted(set(value) - set(allowed))
+        if unknown:
+            raise self.bad(f'Invalid JSON payload received. Unknown name "{unknown[0]}" at \'{what}\': '
+                           "Cannot find field.")  # fmt: skip
+        return value
+
+    def _contact_list(self, value: Any, where: str, allow_empty: bool) -> tuple[list[str], str]:
+        """The identities in a ContactInfoList and its consent label; 400 for anything malformed."""
+        body = self._object(value, where, {"contactInfos", "consent"})
+        if "consent" not in body:  # Google would read "unspecified"; the connector promises to always say
+            raise self.bad(f"{where}.consent is required: every member list states its users' consent")
+        consent = self._object(body.get("consent"), f"{where}.consent", {"adUserData", "adPersonalization"})
+        statuses = {s.value for s in ConsentStatus}
+        labels = []
+        for name in ("adUserData", "adPersonalization"):
+            status = consent.get(name, ConsentStatus.UNSPECIFIED.value)
+            if status not in statuses:
+                raise self.bad(f"{where}.consent.{name}: invalid value")
+            if status == ConsentStatus.DENIED:
+                raise self.bad(f"{where}.consent.{name} is CONSENT_STATUS_DENIED: users without consent cannot "
+                               "be uploaded")  # fmt: skip
+            labels.append(status.removeprefix("CONSENT_STATUS_"))
+        infos = body.get("contactInfos", [])
+        if not isinstance(infos, list) or (not infos and not allow_empty):
+            raise self.bad(f"{where}.contactInfos must be a non-empty list")
+        checked = [self._contact_info(info, f"{where}.contactInfos[{index}]") for index, info in enumerate(infos)]
+        members = sum(count for _, count in checked)
+        if members > self.max_members_per_request:
+            raise self.bad(f"{where}: the size of members after splitting the contact_infos ({members}) must not "
+                           f"be greater than {self.max_members_per_request}")  # fmt: skip
+        return [identity for identity, _ in checked], "/".join(labels)
+
+    def _contact_info(self, value: Any, where: str) -> tuple[str, int]:
+        """A ContactInfo's identity (canonical JSON) and how many members it splits into."""
+        info = self._object(value, where, CONTACT_INFO_FIELDS)
+        canonical: dict[str, Any] = {}
+        for name, item in info.items():
+            values = item if name in LIST_FIELDS else [item]
+            if name in LIST_FIELDS and (not isinstance(item, list) or not item):
+                raise self.bad(f"{where}.{name} must be a non-empty list")
+            for text in values:
+                problem = _value_problem(name, text)
+                if problem:
+                    raise self.bad(f"{where}.{name}: {problem}")
+            canonical[name] = sorted(values) if name in LIST_FIELDS else item
+        address = [name for name in ADDRESS_FIELDS if name in canonical]
+        if address and len(address) != len(ADDRESS_FIELDS):
+            raise self.bad(f"{where}: address matching needs hashedFirstName, hashedLastName, zipCodes and "
+                           "countryCode together")  # fmt: skip
+        count = len(canonical.get("hashedEmails", [])) + len(canonical.get("hashedPhoneNumbers", []))
+        count += len(canonical.get(ZIP_CODES, []))  # one address per zip code
+        if count == 0:
+            raise self.bad(f"{where}: needs an e-mail, a phone number or an address")
+        return json.dumps(canonical, sort_keys=True, separators=(",", ":")), count
+
+
+def _value_problem(name: str, value: Any) -> str | None:
+    """Why Google would refuse one ContactInfo value (the sandbox can only check the shape of a hash)."""
+    if not isinstance(value, str) or not value:
+        return "must be a non-empty string"
+    if name in HASHED_FIELDS:
+        return None if SHA256_HEX.match(value) else "must be a SHA-256 hash (64 lowercase hex digits)"
+    if name == COUNTRY_CODE:
+        return None if COUNTRY_CODE_SHAPE.match(value) else "must be an ISO 3166-1 alpha-2 code in upper case"
+    if SHA256_HEX.match(value.lower()):
+        return "zip codes must not be hashed"
+    return None
+
+
+def _oauth(status: int, error: str, description: str) -> SandboxResponse:
+    return SandboxResponse(status, {"error": error, "error_description": description})
+
+
+def _same(given: str | None, expected: str) -> bool:
+    return given is not None and hmac.compare_digest(given.encode(), expected.encode())
+
+
+__all__ = ["Dv360Sandbox"]

@@ -1,0 +1,19 @@
+"""Incrementality measurement: did the campaign cause conversions the control group did not have?
+
+The holdout ledger (who was test or control, in which country and segment, offered which channels) is joined
+with conversion events and compared per KPI and cut, per day and cumulatively, with fixed-horizon and
+always-valid intervals. The method and its references are in docs/measurement.md.
+
+Modules, in data-flow order: `ledger` (exposure ledger from the state database), `conversions` (events,
+bad rows rejected), `cuts` (counts per cut and day), `stats` and `sequential` (pure statistics),
+`analysis` (the report model), `recommend` (spend ranking), `outputs`, `terminal` and `report_html`
+(what people read), `simulate` (campaigns with a known true uplift, for tests and the demo).
+"""
+
+from __future__ import annotations
+
+from .analysis import MeasurementReport, analyse
+from .ledger import Exposure, Ledger, load_ledger
+from .stats import Comparison, compare
+
+__all__ = ["Comparison", "Exposure", "Ledger", "MeasurementReport", "analyse", "compare", "load_ledger"]

@@ -1,0 +1,152 @@
+"""The measurement commands behind the CLI: `report`, `simulate-conversions` and `simulate`.
+
+Kept here rather than in `cli.py` so the CLI only parses arguments; everything below works on a loaded
+campaign and paths, and is what the tests call.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from ..campaign_file import LoadedCampaign
+from ..config import KpiConfig, MeasurementConfig, SourceConfig
+from ..errors import ConfigError
+from ..rejects import RejectsWriter
+from ..sources import open_rows
+from ..state import StateStore
+from .analysis import MeasurementReport, analyse
+from .conversions import ConversionReader
+from .ledger import Ledger, load_ledger, open_state_readonly
+from .outputs import write_outputs
+from .simulate import (
+    DAY,
+    SimulationSpec,
+    simulate_events,
+    simulate_ledger,
+    truth_table,
+    write_events,
+    write_ledger,
+)
+
+#: KPIs used when the campaign has no `measurement:` section (the Upwork-like demo's).
+DEFAULT_KPIS = ("account_created", "first_job_post", "hire")
+
+
+@dataclass(frozen=True)
+class ReportFiles:
+    """What `build_report` wrote."""
+
+    report: MeasurementReport
+    out_dir: Path
+    files: dict[str, Path]
+
+
+def measurement_config(loaded: LoadedCampaign) -> MeasurementConfig:
+    """The campaign's measurement settings, or the defaults (the demo KPIs, 30 days) when it has none."""
+    config = loaded.campaign.measurement
+    if config is not None:
+        return config
+    return MeasurementConfig(kpis=tuple(KpiConfig(name=name) for name in DEFAULT_KPIS))
+
+
+def state_path(loaded: LoadedCampaign, override: Path | None) -> Path:
+    """The state database: `--state` if given, else the campaign's, relative to the campaign file."""
+    if override is not None:
+        return override
+    return loaded.resolve(loaded.campaign.state.path or "state.sqlite")
+
+
+def read_ledger(loaded: LoadedCampaign, override: Path | None) -> Ledger:
+    """The campaign's exposure ledger from its state database (read-only)."""
+    db = open_state_readonly(state_path(loaded, override))
+    try:
+        return load_ledger(db, loaded.campaign.campaign)
+    finally:
+        db.close()
+
+
+def conversions_source(loaded: LoadedCampaign, config: MeasurementConfig, override: Path | None) -> SourceConfig:
+    """Where conversions come from: `--conversions FILE` (CSV, or JSON Lines by extension) or the campaign's."""
+    if override is not None:
+        kind: Literal["csv", "jsonl"] = "jsonl" if override.suffix.lower() in (".jsonl", ".ndjson", ".json") else "csv"
+        return SourceConfig(type=kind, path=str(override.resolve()))
+    if config.conversions is None:
+        raise ConfigError("no conversions: pass --conversions FILE or set measurement.conversions in the campaign")
+    return config.conversions
+
+
+def build_report(
+    loaded: LoadedCampaign, out_dir: Path, conversions: Path | None = None, state: Path | None = None,
+) -> ReportFiles:  # fmt: skip
+    """Read the ledger and the conversions, analyse, and write every output file into `out_dir`.
+
+    Raises:
+        InputError: the state database, its ledger or the conversions file cannot be read.
+        ConfigError: no conversions source is configured or given.
+    """
+    config = measurement_config(loaded)
+    ledger = read_ledger(loaded, state)
+    rows = open_rows(conversions_source(loaded, config, conversions), loaded.base_dir)  # a missing file fails here
+    rejects = RejectsWriter(out_dir / "conversion-rejects.csv")
+    try:
+        data = ConversionReader(ledger, config.kpis, config.window_days, rejects, config.columns).read(rows)
+    finally:
+        rejects.close()
+    report = analyse(ledger, data, config, loaded.campaign.holdout)
+    files = write_outputs(report, out_dir)
+    files["rejects"] = out_dir / "conversion-rejects.csv"
+    return ReportFiles(report, out_dir, files)
+
+
+def simulate_conversions(
+    loaded: LoadedCampaign, out: Path, state: Path | None = None, seed: int = 1, noise: float = 0.002,
+) -> tuple[int, Path]:  # fmt: skip
+    """Write simulated conversions for the campaign's real ledger, and the true uplifts next to them.
+
+    The truth file (`OUT` with `.truth.json`) holds the expected relative uplift of each KPI overall and per
+    segment, treatment and country, to compare with what the report estimates.
+
+    Returns:
+        (rows written, path of the truth file).
+    """
+    config = measurement_config(loaded)
+    ledger = read_ledger(loaded, state)
+    spec = SimulationSpec(days=config.window_days)
+    kpis = [kpi.name for kpi in config.kpis]
+    contacts = list(ledger)
+    events = [kpi.event_names[0] for kpi in config.kpis]
+    rows = simulate_events(spec, contacts, kpis, ledger.start, seed=seed, noise=noise, events=events)
+    written = write_events(out, rows)
+    truth_path = out.with_suffix(".truth.json")
+    truth = {"campaign": ledger.campaign, "seed": seed, "uplift": truth_table(spec, contacts, kpis)}
+    truth_path.write_text(json.dumps(truth, indent=2) + "\n", encoding="utf-8")
+    return written, truth_path
+
+
+def simulate_campaign(
+    loaded: LoadedCampaign, contacts: int, state: Path, conversions: Path, seed: int = 1, noise: float = 0.002,
+) -> tuple[int, Path]:  # fmt: skip
+    """Simulate a whole Upwork-like experiment under the campaign's id: a ledger in `state`, and conversions.
+
+    The ledger (25 countries, 3 segments, treatments by country; see `simulate.SimulationSpec`) is recorded
+    as one run that started `window_days` ago, in a state database that must not already hold a ledger for
+    this campaign (a simulation never mixes with real state).
+
+    Returns:
+        (conversion rows written, path of the truth file).
+    """
+    config = measurement_config(loaded)
+    campaign = loaded.campaign.campaign
+    store = StateStore(state)
+    try:
+        if store.holdout_rows(campaign):
+            raise ConfigError(f"{state} already holds a ledger for campaign {campaign!r}; use a new --state file")
+        spec = SimulationSpec(days=config.window_days)
+        write_ledger(store, campaign, simulate_ledger(spec, contacts, campaign, seed), time.time() - spec.days * DAY)
+    finally:
+        store.close()
+    return simulate_conversions(loaded, conversions, state, seed=seed, noise=noise)

@@ -1,0 +1,87 @@
+"""The report in the terminal: one rich table per KPI (overall, segments, treatments, variants) and the ranking.
+
+Countries and pairs of dimensions are in the files (summary.csv, report.html): 25 countries × 3 KPIs would
+bury the lines a reader needs first.
+"""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.table import Table
+
+from . import fmt
+from .analysis import CutResult, MeasurementReport
+
+SHOWN = ("overall", "segment", "treatment", "variant")
+
+
+def print_report(report: MeasurementReport, console: Console, files: dict[str, str] | None = None) -> None:
+    """Print the latest cumulative results, the spend ranking and the notes."""
+    head = report.contacts
+    console.print(
+        f"[bold]{report.campaign}[/bold]: {head['test']:,} test / {head['control']:,} control contacts, "
+        f"day {report.days} of {report.window_days} since {report.start}"
+    )
+    level = round(100 * (1 - report.alpha))
+    for kpi in report.kpis:
+        table = Table(title=f"{kpi} (cumulative)", title_justify="left")
+        for column in ("cut", "test", "control", "rate test", "rate ctrl", "uplift",
+                       f"{level}% CI fixed", f"{level}% CI always-valid", "incr. conv.", "p", "q", "flags"):
+            table.add_column(column, justify="left" if column in ("cut", "flags") else "right")
+        for dimension in SHOWN:
+            for cut in report.of_dimension(kpi, dimension):
+                table.add_row(*_cells(cut))
+        console.print(table)
+    _print_ranking(report, console)
+    account = report.conversions
+    rejected = sum(account["rejected"].values())
+    console.print(
+        f"Conversions: {account['rows_read']:,} rows read, {account['accepted']:,} counted, "
+        f"{account['not_in_experiment']:,} not in the experiment, {rejected:,} rejected"
+    )
+    for note in report.notes:
+        console.print(f"[dim]- {note}[/dim]")
+    for name, path in (files or {}).items():
+        console.print(f"{name:<16} {path}")
+
+
+def _cells(cut: CutResult) -> list[str]:
+    c, a = cut.final.cumulative, cut.final.anytime
+    flags = []
+    if cut.small:
+        flags.append("small")
+    if cut.srm_mismatch:
+        flags.append("[red]SRM[/red]")
+    if not cut.randomized:
+        flags.append("not randomized")
+    if c.note:
+        flags.append(fmt.short_note(c.note))
+    return [
+        cut.key, f"{c.n_test:,}", f"{c.n_control:,}", fmt.pct(c.rate_test, 2), fmt.pct(c.rate_control, 2),
+        fmt.pct(c.uplift, 1, True), fmt.interval(c.uplift_low, c.uplift_high),
+        fmt.interval(a.uplift_low, a.uplift_high), fmt.number(c.incremental), fmt.p_value(c.p_value),
+        fmt.p_value(cut.q_value), ", ".join(flags),
+    ]  # fmt: skip
+
+
+def _print_ranking(report: MeasurementReport, console: Console) -> None:
+    rows = [r for r in report.recommendations if r.dimension in ("segment", "treatment")]
+    if not rows:
+        return
+    costed = any(r.per_cost is not None for r in rows)
+    table = Table(title="Where the campaign adds conversions (spend ranking)", title_justify="left")
+    for column in ("kpi", "rank", "cut", "incr. per 1,000 test contacts", "interval", "verdict"):
+        table.add_column(column, justify="right" if column in ("rank", "incr. per 1,000 test contacts") else "left")
+    if costed:
+        table.add_column("incr. per 1,000 spent", justify="right")
+    for r in rows:
+        per_k = None if r.per_contact is None else r.per_contact * 1000
+        span = (
+            "n/e" if r.per_contact_low is None or r.per_contact_high is None
+            else f"[{r.per_contact_low * 1000:+.1f}, {r.per_contact_high * 1000:+.1f}]"
+        )  # fmt: skip
+        cells = [r.kpi, str(r.rank), r.cut + (" (small)" if r.small else ""), fmt.number(per_k), span, r.verdict]
+        if costed:
+            cells.append(fmt.number(None if r.per_cost is None else r.per_cost * 1000))
+        table.add_row(*cells)
+    console.print(table)
