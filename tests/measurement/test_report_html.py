@@ -1,7 +1,7 @@
 """The HTML report renders offline in headless Chromium (Debian's package) with no console errors.
 
-Chromium is a system package: `make test` installs it (scripts/install-system-deps). Without it these tests fail (they do
-not skip): a report nobody checked in a browser is not tested.
+Chromium is a system package: `make test` installs it (scripts/install-system-deps). Without it these tests
+fail (they do not skip): a report nobody checked in a browser is not tested.
 """
 
 from __future__ import annotations
