@@ -27,6 +27,9 @@ if TYPE_CHECKING:
 Normalizer = Callable[[str, str | None], str]
 
 
+SANDBOX_REQUESTS_PER_SECOND = 200.0
+
+
 class Capability(StrEnum):
     """Optional abilities; the engine only uses what a connector declares."""
 
@@ -201,10 +204,13 @@ class Connector:
     def for_sandbox(cls, account: AccountConfig, url: str) -> AccountConfig:
         """The account settings that point every endpoint of the platform at a local sandbox at `url`.
 
-        The default moves `base_url`; connectors whose token endpoint lives on another host (Login with
-        Amazon, Google OAuth) move that too, since their sandbox serves it as well.
+        The default moves `base_url` and, unless the account sets a rate, lifts the rate limit to
+        `SANDBOX_REQUESTS_PER_SECOND`: a local sandbox has no quota to protect (it throttles only when a fault
+        plan says so). Connectors whose token endpoint lives on another host (Login with Amazon, Google OAuth)
+        extend this to move that too, since their sandbox serves it as well.
         """
-        return account.model_copy(update={"base_url": url})
+        rate = account.requests_per_second or SANDBOX_REQUESTS_PER_SECOND
+        return account.model_copy(update={"base_url": url, "requests_per_second": rate})
 
     # -- declarations helpers ---------------------------------------------------------------------------
     @classmethod

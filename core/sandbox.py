@@ -257,7 +257,9 @@ class SandboxServer:
     def __init__(self, app: SandboxApp, host: str = "127.0.0.1", port: int = 0, log_path: Path | None = None):
         self.app = app
         self._server = _SandboxHTTPServer(app, host, port, log_path)
-        self._thread = threading.Thread(target=self._server.serve_forever, name=f"sandbox-{app.platform}")
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name=f"sandbox-{app.platform}"
+        )
         self._thread.daemon = True
         host_name, port_number = self._server.server_address[:2]
         self.url = f"http://{host_name!s}:{port_number}"

@@ -158,7 +158,7 @@ class AmazonDspConnector(Connector):
     @classmethod
     def for_sandbox(cls, account: AccountConfig, url: str) -> AccountConfig:
         """Point the API and the Login with Amazon token endpoint at the sandbox, which serves both."""
-        return account.model_copy(update={"base_url": url, "token_url": url.rstrip("/") + TOKEN_PATH})
+        return super().for_sandbox(account, url).model_copy(update={"token_url": url.rstrip("/") + TOKEN_PATH})
 
     # -- operations ---------------------------------------------------------------------------------------
     def check(self) -> None:

@@ -129,7 +129,7 @@ class Dv360Connector(Connector):
     @classmethod
     def for_sandbox(cls, account: AccountConfig, url: str) -> AccountConfig:
         """Point the API and the OAuth token endpoint at the sandbox, which serves both."""
-        return account.model_copy(update={"base_url": url, "token_url": url.rstrip("/") + SANDBOX_TOKEN_PATH})
+        return super().for_sandbox(account, url).model_copy(update={"token_url": url.rstrip("/") + SANDBOX_TOKEN_PATH})
 
     # -- operations ------------------------------------------------------------------------------------------
     def _path(self, *parts: str) -> str:

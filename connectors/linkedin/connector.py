@@ -133,7 +133,7 @@ class LinkedInConnector(Connector):
     def for_sandbox(cls, account: AccountConfig, url: str) -> AccountConfig:
         """Point the API and the OAuth token endpoint at the sandbox, which serves both."""
         root = url.rstrip("/")
-        return account.model_copy(update={"base_url": root, "token_url": root + TOKEN_PATH})
+        return super().for_sandbox(account, root).model_copy(update={"token_url": root + TOKEN_PATH})
 
     # -- requests -----------------------------------------------------------------------------------------
     def _request(self, method: str, path: str, *, headers: dict[str, str] | None = None, **kw: Any) -> HttpResponse:

@@ -136,9 +136,8 @@ class XandrConnector(Connector):
         The sandbox finishes a job in three status reads, has no upload backlog to protect and no servers to
         propagate new segments to, so pacing, the new-segment wait and 30 s polls would only make runs slow.
         """
-        return account.model_copy(
+        return super().for_sandbox(account, url).model_copy(
             update={
-                "base_url": url,
                 "min_seconds_between_uploads": 0.0,
                 "new_segment_wait_seconds": 0.0,
                 "poll_interval_seconds": 0.01,

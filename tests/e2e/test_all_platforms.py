@@ -1,0 +1,90 @@
+"""The bundled campaign on every platform's sandbox at once, clean and with every sandbox misbehaving."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from crm_activation import FaultPlan, SandboxServer
+from crm_activation.campaign_file import LoadedCampaign, load_campaign
+from crm_activation.config import HttpConfig, SyncConfig
+from crm_activation.engine import Engine, RunOptions
+from crm_activation.plugins import collect_connectors, make_plugin_manager
+from crm_activation.sandboxes import start_sandboxes
+from crm_activation.summary import RunSummary
+
+from .conftest import ROOT
+from .test_demo import sandbox_env
+
+MEMBER_LISTS = ("member_rows", "member_ids", "external_user_ids", "uids")
+NAMES = ("name", "displayName", "short_name")
+
+
+def membership(state: dict[str, Any]) -> dict[str, list[str]]:
+    """A sandbox's audiences by name with their members, ids of the platform left out (they differ per run)."""
+    (audiences,) = state.values()
+    result = {}
+    for audience in audiences.values():
+        name = next(audience[key] for key in NAMES if key in audience)
+        members = next(audience[key] for key in MEMBER_LISTS if key in audience)
+        assert audience["members"] == len(members)  # the platform holds no duplicates
+        result[name] = sorted(json.dumps(member, sort_keys=True) for member in members)
+    return result
+
+
+@pytest.fixture
+def campaign(monkeypatch: pytest.MonkeyPatch) -> LoadedCampaign:
+    for name, value in sandbox_env().items():
+        if name.startswith("CRM_ACTIVATION_"):
+            monkeypatch.setenv(name, value)
+    loaded = load_campaign(ROOT / "examples" / "campaign.yaml")
+    fast = HttpConfig(max_attempts=12, initial_wait=0.001, max_wait=0.01, read_timeout=0.5)
+    settings = {"sync": SyncConfig(batch_size=40), "http": fast}
+    return dataclasses.replace(loaded, campaign=loaded.campaign.model_copy(update=settings))
+
+
+def run(campaign: LoadedCampaign, state: Path, faults: FaultPlan | None) -> Iterator[tuple[RunSummary, dict]]:
+    connectors = collect_connectors(make_plugin_manager())
+    servers: dict[str, SandboxServer] = start_sandboxes(
+        connectors, list(campaign.campaign.platforms), dict(campaign.campaign.platforms), faults=faults
+    )
+    try:
+        options = RunOptions(state_path=state, base_urls={slug: s.url for slug, s in servers.items()})
+        summary = Engine(campaign, options).run()
+        yield summary, servers
+    finally:
+        for server in servers.values():
+            server.stop()
+
+
+def test_every_platform_reaches_the_intended_state_despite_faults(campaign: LoadedCampaign, tmp_path: Path):
+    for clean, clean_servers in run(campaign, tmp_path / "clean.sqlite", None):
+        assert clean.status == "succeeded"
+        assert clean.rows_read == sum(clean.outcomes.values()) == 2000
+        intended = {slug: membership(server.app.state()) for slug, server in clean_servers.items()}
+        for slug, platform in clean.platforms.items():
+            assert sum(s.added for s in platform.stages.values()) == platform.eligible > 0, slug
+            assert platform.offered == platform.eligible + platform.suppressed + platform.unreachable, slug
+
+    faults = FaultPlan(throttle_rate=0.15, server_error_rate=0.1, timeout_rate=0.04, timeout_seconds=0.7, seed=7)
+    for faulty, servers in run(campaign, tmp_path / "faulty.sqlite", faults):
+        assert faulty.status == "succeeded", {s: p.error for s, p in faulty.platforms.items() if p.error}
+        seen = {r["fault"] for server in servers.values() for r in server.app.requests if r["fault"]}
+        assert seen == {"throttle", "server_error", "timeout"}
+        for slug, server in servers.items():
+            assert membership(server.app.state()) == intended[slug], f"{slug} differs from the clean run"
+        for server in servers.values():
+            server.app.set_faults(FaultPlan())
+        before = {slug: len(server.app.requests) for slug, server in servers.items()}
+        options = RunOptions(state_path=tmp_path / "faulty.sqlite", base_urls={s: v.url for s, v in servers.items()})
+        again = Engine(campaign, options).run()
+        assert again.status == "succeeded"
+        for slug, platform in again.platforms.items():
+            assert all(s.added == 0 and s.removed == 0 for s in platform.stages.values()), slug
+            assert membership(servers[slug].app.state()) == intended[slug]
+        assert sum(len(s.app.requests) - before[slug] for slug, s in servers.items()) < 40  # checks and lookups only
