@@ -1,12 +1,13 @@
-"""Benchmark: onboarding throughput, push throughput into the Facebook sandbox, and peak memory.
+"""Benchmark: onboarding throughput, push throughput into each platform's sandbox, and peak memory.
 
-Usage: python bench/bench_pipeline.py [N] [--skip-push]
+Usage: python bench/bench_pipeline.py [N] [--platforms facebook,linkedin,...] [--skip-push]
 
-Generates N synthetic contacts (bench/synth.py), then runs the real engine on them twice:
-1. onboarding only (parse, identity join, segment, holdout, eligibility, normalize + SHA-256, stage in SQLite),
-   by running with no platform enabled but Facebook's rules in play through a dry run whose outbox is discarded;
-2. a real push into the Facebook sandbox running in a separate process (`crm-activation sandbox`).
-Prints contacts/s for each phase and the process's peak RSS. Timings are printed, never asserted.
+Generates N synthetic contacts (bench/synth.py), then runs the real engine on them:
+1. a dry run: onboarding (parse, identity join, segment, holdout, eligibility, normalize + SHA-256 per
+   platform, stage in SQLite) is timed on its own; the dry-run outbox is written after it;
+2. a real push into the sandboxes, served by a separate process (`crm-activation sandbox`), timed per platform;
+3. a rerun with nothing changed, which must send no membership change.
+Prints contacts/s, records/s per platform and the process's peak RSS. Timings are printed, never asserted.
 """
 
 from __future__ import annotations
@@ -29,7 +30,14 @@ from synth import generate_contacts
 from crm_activation.campaign_file import load_campaign
 from crm_activation.engine import Engine, RunOptions
 
-TOKEN = "bench-facebook-token-0123456789"
+ROOT = Path(__file__).resolve().parents[1]
+ACCOUNTS = {
+    "facebook": '{ad_account_id: "1234567890"}',
+    "linkedin": '{ad_account_id: "508123456", source_platform: "CRM_ACTIVATION_SANDBOX"}',
+    "dv360": '{advertiser_id: "4412345"}',
+    "amazon_dsp": '{advertiser_id: "5837261940", country_code: US}',
+    "xandr": "{member_id: 10234}",
+}
 CAMPAIGN = """
 campaign: bench
 audience:
@@ -42,10 +50,9 @@ channels:
   default: []
   by_country:
     - {{countries: [US, CA, GB, AU, DE, FR, ES, IT, NL, BE, SE, NO, DK, FI, IE, PT, PL, AT, CH, IN, BR, MX, JP, SG, NZ],
-        platforms: [facebook]}}
+        platforms: [{platforms}]}}
 platforms:
-  facebook:
-    account: {{ad_account_id: "1234567890", base_url: "{base_url}", requests_per_second: 1000}}
+{accounts}
 state: {{path: {state}}}
 """
 
@@ -56,6 +63,17 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def wait_for(port: int) -> None:
+    deadline = time.time() + 20
+    while time.time() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise SystemExit(f"sandbox on port {port} did not start")
+
+
 def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
@@ -63,10 +81,15 @@ def peak_rss_mib() -> float:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("n", type=int, nargs="?", default=1_000_000)
+    parser.add_argument("--platforms", default="facebook", help="comma-separated slugs (default facebook)")
     parser.add_argument("--skip-push", action="store_true")
     args = parser.parse_args()
+    platforms = args.platforms.split(",")
     work = Path(tempfile.mkdtemp(prefix="crm-bench-"))
-    os.environ["CRM_ACTIVATION_FACEBOOK_ACCESS_TOKEN"] = TOKEN
+    for line in (ROOT / "examples" / "sandbox.env").read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            name, _, value = line.partition("=")
+            os.environ[name] = value
     try:
         contacts = work / "contacts.csv"
         started = time.perf_counter()
@@ -80,12 +103,15 @@ def main() -> None:
         size = contacts.stat().st_size / 2**20
         print(f"generated {args.n:,} contacts in {time.perf_counter() - started:.1f}s ({size:.0f} MiB)")
 
-        port = free_port()
+        ports = {slug: free_port() for slug in platforms}
         campaign_file = work / "campaign.yaml"
+        accounts = "\n".join(f"  {slug}:\n    account: {ACCOUNTS[slug]}" for slug in platforms)
         campaign_file.write_text(
-            CAMPAIGN.format(contacts=contacts, base_url=f"http://127.0.0.1:{port}", state=work / "state.sqlite")
+            CAMPAIGN.format(contacts=contacts, platforms=", ".join(platforms), accounts=accounts,
+                            state=work / "state.sqlite")
         )
         loaded = load_campaign(campaign_file)
+        endpoints = {slug: f"http://127.0.0.1:{port}" for slug, port in ports.items()}
 
         # 1. onboarding: a dry run stages everything but sends nothing
         rss_before = peak_rss_mib()
@@ -98,33 +124,33 @@ def main() -> None:
         if args.skip_push:
             return
 
-        # 2. push into the Facebook sandbox, served by another process
-        sandbox = subprocess.Popen(
-            [str(Path(sys.executable).with_name("crm-activation")), "sandbox", "--platform", "facebook",
-             "--port-base", str(port)],
-            stdout=subprocess.DEVNULL,
-        )
+        # 2. push into the sandboxes, served by other processes (one each, as separate platforms would be)
+        cli = str(Path(sys.executable).with_name("crm-activation"))
+        sandboxes = [
+            subprocess.Popen([cli, "sandbox", "--platform", slug, "--port-base", str(port)], stdout=subprocess.DEVNULL)
+            for slug, port in ports.items()
+        ]
         try:
-            deadline = time.time() + 20
-            while time.time() < deadline:
-                try:
-                    socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                    break
-                except OSError:
-                    time.sleep(0.1)
-            summary = Engine(loaded).run()
-            fb = summary.platforms["facebook"]
-            pushed = sum(s.added for s in fb.stages.values())
-            print(f"push: {pushed:,} members to the Facebook sandbox in {fb.seconds:.1f}s = "
-                  f"{pushed / fb.seconds:,.0f} records/s ({fb.requests} requests, status {summary.status})")
+            for port in ports.values():
+                wait_for(port)
+            options = RunOptions(base_urls=endpoints)
+            summary = Engine(loaded, options).run()
+            print(f"push (status {summary.status}):")
+            for slug, platform in summary.platforms.items():
+                pushed = sum(s.added for s in platform.stages.values())
+                print(f"  {slug:<11} {pushed:>9,} members in {platform.seconds:6.1f}s = "
+                      f"{pushed / max(platform.seconds, 1e-9):>9,.0f} records/s ({platform.requests} requests)")
             started = time.perf_counter()
-            again = Engine(loaded).run()
-            print(f"rerun with nothing changed: {again.platforms['facebook'].requests} requests "
-                  f"(onboarding {again.onboard_seconds:.1f}s, total {time.perf_counter() - started:.1f}s)")
+            again = Engine(loaded, options).run()
+            changes = sum(s.added + s.removed for p in again.platforms.values() for s in p.stages.values())
+            requests = sum(p.requests for p in again.platforms.values())
+            print(f"rerun with nothing changed: {changes} membership changes, {requests} requests (checks, lookups); "
+                  f"onboarding {again.onboard_seconds:.1f}s, total {time.perf_counter() - started:.1f}s")
             print(f"peak RSS overall: {peak_rss_mib():.0f} MiB")
         finally:
-            sandbox.terminate()
-            sandbox.wait()
+            for sandbox in sandboxes:
+                sandbox.terminate()
+                sandbox.wait()
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

@@ -263,7 +263,12 @@ class XandrConnector(Connector):
         return self._result(job, file, members, rejections)
 
     def _pace(self, audience: AudienceRef) -> None:
-        """Wait for a new segment to propagate, and keep uploads `min_seconds_between_uploads` apart."""
+        """Wait for a new segment to propagate, and keep uploads `min_seconds_between_uploads` apart.
+
+        A dry run sends nothing, so there is nothing to pace: waiting would only make the preview slow.
+        """
+        if self.http.dry_run:
+            return
         waits = [0.0]
         created = self._created.pop(audience.remote_id, None)
         if created is not None:
@@ -282,8 +287,7 @@ class XandrConnector(Connector):
                 self.http.request(
                     "POST",
                     str(job["upload_url"]),
-                    # The dry-run outbox records text bodies only; Latin-1 text is what the file is.
-                    data=data.decode("latin-1") if self.http.dry_run else data,
+                    data=data,
                     headers={"Content-Type": "application/octet-stream"},  # Xandr refuses form encoding
                     dry_run_result={"response": {"status": "OK", "segment_upload": {"job_id": job["job_id"]}}},
                 )
