@@ -83,6 +83,10 @@ class LoadedCampaign:
         candidate = Path(relative).expanduser()
         return candidate if candidate.is_absolute() else self.base_dir / candidate
 
+    def state_path(self, override: Path | None = None) -> Path:
+        """The state database: `override` (the CLI's `--state`) if given, else the campaign's `state.path`."""
+        return override if override is not None else self.resolve(self.campaign.state.path)
+
 
 # -- YAML with positions -----------------------------------------------------------------------------------
 class _Builder:

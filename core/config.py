@@ -205,12 +205,11 @@ class SyncConfig(BaseModel):
 
 
 class StateConfig(BaseModel):
-    """Where the state database lives: a SQLite file path (default) or a database URL."""
+    """Where the state database lives: a SQLite file, relative to the campaign file's folder."""
 
     model_config = _STRICT
 
-    path: str | None = "crm-activation-state.sqlite"
-    url: str | None = None
+    path: str = "crm-activation-state.sqlite"
 
 
 class HttpConfig(BaseModel):

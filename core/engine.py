@@ -186,7 +186,7 @@ class Engine:
         """Run the campaign end to end; the summary's status says whether every platform succeeded."""
         started = time.monotonic()
         options = self.options
-        state = StateStore(options.state_path or self.loaded.resolve(self.campaign.state.path or "state.sqlite"))
+        state = StateStore(self.loaded.state_path(options.state_path))
         summary = RunSummary(campaign=self.campaign.campaign, mode=self.campaign.sync.mode, dry_run=options.dry_run)
         summary.platforms = {slug: PlatformSummary() for slug in self.connectors}
         rejects = RejectsWriter(self.options.rejects)

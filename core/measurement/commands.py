@@ -53,16 +53,9 @@ def measurement_config(loaded: LoadedCampaign) -> MeasurementConfig:
     return MeasurementConfig(kpis=tuple(KpiConfig(name=name) for name in DEFAULT_KPIS))
 
 
-def state_path(loaded: LoadedCampaign, override: Path | None) -> Path:
-    """The state database: `--state` if given, else the campaign's, relative to the campaign file."""
-    if override is not None:
-        return override
-    return loaded.resolve(loaded.campaign.state.path or "state.sqlite")
-
-
 def read_ledger(loaded: LoadedCampaign, override: Path | None) -> Ledger:
     """The campaign's exposure ledger from its state database (read-only)."""
-    db = open_state_readonly(state_path(loaded, override))
+    db = open_state_readonly(loaded.state_path(override))
     try:
         return load_ledger(db, loaded.campaign.campaign)
     finally:
