@@ -5,10 +5,11 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-$(BIN)/crm-activation: pyproject.toml
+$(BIN)/crm-activation: pyproject.toml plugins/crm-activation-google-data-manager/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[test]' --config-settings editable_mode=strict
+	$(BIN)/pip install -q -e plugins/crm-activation-google-data-manager --config-settings editable_mode=strict
 	touch $@
 
 install: $(BIN)/crm-activation

@@ -37,6 +37,9 @@ ACCOUNTS = {
     "dv360": '{advertiser_id: "4412345"}',
     "amazon_dsp": '{advertiser_id: "5837261940", country_code: US}',
     "xandr": "{member_id: 10234}",
+    "google_data_manager": (
+        '{account_type: GOOGLE_ADS, account_id: "123-456-7890", customer_match_terms_accepted: true}'
+    ),
 }
 CAMPAIGN = """
 campaign: bench

@@ -29,7 +29,7 @@ import yaml
 from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
-from .config import Campaign, FunnelConfig
+from .config import EMAIL_CHANNEL, Campaign, FunnelConfig
 from .errors import ConfigError
 
 Loc = tuple[str | int, ...]
@@ -39,6 +39,11 @@ _SECRET_KEY = re.compile(
     r"token|secret|passw(or)?d|api_?key|private_?key|credential|bearer|auth_?code|session_?key", re.IGNORECASE
 )
 _SECRET_MESSAGE = "credentials come from environment variables; use credentials_env"
+_NOT_SECRET = re.compile(r"_(url|uri|endpoint|path)$", re.IGNORECASE)  # token_url names where, not what
+
+
+def _looks_secret(key: object) -> bool:
+    return bool(_SECRET_KEY.search(str(key))) and not _NOT_SECRET.search(str(key))
 _SOURCE_KEYS = ("source", "identity_table", "suppression")
 _BOOL_TAG = "tag:yaml.org,2002:bool"
 
@@ -177,11 +182,11 @@ def _secret_keys(data: dict[str, Any]) -> Iterator[Loc]:
         if not isinstance(platform, dict):
             continue
         for key in platform:
-            if key not in ("credentials_env", "account", "audiences") and _SECRET_KEY.search(str(key)):
+            if key not in ("credentials_env", "account", "audiences") and _looks_secret(key):
                 yield ("platforms", slug, key)
         account = platform.get("account")
         for loc, _value in _walk(account, ("platforms", slug, "account")):
-            if _SECRET_KEY.search(str(loc[-1])):
+            if _looks_secret(loc[-1]):
                 yield loc
 
 
@@ -204,7 +209,10 @@ def _cross_references(data: dict[str, Any]) -> Iterator[tuple[Loc, str]]:
             if isinstance(slugs, list):
                 named += [(("channels", "by_segment", segment, j), s) for j, s in enumerate(slugs)]
     for loc, slug in named:
-        if isinstance(slug, str) and slug not in platforms:
+        if slug == EMAIL_CHANNEL:
+            if not isinstance(data.get("email"), dict):
+                yield loc, "the email channel needs an `email:` section"
+        elif isinstance(slug, str) and slug not in platforms:
             yield loc, f"platform {slug!r} has no entry under `platforms:`"
     funnel = data.get("funnel")
     stages = funnel.get("stages") if isinstance(funnel, dict) else None

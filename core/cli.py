@@ -21,7 +21,10 @@ from rich.logging import RichHandler
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from .campaign_file import load_campaign
+from .config import EMAIL_CHANNEL
 from .display import print_connectors, print_summary
+from .email.sandbox import SmtpSandbox
+from .email.tools import add_email_commands
 from .engine import Engine, RunOptions, RunProgress
 from .errors import ConfigError, CrmActivationError
 from .plugins import collect_connectors, make_plugin_manager
@@ -83,6 +86,7 @@ def _parser() -> argparse.ArgumentParser:
     sandbox.add_argument("--log-dir", type=Path, help="folder for JSON-lines request logs")
     sandbox.add_argument("--faults", help='fault plan as JSON, e.g. {"throttle_rate": 0.1}')
     _measurement_parsers(commands)
+    add_email_commands(commands)
     return parser
 
 
@@ -124,8 +128,9 @@ def _run(args: argparse.Namespace, console: Console) -> int:
     manager = make_plugin_manager()
     with ExitStack() as stack:
         base_urls = dict(_endpoint(spec) for spec in args.endpoint)
+        smtp: tuple[str, int] | None = None
         if args.sandbox:
-            platforms = [s for s, c in loaded.campaign.platforms.items() if c.enabled]
+            platforms = [s for s, c in loaded.campaign.platforms.items() if c.enabled]  # e-mail: a relay, below
             if args.platform:
                 platforms = [p for p in platforms if p in args.platform]
             servers = start_sandboxes(
@@ -134,6 +139,10 @@ def _run(args: argparse.Namespace, console: Console) -> int:
             for server in servers.values():
                 stack.callback(server.stop)
             base_urls |= {slug: server.url for slug, server in servers.items()}
+            if loaded.campaign.email and (not args.platform or EMAIL_CHANNEL in args.platform):
+                relay = SmtpSandbox().start()
+                stack.callback(relay.stop)
+                smtp = (relay.host, relay.port)
         options = RunOptions(
             dry_run=args.dry_run,
             outbox=args.outbox,
@@ -142,6 +151,7 @@ def _run(args: argparse.Namespace, console: Console) -> int:
             base_urls=base_urls,
             mode=args.mode,
             platforms=tuple(args.platform) if args.platform else None,
+            smtp=smtp,
         )
         quiet = args.json or not console.is_terminal
         with Progress(
@@ -175,6 +185,8 @@ def _sandbox(args: argparse.Namespace, console: Console) -> int:
     servers = start_sandboxes(connectors, platforms, log_dir=args.log_dir, faults=faults, port_base=args.port_base)
     for slug, server in servers.items():
         console.print(f"{slug:<12} {server.url}   (state: {server.url}/_sandbox/state)")
+    relay = SmtpSandbox(args.port_base + len(servers) if args.port_base else 0).start()
+    console.print(f"{'email':<12} {relay.url}   (an SMTP relay that accepts and keeps every message)")
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
@@ -182,6 +194,7 @@ def _sandbox(args: argparse.Namespace, console: Console) -> int:
     except KeyboardInterrupt:
         pass
     finally:
+        relay.stop()
         for server in servers.values():
             server.stop()
     return 0
@@ -224,6 +237,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(message)s",
         handlers=[RichHandler(console=Console(stderr=True), show_path=False)],
     )
+    if args.command == "email":
+        return int(args.handler(args))
     commands = {"run": _run, "connectors": _connectors, "sandbox": _sandbox, "report": _report,
                 "simulate-conversions": _simulate, "simulate": _simulate}  # fmt: skip
     try:

@@ -13,39 +13,15 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from .email.config import EmailConfig
+from .source_config import IdentityTableConfig, SourceConfig
+
+__all__ = ["EmailConfig", "IdentityTableConfig", "SourceConfig"]  # re-exported: part of the campaign schema
+
 _STRICT = ConfigDict(frozen=True, extra="forbid")
+#: The channel slug of e-mail: configured by the `email:` section, not under `platforms:`.
+EMAIL_CHANNEL = "email"
 _ISO2 = re.compile(r"^[A-Z]{2}$")
-
-
-class SourceConfig(BaseModel):
-    """Where rows come from: a CSV or JSON Lines file, or a SQL query on SQLite or PostgreSQL.
-
-    Relative paths are resolved against the campaign file's folder when the campaign loads.
-    """
-
-    model_config = _STRICT
-
-    type: Literal["csv", "jsonl", "sql"]
-    path: str | None = None
-    url: str | None = Field(None, description="sqlite:///file.db or postgresql://... for type sql")
-    query: str | None = Field(None, description="SELECT for type sql (or use `table`)")
-    table: str | None = None
-    delimiter: str = ","
-    encoding: str = "utf-8"
-
-    @model_validator(mode="after")
-    def _needs_location(self) -> SourceConfig:
-        if self.type in ("csv", "jsonl") and not self.path:
-            raise ValueError(f"a {self.type} source needs `path`")
-        if self.type == "sql" and not (self.url and (self.query or self.table)):
-            raise ValueError("a sql source needs `url` and either `query` or `table`")
-        return self
-
-
-class IdentityTableConfig(SourceConfig):
-    """A match table (CRM id → platform ids) joined in at onboarding; `key` is its CRM id column."""
-
-    key: str = "contact_id"
 
 
 class AudienceSourceConfig(BaseModel):
@@ -290,11 +266,12 @@ class Campaign(BaseModel):
     sync: SyncConfig = SyncConfig()
     state: StateConfig = StateConfig()
     http: HttpConfig = HttpConfig()
+    email: EmailConfig | None = Field(None, description="the email channel (slug `email` in channels)")
     measurement: MeasurementConfig | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> Campaign:
-        unknown = self.channels.platforms_named() - set(self.platforms)
+        unknown = self.channels.platforms_named() - set(self.platforms) - ({EMAIL_CHANNEL} if self.email else set())
         if unknown:
             raise ValueError(f"channels name platforms with no `platforms:` entry: {', '.join(sorted(unknown))}")
         for slug, platform in self.platforms.items():

@@ -35,7 +35,6 @@ class Capability(StrEnum):
 
     REPLACE = "replace"  # replace_members swaps the whole audience in one session
     REMOVE = "remove"  # remove_members is supported (every built-in connector has it)
-    EMAIL = "email"  # delivers messages rather than audience memberships
 
 
 @dataclass(frozen=True, slots=True)

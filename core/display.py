@@ -43,6 +43,10 @@ def print_summary(summary: RunSummary, console: Console) -> None:
             platforms.add_row(str(head[0]), stage, *map(str, head[1:]), *map(str, cells), *map(str, tail))
             first = False
     console.print(platforms)
+    for slug, p in summary.platforms.items():
+        if p.messages:
+            outcomes = ", ".join(f"{status} {n}" for status, n in sorted(p.messages.items()))
+            console.print(f"{slug} deliveries: {outcomes}")
     if summary.holdout_overall:
         o = summary.holdout_overall
         console.print(

@@ -16,13 +16,18 @@ from typing import Any
 import pluggy
 
 from .campaign_file import LoadedCampaign
-from .connector import Capability, Connector
+from .config import EMAIL_CHANNEL
+from .connector import Connector, IdentifierRule
 from .credentials import load_credentials
 from .eligibility import ChannelRules, ContactGate
+from .email import delivery as email_delivery
 from .errors import ConfigError, CrmActivationError
 from .holdout import BalanceTracker, Group
 from .http import Outbox, PlatformHttp, RateLimiter, RetryPolicy
+from .identifiers import IdentifierKind
 from .identity import IdentityTable
+from .models import Contact
+from .normalization import email_trimmed_lower
 from .onboarding import ContactParser
 from .payload import PayloadBuilder
 from .plugins import collect_connectors, make_plugin_manager
@@ -32,13 +37,20 @@ from .routing import ContactRouter, RoutedContact
 from .segmentation import Segmenter
 from .sources import open_rows
 from .state import StateStore, encode_member
-from .summary import BalanceRow, Outcome, PlatformSummary, RunSummary
+from .summary import BalanceRow, Outcome, PlatformSummary, RunSummary, StageCounts
 from .suppression import SuppressionList
-from .sync import PlatformSync, audience_key
+from .sync import PlatformSync, audience_key, audience_specs
 
 log = get_logger(__name__)
 CHUNK = 20_000
 CONFLICT = "shares an identifier with a control-group contact"
+DUPLICATE_ADDRESS = "another contact has the same e-mail address"
+#: How the e-mail channel reaches a contact: the address itself, trimmed and lower-cased (sent in clear).
+EMAIL_PAYLOAD = PayloadBuilder(
+    EMAIL_CHANNEL,
+    (IdentifierRule(IdentifierKind.EMAIL, "email", email_trimmed_lower, hashed=False),),
+    frozenset({IdentifierKind.EMAIL}),
+)
 
 
 @dataclass
@@ -84,6 +96,7 @@ class RunOptions:
     sleep: Any = time.sleep
     mode: str | None = None
     platforms: tuple[str, ...] | None = None
+    smtp: tuple[str, int] | None = None
 
 
 class Engine:
@@ -107,6 +120,8 @@ class Engine:
         self.progress = progress or RunProgress()
         self.redactor = Redactor()
         self.connectors = self._build_connectors()
+        wanted = self.options.platforms
+        self.email = self.campaign.email if wanted is None or EMAIL_CHANNEL in wanted else None
         self.router = self._router()
 
     # -- set-up -----------------------------------------------------------------------------------------
@@ -167,17 +182,20 @@ class Engine:
         def veto(contact: Any, platform: str) -> str | None:
             return self.pm.hook.eligibility_veto(contact=contact, platform=platform)
 
-        email = {slug for slug, c in self.connectors.items() if Capability.EMAIL in c.capabilities}
+        builders = {
+            slug: PayloadBuilder(slug, c.identifier_rules, c.match_keys) for slug, c in self.connectors.items()
+        }
+        email = {EMAIL_CHANNEL} if self.email else set()
+        if self.email:
+            builders[EMAIL_CHANNEL] = EMAIL_PAYLOAD
         return ContactRouter(
             segmenter=Segmenter(self.campaign.segments, self.campaign.default_segment),
             salt=self.campaign.holdout_salt,
             control_fraction=self.campaign.holdout.fraction,
             strata=self.campaign.holdout.strata,
-            rules=ChannelRules(self.campaign.channels, set(self.connectors)),
+            rules=ChannelRules(self.campaign.channels, set(builders)),
             gate=ContactGate(email, suppression.reason_for if suppression else None, veto if veto_impls else None),
-            builders={
-                slug: PayloadBuilder(slug, c.identifier_rules, c.match_keys) for slug, c in self.connectors.items()
-            },
+            builders=builders,
             default_stage=self.campaign.funnel.first_stage,
         )
 
@@ -189,6 +207,8 @@ class Engine:
         state = StateStore(self.loaded.state_path(options.state_path))
         summary = RunSummary(campaign=self.campaign.campaign, mode=self.campaign.sync.mode, dry_run=options.dry_run)
         summary.platforms = {slug: PlatformSummary() for slug in self.connectors}
+        if self.email:
+            summary.platforms[EMAIL_CHANNEL] = PlatformSummary()
         rejects = RejectsWriter(self.options.rejects)
         summary.rejects_file = str(self.options.rejects) if self.options.rejects else None
         try:
@@ -196,6 +216,8 @@ class Engine:
             self._onboard(state, summary, rejects)
             summary.onboard_seconds = round(time.monotonic() - started, 3)
             self._push(state, summary)
+            if self.email:
+                self._deliver_email(state, summary)
             summary.status = "failed" if any(p.error for p in summary.platforms.values()) else "succeeded"
         except CrmActivationError as error:
             summary.status, summary.error = "failed", self.redactor.redact(str(error))
@@ -258,7 +280,10 @@ class Engine:
             stage = routed.contact.attributes.funnel_stage or self.campaign.funnel.first_stage
             key = audience_key(self.campaign.campaign, stage)
             for platform, member in routed.members.items():
-                payload, fingerprint = encode_member(member)
+                # e-mail needs the whole contact (names, history, coupon) to personalize, not a hashed payload
+                payload, fingerprint = (
+                    (routed.contact.model_dump_json(), "") if platform == EMAIL_CHANNEL else encode_member(member)
+                )
                 staged.desired.append((platform, key, member.contact_id, fingerprint, payload))
                 fields = match_fields[platform]
                 staged.test_keys.extend(
@@ -284,7 +309,9 @@ class Engine:
                 self.progress.rows(1000)
         self._flush(state, summary, staged)
         self.progress.rows(summary.rows_read % 1000)
-        self._drop_control_conflicts(state, summary)
+        self._hold_back(state.drop_control_conflicts(), CONFLICT, state, summary)
+        if self.email:
+            self._hold_back(state.drop_duplicate_members(EMAIL_CHANNEL), DUPLICATE_ADDRESS, state, summary)
         summary.check_reconciles()
         self._balance(balance, summary)
 
@@ -295,9 +322,11 @@ class Engine:
             state.record_holdout(self.campaign.campaign, summary.run_id, staged.ledger)
         staged.clear()
 
-    def _drop_control_conflicts(self, state: StateStore, summary: RunSummary) -> None:
-        """Keep off each platform the test contacts that share a match key with a control contact there."""
-        dropped = state.drop_control_conflicts()
+    def _hold_back(self, dropped: dict[str, set[str]], reason: str, state: StateStore, summary: RunSummary) -> None:
+        """Account for staged members removed after the fact.
+
+        They count as suppressed on the platform, and the row too when no platform is left for the contact.
+        """
         if not dropped:
             return
         for platform, contact_ids in dropped.items():
@@ -305,14 +334,14 @@ class Engine:
             platform_summary.eligible -= len(contact_ids)
             platform_summary.suppressed += len(contact_ids)
             reasons = platform_summary.suppressed_reasons
-            reasons[CONFLICT] = reasons.get(CONFLICT, 0) + len(contact_ids)
+            reasons[reason] = reasons.get(reason, 0) + len(contact_ids)
         everyone = set().union(*dropped.values())
         no_platform_left = everyone - state.contacts_with_desired(everyone)
         summary.outcomes[Outcome.ACTIVATED.value] -= len(no_platform_left)
         summary.outcomes[Outcome.SUPPRESSED.value] += len(no_platform_left)
         if no_platform_left:
-            summary.suppressed_reasons[CONFLICT] = summary.suppressed_reasons.get(CONFLICT, 0) + len(no_platform_left)
-        log.warning("%d test contacts share an identifier with a control contact and were held back", len(everyone))
+            summary.suppressed_reasons[reason] = summary.suppressed_reasons.get(reason, 0) + len(no_platform_left)
+        log.warning("%d test contacts held back: %s", len(everyone), reason)
 
     @staticmethod
     def _count_platforms(routed: RoutedContact, summary: RunSummary) -> None:
@@ -347,6 +376,27 @@ class Engine:
                 "holdout sample-ratio mismatch in stratum %s: %d test / %d control (p=%.2g)",
                 mismatch.stratum, mismatch.test, mismatch.control, mismatch.p_value,
             )
+
+    def _deliver_email(self, state: StateStore, summary: RunSummary) -> None:
+        """The e-mail phase: send each staged test contact its due step (not in dry runs: nothing is sent)."""
+        assert self.email is not None
+        platform = summary.platforms[EMAIL_CHANNEL]
+        desired = state.desired_counts(EMAIL_CHANNEL)
+        for stage, spec in audience_specs(self.campaign, None).items():
+            platform.stages[stage] = StageCounts(audience=f"sequence: {stage}", desired=desired.get(spec.key, 0))
+        if self.options.dry_run:
+            platform.messages["not sent: dry run"] = platform.eligible
+            return
+        started = time.monotonic()
+        try:
+            credentials = email_delivery.email_credentials(self.options.smtp)
+            remember_secrets(credentials.secret_values())
+            contacts = (Contact.model_validate_json(payload) for payload in state.staged_payloads(EMAIL_CHANNEL))
+            email_delivery.deliver(self.loaded, self.email, credentials, state.db, contacts, platform, summary.run_id)
+        except CrmActivationError as error:
+            platform.error = self.redactor.redact(f"{type(error).__name__}: {error}")
+            log.error("email: %s", platform.error)
+        platform.seconds = round(time.monotonic() - started, 3)
 
     def _push(self, state: StateStore, summary: RunSummary) -> None:
         for slug, connector in self.connectors.items():

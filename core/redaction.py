@@ -83,6 +83,10 @@ PROCESS_REDACTOR = Redactor()
 _PROCESS_FILTER = RedactingFilter(PROCESS_REDACTOR)
 
 
+# urllib3 logs each request line (query string included: Meta's access_token) at DEBUG.
+logging.getLogger("urllib3.connectionpool").addFilter(_PROCESS_FILTER)
+
+
 def get_logger(name: str) -> logging.Logger:
     """A logger whose records pass through the process redactor before any handler sees them."""
     logger = logging.getLogger(name)

@@ -195,6 +195,25 @@ class StateStore:
             dropped.setdefault(platform, set()).add(contact_id)
         return dropped
 
+    def drop_duplicate_members(self, platform: str) -> dict[str, set[str]]:
+        """Keep one desired member per match-key value on a platform (the lowest contact id); drop the others.
+
+        For e-mail, two CRM records with one address would otherwise get the same message twice.
+        """
+        with self.transaction():
+            self.db.execute("CREATE INDEX IF NOT EXISTS temp.test_keys_value ON test_keys (platform, value)")
+            rows = self.db.execute(
+                "SELECT DISTINCT t.audience_key, t.contact_id FROM test_keys t WHERE t.platform=? AND EXISTS ("
+                "  SELECT 1 FROM test_keys u WHERE u.platform=t.platform AND u.value=t.value"
+                "  AND u.contact_id < t.contact_id)",
+                (platform,),
+            ).fetchall()
+            self.db.executemany(
+                "DELETE FROM desired WHERE platform=? AND audience_key=? AND contact_id=?",
+                [(platform, key, contact_id) for key, contact_id in rows],
+            )
+        return {platform: {contact_id for _, contact_id in rows}} if rows else {}
+
     def plan(self, campaign: str, platform: str, full: bool) -> dict[tuple[str, str], int]:
         """Compute this platform's removes and adds into the ops table; return counts by (audience, operation).
 
@@ -237,6 +256,20 @@ class StateStore:
             rows = self.db.execute(f"SELECT DISTINCT contact_id FROM desired WHERE contact_id IN ({marks})", chunk)
             found.update(row[0] for row in rows)
         return found
+
+    def staged_payloads(self, platform: str) -> Iterator[str]:
+        """The staged payloads of a platform, in pages (the caller may write to other tables meanwhile)."""
+        last = ("", "")
+        while True:
+            rows = self.db.execute(
+                "SELECT audience_key, contact_id, payload FROM desired WHERE platform=? "
+                "AND (audience_key, contact_id) > (?, ?) ORDER BY audience_key, contact_id LIMIT 1000",
+                (platform, *last),
+            ).fetchall()
+            if not rows:
+                return
+            last = rows[-1][0], rows[-1][1]
+            yield from (payload for _, _, payload in rows)
 
     def desired_counts(self, platform: str) -> dict[str, int]:
         """Desired members per audience of a platform."""

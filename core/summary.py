@@ -48,6 +48,7 @@ class PlatformSummary(BaseModel):
     batches: int = 0
     error: str | None = None
     seconds: float = 0.0
+    messages: dict[str, int] = Field(default_factory=dict, description="e-mail: contacts by delivery outcome")
     suppressed_reasons: dict[str, int] = Field(default_factory=dict)
     unreachable_reasons: dict[str, int] = Field(default_factory=dict)
 

@@ -25,9 +25,9 @@ def audience_key(campaign: str, stage: str) -> str:
     return f"{campaign}/{stage}"
 
 
-def audience_specs(campaign: Campaign, platform: str) -> dict[str, AudienceSpec]:
-    """Audience specs by stage for a platform: the campaign's names and creatives, or defaults."""
-    configured = campaign.platforms[platform].audiences
+def audience_specs(campaign: Campaign, platform: str | None) -> dict[str, AudienceSpec]:
+    """Audience specs by stage for a platform (None: e-mail): the campaign's names and creatives, or defaults."""
+    configured = campaign.platforms[platform].audiences if platform else {}
     specs = {}
     for stage in campaign.funnel.stages:
         stage_audience = configured.get(stage)

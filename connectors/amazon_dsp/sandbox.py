@@ -106,7 +106,8 @@ class AmazonDspSandbox(SandboxApp):
         self.audiences: dict[str, _Audience] = {}
         self.jobs: dict[str, _Job] = {}
         self.tokens: dict[str, float] = {}  # issued access token -> monotonic expiry
-        self._audience_ids = itertools.count(413642381039213536)  # beyond 2**53, as Amazon's are
+        # Random start: a fresh sandbox never reuses an id an earlier one handed out.
+        self._audience_ids = itertools.count(413642381039213536 + secrets.randbelow(10**9) * 1000)
         self._request_ids = itertools.count(1)
 
     # -- errors in Amazon's shapes --------------------------------------------------------------------------

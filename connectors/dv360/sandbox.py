@@ -110,7 +110,8 @@ class Dv360Sandbox(SandboxApp):
         self.advertisers = set(advertiser_ids) if advertiser_ids is not None else None
         self.tokens: dict[str, float] = {}  # access token -> monotonic expiry
         self.audiences: dict[str, _Audience] = {}
-        self._ids = itertools.count(4_100_000_001)
+        # Random start: a fresh sandbox never reuses an id an earlier one handed out.
+        self._ids = itertools.count(4_100_000_001 + secrets.randbelow(10**6) * 1000)
 
     # -- Google's error shapes -------------------------------------------------------------------------------
     def error(self, status: str, message: str, code: int | None = None) -> SandboxError:

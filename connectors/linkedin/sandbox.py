@@ -110,7 +110,8 @@ class LinkedInSandbox(SandboxApp):
         self.clock = clock
         self.segments: dict[str, _Segment] = {}
         self.issued: list[str] = []
-        self._ids = itertools.count(100001)
+        # Random start: a fresh sandbox never reuses an id an earlier one handed out.
+        self._ids = itertools.count(100001 + secrets.randbelow(10**6) * 1000)
         self._start(ad_account_ids)  # keeps the fault plan given here
 
     # -- LinkedIn's error shapes ----------------------------------------------------------------------------

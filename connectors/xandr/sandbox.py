@@ -122,7 +122,8 @@ class XandrSandbox(SandboxApp):
         self.logins: list[float] = []
         self.segments: dict[int, _Segment] = {}
         self.jobs: dict[str, _Job] = {}
-        self._ids = itertools.count(28_000_001)
+        # Random start: a fresh sandbox never reuses an id an earlier one handed out.
+        self._ids = itertools.count(28_000_001 + secrets.randbelow(10**6) * 1000)
         self._job_seq = itertools.count(1)
         self._throttles = itertools.count()
 

@@ -64,7 +64,7 @@ def test_standalone_sandbox_keeps_state_across_runs(tmp_path: Path):
             except OSError:
                 time.sleep(0.1)
         args = ("run", str(ROOT / "examples" / "campaign.yaml"), "--endpoint", f"facebook={url}", "--json",
-                "--state", str(tmp_path / "state.sqlite"))
+                "--platform", "facebook", "--state", str(tmp_path / "state.sqlite"))
         first = json.loads(run(*args, cwd=tmp_path).stdout)
         second = json.loads(run(*args, cwd=tmp_path).stdout)
         added = [sum(s["added"] for s in r["platforms"]["facebook"]["stages"].values()) for r in (first, second)]

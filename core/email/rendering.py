@@ -1,0 +1,250 @@
+"""Rendering email templates written by email teams: sandboxed, strict, autoescaped where it matters.
+
+Layout (docs/email-templates.md has the details): a template is a folder under the templates root holding three
+files, `subject.txt.j2`, `body.txt.j2` and `body.html.j2`. A variant is an optional sub-folder of the same
+name that overrides any of the three (often only the subject); files it does not override come from the
+template folder, and every file also sees the `variant` variable for small differences. Folders starting with
+`_` (layouts, partials) are not templates but can be extended and included by path.
+
+Safety, because templates are edited by people outside engineering and render contact data:
+
+- Jinja's `ImmutableSandboxedEnvironment`: no attribute starting with `_`, no function internals, no mutating
+  methods, so server-side template injection payloads (`''.__class__.__mro__…`, `cycler.__init__.__globals__`)
+  stop with a `SecurityError`. `finalize` additionally refuses to print anything but plain values (a method, a
+  template reference), and `*` / `**` are capped so one typo cannot allocate gigabytes.
+- `StrictUndefined`: a missing variable fails the render, naming template, line and variable, rather than
+  sending "Hi ," to a million people. Optional data is guarded in the template (`is defined`, `default`).
+- HTML autoescaping for `.html.j2` files only: contact data like `<script>` or quotes arrives as text in the
+  HTML part, while the text part and the subject stay literal. Data is never evaluated as a template: a name
+  of `{{ 7*7 }}` is printed as it is.
+
+Every failure is a `TemplateError` (an `InputError`, so the CLI exits with 2) with `template`, `line`,
+`variable` and `kind` (`syntax`, `undefined`, `security`, `render`, `missing`) attributes.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from importlib.resources import files
+from pathlib import Path
+from typing import Any
+
+from jinja2 import (
+    FileSystemLoader,
+    StrictUndefined,
+    TemplateNotFound,
+    TemplateSyntaxError,
+    Undefined,
+    UndefinedError,
+    nodes,
+)
+from jinja2.exceptions import SecurityError
+from jinja2.exceptions import TemplateError as JinjaTemplateError
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+from markupsafe import Markup
+
+from ..errors import InputError
+from .filters import FILTERS
+
+PARTS = ("subject.txt.j2", "body.txt.j2", "body.html.j2")
+MAX_SEQUENCE = 100_000  # longest string or list `*` may build
+MAX_EXPONENT = 64
+_PLAIN = (str, int, float, bool, type(None), list, tuple, dict, Markup)
+#: Whitespace and every line boundary `str.splitlines` knows; no-break spaces stay (`100\u00a0$`).
+_LINE_SPACE = re.compile(r"[ \t\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029]+")
+_UNDEFINED = re.compile(r"'([^']+)' is undefined")
+_NO_ATTRIBUTE = re.compile(r"has no (?:attribute|element) '?([^']+?)'?$")
+
+
+def packaged_templates() -> Path:
+    """The email templates shipped in the wheel (`crm_activation.templates/email`)."""
+    return Path(str(files("crm_activation.templates") / "email"))
+
+
+class TemplateError(InputError):
+    """A template cannot be rendered; the message names the template file, the line and the variable."""
+
+    def __init__(
+        self, message: str, *, template: str, line: int | None = None, variable: str | None = None, kind: str
+    ) -> None:
+        where = f"{template}:{line}" if line else template
+        super().__init__(f"{where}: {message}")
+        self.template = template
+        self.line = line
+        self.variable = variable
+        self.kind = kind
+
+
+@dataclass(frozen=True, slots=True)
+class RenderedMessage:
+    """The three parts of one email for one contact."""
+
+    subject: str
+    text: str
+    html: str
+
+
+def _autoescape(name: str | None) -> bool:
+    return name is not None and name.endswith((".html.j2", ".html"))
+
+
+def _finalize(value: Any) -> Any:
+    # Printing a method or an engine object would leak internals (addresses, class names) into an email.
+    # An Undefined passes through: printing it raises the UndefinedError that names the variable.
+    if isinstance(value, Undefined):
+        return value
+    if not isinstance(value, _PLAIN) or callable(value):
+        raise SecurityError(f"only plain values can be printed, not a {type(value).__name__}")
+    return value
+
+
+class _Environment(ImmutableSandboxedEnvironment):
+    intercepted_binops = frozenset({"*", "**"})
+
+    def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+        if operator == "**" and isinstance(right, int | float) and abs(right) > MAX_EXPONENT:
+            raise SecurityError(f"exponent above {MAX_EXPONENT}")
+        if operator == "*":
+            for seq, count in ((left, right), (right, left)):
+                if isinstance(seq, str | list | tuple) and isinstance(count, int) and len(seq) * count > MAX_SEQUENCE:
+                    raise SecurityError(f"sequence repetition above {MAX_SEQUENCE} items")
+        return super().call_binop(context, operator, left, right)
+
+
+class TemplateRenderer:
+    """Renders the templates of one folder; build one per campaign and reuse it (templates compile once)."""
+
+    def __init__(
+        self,
+        folder: str | Path | None = None,
+        prepare: Callable[[ImmutableSandboxedEnvironment], None] | None = None,
+        auto_reload: bool = False,
+    ) -> None:
+        """Create the sandboxed environment.
+
+        Args:
+            folder: the templates root; None for the packaged `templates/email`.
+            prepare: called with the environment before any render, so plugins can add filters (the
+                `prepare_jinja2_environment` hook of the design notes, once the lead wires it).
+            auto_reload: re-read changed files (the preview server); campaign runs compile each file once.
+        """
+        self.folder = Path(folder) if folder is not None else packaged_templates()
+        if not self.folder.is_dir():
+            raise InputError(f"email templates folder not found: {self.folder}")
+        env = _Environment(
+            loader=FileSystemLoader(str(self.folder)),
+            undefined=StrictUndefined,
+            autoescape=_autoescape,
+            finalize=_finalize,
+            keep_trailing_newline=True,
+            trim_blocks=True,
+            lstrip_blocks=True,
+            auto_reload=auto_reload,
+        )
+        for name in ("lipsum", "cycler", "joiner"):  # nothing a template needs; less surface
+            env.globals.pop(name, None)
+        env.filters.update(FILTERS)
+        if prepare is not None:
+            prepare(env)
+        self.env = env
+
+    # -- discovery --------------------------------------------------------------------------------------
+    def templates(self) -> list[str]:
+        """Template names: folders (not starting with `_`) that hold a subject file."""
+        folders = (p for p in self.folder.iterdir() if p.is_dir() and not p.name.startswith("_"))
+        return sorted(p.name for p in folders if (p / PARTS[0]).is_file())
+
+    def variants(self, template: str) -> list[str]:
+        """Variant names of a template: its sub-folders holding at least one of the three parts."""
+        base = self.folder / template
+        if not base.is_dir():
+            return []
+        return sorted(p.name for p in base.iterdir() if p.is_dir() and any((p / part).is_file() for part in PARTS))
+
+    def part_name(self, template: str, variant: str | None, part: str) -> str:
+        """The loader name of a part: the variant's override when it has one, else the template's file."""
+        if variant and (self.folder / template / variant / part).is_file():
+            return f"{template}/{variant}/{part}"
+        return f"{template}/{part}"
+
+    # -- rendering --------------------------------------------------------------------------------------
+    def render_part(self, name: str, context: Mapping[str, Any]) -> str:
+        """Render one file by loader name, turning every Jinja failure into a `TemplateError`."""
+        try:
+            return self.env.get_template(name).render(context)
+        except TemplateNotFound as exc:
+            raise TemplateError(f"template file not found: {exc.name}", template=name, kind="missing") from None
+        except TemplateSyntaxError as exc:
+            raise TemplateError(
+                f"syntax error: {exc.message}", template=exc.name or name, line=exc.lineno, kind="syntax"
+            ) from exc
+        except JinjaTemplateError as exc:
+            raise self._runtime_error(name, exc) from exc
+        except (ValueError, TypeError, ArithmeticError, LookupError) as exc:
+            raise self._runtime_error(name, exc) from exc
+
+    def render_message(self, template: str, variant: str | None, context: Mapping[str, Any]) -> RenderedMessage:
+        """Render subject, text and HTML of a template (and variant) for one context.
+
+        The subject is collapsed to one line: a header cannot carry line breaks, and a stray newline in a
+        template or in contact data must not become a header injection.
+        """
+        if not (self.folder / template / PARTS[0]).is_file():
+            raise TemplateError("no such template (folder with subject.txt.j2)", template=template, kind="missing")
+        context = {**context, "template": template, "variant": variant or ""}
+        subject, text, html = (self.render_part(self.part_name(template, variant, p), context) for p in PARTS)
+        subject = _LINE_SPACE.sub(" ", subject).strip()
+        if not subject:
+            raise TemplateError("the subject is empty", template=self.part_name(template, variant, PARTS[0]),
+                                kind="render")  # fmt: skip
+        return RenderedMessage(subject=subject, text=text, html=html)
+
+    def variables(self, name: str) -> set[str]:
+        """Top-level variables a file reads (for lint and docs): parse only, nothing is rendered."""
+        source = self.env.loader.get_source(self.env, name)[0]  # type: ignore[union-attr]
+        ast = self.env.parse(source)
+        return {node.name for node in ast.find_all(nodes.Name) if node.ctx == "load"}
+
+    def _runtime_error(self, name: str, exc: Exception) -> TemplateError:
+        template, line = _template_frame(exc, self.folder) or (name, None)
+        message = str(exc) or type(exc).__name__
+        variable = None
+        kind = "render"
+        if isinstance(exc, SecurityError):
+            kind = "security"
+        elif isinstance(exc, UndefinedError):
+            kind = "undefined"
+            match = _UNDEFINED.search(message) or _NO_ATTRIBUTE.search(message)
+            variable = match.group(1) if match else None
+            message = f"undefined variable {variable!r} ({message})" if variable else message
+        source = _source_line(self.folder / template, line)
+        if source:
+            message = f"{message}\n    {line} | {source}"
+        return TemplateError(message, template=template, line=line, variable=variable, kind=kind)
+
+
+def _template_frame(exc: BaseException, folder: Path) -> tuple[str, int] | None:
+    """The innermost traceback frame that is template code (Jinja maps those frames to template lines)."""
+    found = None
+    root = str(folder.resolve())
+    tb = exc.__traceback__
+    while tb is not None:
+        filename = tb.tb_frame.f_code.co_filename
+        if filename.endswith(".j2"):
+            path = Path(filename).resolve()
+            name = str(path.relative_to(root)) if str(path).startswith(root) else path.name
+            found = (name, tb.tb_lineno)
+        tb = tb.tb_next
+    return found
+
+
+def _source_line(path: Path, line: int | None) -> str:
+    if not line:
+        return ""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return ""
+    return lines[line - 1].strip()[:160] if 0 < line <= len(lines) else ""

@@ -1,0 +1,98 @@
+"""Who must not get an email, on top of what the engine already decides.
+
+The engine keeps control-group contacts away from every channel and, for the `email` channel,
+drops contacts flagged `email_unsubscribed` or with `consent_email: no`, and those on the
+campaign's suppression list (`eligibility.ContactGate`). `EmailSuppression.reason` repeats the per-contact
+checks (a connector must be safe on its own) and adds what only the email channel knows:
+
+- no sendable address: none, a SHA-256 digest (pre-hashed export), or not `local@domain`;
+- no recorded consent when the campaign sets `require_consent` (EU-style opt-in);
+- hard bounces: the campaign's `bounces` file (contact_id and/or email, like the suppression list) and the
+  `email_bounces` table (`record_bounce`, and every 550/551/553 the relay gave this channel);
+- one-click and mailto unsubscribes received since the CRM export (`email_unsubscribes`).
+
+It returns a reason string (counted as "suppressed") or None, the shape of the `eligibility_veto` hook, so the
+lead can plug it in as that hook for the email platform or call it from the connector.
+"""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+import time
+
+from ..identifiers import IdentifierKind, is_sha256_hex
+from ..models import Contact
+from ..suppression import SuppressionList, email_key
+from .unsubscribe import UnsubscribeLedger
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS email_bounces (
+    email_sha256 TEXT PRIMARY KEY, contact_id TEXT, code INTEGER, detail TEXT, at REAL NOT NULL
+) WITHOUT ROWID;
+"""
+#: Reply codes that say the mailbox does not exist or cannot take mail: suppress the address from now on.
+HARD_BOUNCE_CODES = frozenset({550, 551, 553})
+_SENDABLE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+
+
+def sendable_address(contact: Contact) -> str | None:
+    """The contact's email address if one can be sent to (trimmed), else None."""
+    email = (contact.identifiers.get(IdentifierKind.EMAIL) or "").strip()
+    if not email or is_sha256_hex(email) or not _SENDABLE.match(email):
+        return None
+    return email
+
+
+def is_hard_bounce(code: int | None, detail: str) -> bool:
+    """A refusal that says the address is bad (550/551/553), not a policy block (enhanced status 5.7.x)."""
+    return code in HARD_BOUNCE_CODES and "5.7." not in detail
+
+
+def record_bounce(db: sqlite3.Connection, email: str, contact_id: str | None, code: int | None, detail: str) -> None:
+    """Remember a hard bounce (from a DSN processor, or the relay's 5xx); the address is stored hashed."""
+    db.executescript(SCHEMA)
+    db.execute(
+        "INSERT OR REPLACE INTO email_bounces VALUES (?, ?, ?, ?, ?)",
+        (email_key(email), contact_id, code, detail[:300], time.time()),
+    )
+
+
+class EmailSuppression:
+    """Per-contact email suppression for one campaign run."""
+
+    def __init__(
+        self, db: sqlite3.Connection, bounce_list: SuppressionList | None = None, require_consent: bool = False
+    ) -> None:
+        """Build it once per run.
+
+        Args:
+            db: the state database connection (reads `email_bounces` and `email_unsubscribes`).
+            bounce_list: the campaign's `bounces` file, loaded with `SuppressionList.load(config.bounces, base)`.
+            require_consent: treat "consent not recorded" as no consent.
+        """
+        self.db = db
+        db.executescript(SCHEMA)
+        self.unsubscribes = UnsubscribeLedger(db)
+        self.bounce_list = bounce_list
+        self.require_consent = require_consent
+
+    def reason(self, contact: Contact) -> str | None:
+        """Why this contact gets no email, or None."""
+        attributes = contact.attributes
+        if attributes.email_unsubscribed:
+            return "unsubscribed from email"
+        consent = attributes.consent.email_marketing
+        if consent is False or (consent is None and self.require_consent):
+            return "no email marketing consent"
+        email = sendable_address(contact)
+        if email is None:
+            return "no sendable email address"
+        if self.unsubscribes.is_unsubscribed(contact.contact_id):
+            return "unsubscribed (one-click or mailto)"
+        if self.bounce_list is not None and self.bounce_list.reason_for(contact) is not None:
+            return "bounced (bounce list)"
+        row = self.db.execute("SELECT code FROM email_bounces WHERE email_sha256=?", (email_key(email),)).fetchone()
+        if row is not None:
+            return f"bounced ({row[0]})" if row[0] else "bounced"
+        return None

@@ -1,0 +1,339 @@
+"""A local emulator of Google's OAuth token endpoint and the Data Manager API's Customer Match surface.
+
+Served: `POST /token` (refresh-token grant, form-encoded), and under `/v1/`: `GET|POST
+accountTypes/{type}/accounts/{id}/userLists` (list with a `display_name = "..."` filter, create), `GET
+.../userLists/{id}`, `POST audienceMembers:ingest`, `POST audienceMembers:remove`, `GET requestStatus:retrieve`.
+Errors come in Google's shape (`{"error": {code, message, status, details: [ErrorInfo, BadRequest
+{fieldViolations: [{field, description, reason}]}]}}`, reasons from Data Manager's `ErrorReason`), token errors in
+OAuth's, throttling as 429 RESOURCE_EXHAUSTED without Retry-After (Google sends none), transient failures as 503
+UNAVAILABLE. A duplicate list name is refused with 409 ALREADY_EXISTS (Google's exact code is not documented).
+
+Stricter than Google where the connector's own rules are the contract: encoding must be HEX, hashes lowercase,
+and every ingested member's consent must be stated. A member whose effective consent is DENIED is not added
+and is counted in the request's diagnostics (PROCESSING_ERROR_REASON_DENIED_CONSENT), as Google reports it.
+Partial-reject faults are not emulated: Google accepts or refuses a request as a whole and reports per-record
+problems only as counts, later, so there is no per-record outcome to imitate.
+
+Membership is a set of identities (a member's identifiers in a stable order) per user list; Google matches
+people instead, but identities make re-adding idempotent, removal by the same payload exact, and the end state
+comparable member for member.
+"""
+
+from __future__ import annotations
+
+import hmac
+import itertools
+import secrets
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qs
+
+from crm_activation import Credentials, FaultPlan, SandboxApp, SandboxRequest, SandboxResponse
+
+from .config import (
+    DIGITS,
+    DURATION_SHAPE,
+    ENCODING,
+    FIRST_PARTY,
+    MAX_DESTINATIONS,
+    MAX_MEMBERS_PER_REQUEST,
+    MAX_MEMBERSHIP_DAYS,
+    MEMBERSHIP_OPEN,
+    SANDBOX_TOKEN_PATH,
+    SCOPE,
+    SECONDS_PER_DAY,
+    TERMS_ACCEPTED,
+    UPLOAD_KEY_CONTACT_ID,
+    AccountType,
+    GoogleDataManagerCredentials,
+    LoginAccountType,
+)
+from .sandbox_checks import Identity, bad, consent, google_error, member, obj, row
+
+_INGEST_FIELDS = {"destinations", "audienceMembers", "consent", "validateOnly", "encoding", "encryptionInfo",
+                  "termsOfService"}  # fmt: skip
+_REMOVE_FIELDS = {"destinations", "audienceMembers", "validateOnly", "encoding", "encryptionInfo"}
+_LIST_FIELDS = {"name", "displayName", "description", "membershipStatus", "integrationCode", "membershipDuration",
+                "ingestedUserListInfo", "targetNetworkInfo"}  # fmt: skip
+_DESTINATION_FIELDS = {"reference", "loginAccount", "linkedAccount", "operatingAccount", "productDestinationId"}
+
+
+@dataclass
+class _UserList:
+    display_name: str
+    description: str
+    duration: str
+    members: dict[Identity, str] = field(default_factory=dict)  # identity -> consent label when last ingested
+    deleted: bool = False
+
+
+class GoogleDataManagerSandbox(SandboxApp):
+    """Google's token endpoint and Data Manager's user lists and audience-member ingestion, in memory.
+
+    Args:
+        credentials: the OAuth client and refresh token the token endpoint accepts; nothing else gets a token.
+        faults: throttling, 5xx and timeouts to inject (partial rejects do not apply, see the module docstring).
+        accounts: operating accounts the user may use, as "TYPE/ID"; None allows any.
+        token_lifetime: `expires_in` of issued access tokens in seconds (Google: 3599).
+        clock: monotonic seconds for token expiry; tests substitute one they can move.
+    """
+
+    platform = "google_data_manager"
+
+    def __init__(self, credentials: Credentials, faults: FaultPlan | None = None, accounts: Iterable[str] | None = None,
+                 token_lifetime: int = 3599, clock: Callable[[], float] = time.monotonic) -> None:  # fmt: skip
+        if not isinstance(credentials, GoogleDataManagerCredentials):
+            raise TypeError("GoogleDataManagerSandbox needs GoogleDataManagerCredentials")
+        super().__init__(credentials, faults)
+        self.oauth = credentials
+        self.accounts = set(accounts) if accounts is not None else None
+        self.token_lifetime = token_lifetime
+        self.clock = clock
+        self.max_members_per_request = MAX_MEMBERS_PER_REQUEST  # lower it in a test rather than send 10,001
+        self.lists: dict[str, dict[str, _UserList]] = {}  # "TYPE/ID" -> list id -> list
+        self.statuses: dict[str, list[dict[str, Any]]] = {}  # request id -> status per destination
+        self.tokens: dict[str, float] = {}
+        self._ids = itertools.count(9_100_000_001)
+
+    # -- test helpers ----------------------------------------------------------------------------------------
+    def secrets(self) -> list[str]:
+        """The OAuth secrets and every access token issued are masked in the request log."""
+        with self.lock:
+            return [*super().secrets(), *self.tokens]
+
+    def expire_tokens(self) -> None:
+        """Let every issued access token run out now, as Google's would after an hour."""
+        with self.lock:
+            self.tokens = dict.fromkeys(self.tokens, float("-inf"))
+
+    def delete_list(self, account: str, list_id: str) -> None:
+        """Make a user list disappear; later calls about it get 404 NOT_FOUND."""
+        with self.lock:
+            self.lists[account][list_id].deleted = True
+
+    def state(self) -> dict[str, Any]:
+        """Every account's user lists with their settings, members (identifier lists) and consent counts."""
+        return {"accounts": {account: {list_id: {
+            "displayName": ul.display_name, "membershipDuration": ul.duration, "deleted": ul.deleted,
+            "members": len(ul.members), "member_rows": [row(i) for i in sorted(ul.members)],
+            "consent": dict(Counter(ul.members.values())),
+        } for list_id, ul in lists.items()} for account, lists in self.lists.items()}}  # fmt: skip
+
+    # -- dispatch --------------------------------------------------------------------------------------------
+    def handle(self, request: SandboxRequest) -> SandboxResponse:
+        """Serve the token endpoint, or check the bearer token and route an API call."""
+        if request.path == SANDBOX_TOKEN_PATH and request.method == "POST":
+            return self._token(request)
+        parts = request.path.strip("/").split("/")
+        if parts[0] != "v1":
+            raise google_error("NOT_FOUND", f"The requested URL {request.path} was not found on this server.")
+        self._authenticate(request)
+        route, method = parts[1:], request.method
+        if route == ["audienceMembers:ingest"] and method == "POST":
+            return self._members(request, ingest=True)
+        if route == ["audienceMembers:remove"] and method == "POST":
+            return self._members(request, ingest=False)
+        if route == ["requestStatus:retrieve"] and method == "GET":
+            return self._status(request.param("requestId") or "")
+        if len(route) in (5, 6) and route[0] == "accountTypes" and route[2] == "accounts" and route[4] == "userLists":
+            account = self._account(route[1], route[3], "parent")
+            if len(route) == 5 and method == "GET":
+                return self._list_lists(account, request.param("filter"))
+            if len(route) == 5 and method == "POST":
+                return self._create_list(account, request.json())
+            if len(route) == 6 and method == "GET":
+                return SandboxResponse(200, self._resource(account, route[5], self._user_list(account, route[5])))
+        raise google_error("NOT_FOUND", f"The requested URL {request.path} was not found on this server.")
+
+    def throttle_response(self, retry_after: float) -> SandboxResponse:
+        """Google's quota answer: 429 RESOURCE_EXHAUSTED, no Retry-After header."""
+        return google_error("RESOURCE_EXHAUSTED", "Resource has been exhausted (e.g. check quota).").response
+
+    def server_error_response(self) -> SandboxResponse:
+        """Google's transient failure: 503 UNAVAILABLE."""
+        return google_error("UNAVAILABLE", "The service is currently unavailable.").response
+
+    # -- auth ------------------------------------------------------------------------------------------------
+    def _token(self, request: SandboxRequest) -> SandboxResponse:
+        """Google's refresh-token grant: form-encoded, the client authenticated by id and secret in the body."""
+        if "x-www-form-urlencoded" not in (request.header("content-type") or ""):
+            return _oauth(400, "invalid_request", "Content-Type must be application/x-www-form-urlencoded")
+        form = {k: v[0] for k, v in parse_qs(request.body.decode(), keep_blank_values=True).items()}
+        if form.get("grant_type") != "refresh_token":
+            return _oauth(400, "unsupported_grant_type", "Invalid grant_type")
+        if not (
+            _same(form.get("client_id"), self.oauth.client_id.get_secret_value())
+            and _same(form.get("client_secret"), self.oauth.client_secret.get_secret_value())
+        ):
+            return _oauth(401, "invalid_client", "Unauthorized")
+        if not _same(form.get("refresh_token"), self.oauth.refresh_token.get_secret_value()):
+            return _oauth(400, "invalid_grant", "Token has been expired or revoked.")
+        token = "ya29.sandbox-" + secrets.token_urlsafe(24)
+        self.tokens[token] = self.clock() + self.token_lifetime
+        body = {"access_token": token, "expires_in": self.token_lifetime, "scope": SCOPE, "token_type": "Bearer"}
+        return SandboxResponse(200, body)
+
+    def _authenticate(self, request: SandboxRequest) -> None:
+        header = request.header("authorization") or ""
+        expires = self.tokens.get(header.removeprefix("Bearer ")) if header.startswith("Bearer ") else None
+        if expires is None or self.clock() >= expires:
+            message = "Request had invalid authentication credentials. Expected OAuth 2 access token."
+            raise google_error("UNAUTHENTICATED", message)
+
+    def _account(self, account_type: Any, account_id: Any, where: str, login: bool = False) -> str:
+        allowed = {t.value for t in (LoginAccountType if login else AccountType)}
+        if account_type not in allowed:
+            raise bad("INVALID_ENUM_VALUE", f"{where}.account_type", "Enum value cannot be used.")
+        if not isinstance(account_id, str) or not DIGITS.match(account_id):
+            raise bad("INVALID_FORMAT", f"{where}.account_id", "The account id must be numeric.")
+        account = f"{account_type}/{account_id}"
+        if not login and self.accounts is not None and account not in self.accounts:
+            raise google_error("PERMISSION_DENIED", "The caller does not have permission", "PERMISSION_DENIED", where)
+        return account
+
+    # -- user lists ------------------------------------------------------------------------------------------
+    def _user_list(self, account: str, list_id: str) -> _UserList:
+        found = self.lists.get(account, {}).get(list_id)
+        if found is None or found.deleted:
+            raise google_error("NOT_FOUND", "Requested entity was not found.")
+        return found
+
+    def _resource(self, account: str, list_id: str, ul: _UserList) -> dict[str, Any]:
+        return {"name": f"accountTypes/{account.replace('/', '/accounts/')}/userLists/{list_id}", "id": list_id,
+                "readOnly": False, "displayName": ul.display_name, "description": ul.description,
+                "membershipStatus": MEMBERSHIP_OPEN, "membershipDuration": ul.duration, "accessReason": "OWNED",
+                "ingestedUserListInfo": {"uploadKeyTypes": [UPLOAD_KEY_CONTACT_ID],
+                                         "contactIdInfo": {"dataSourceType": FIRST_PARTY}}}  # fmt: skip
+
+    def _list_lists(self, account: str, filter_text: str | None) -> SandboxResponse:
+        live = {i: ul for i, ul in self.lists.get(account, {}).items() if not ul.deleted}
+        if filter_text:
+            text = filter_text.strip()
+            if not (text.startswith('display_name = "') and text.endswith('"')):
+                raise bad("INVALID_ARGUMENT", "filter", 'The sandbox supports only display_name = "...".')
+            wanted = text[len('display_name = "') : -1].replace('\\"', '"').replace("\\\\", "\\")
+            live = {i: ul for i, ul in live.items() if ul.display_name == wanted}
+        return SandboxResponse(200, {"userLists": [self._resource(account, i, ul) for i, ul in live.items()]})
+
+    def _create_list(self, account: str, body: Any) -> SandboxResponse:
+        body = obj(body, "user_list", _LIST_FIELDS)
+        name = body.get("displayName")
+        if not isinstance(name, str) or not name.strip():
+            raise bad("REQUIRED_FIELD_MISSING", "user_list.display_name", "The display name is required.")
+        where = "user_list.ingested_user_list_info"
+        info = obj(body.get("ingestedUserListInfo"), where, {"uploadKeyTypes", "contactIdInfo"})
+        if info.get("uploadKeyTypes") != [UPLOAD_KEY_CONTACT_ID]:
+            message = "The sandbox serves contact-information Customer Match lists: [CONTACT_ID] only."
+            raise bad("INVALID_USER_LIST_TYPE", f"{where}.upload_key_types", message)
+        days = MAX_MEMBERSHIP_DAYS
+        if "membershipDuration" in body:
+            match = DURATION_SHAPE.match(str(body["membershipDuration"]))
+            seconds = int(match.group(1)) if match else -1
+            if seconds <= 0 or seconds % SECONDS_PER_DAY or seconds // SECONDS_PER_DAY > MAX_MEMBERSHIP_DAYS:
+                raise bad(
+                    "INVALID_ARGUMENT",
+                    "user_list.membership_duration",
+                    f"Must be whole days (multiples of 86400s), at most {MAX_MEMBERSHIP_DAYS} days.",
+                )
+            days = seconds // SECONDS_PER_DAY
+        lists = self.lists.setdefault(account, {})
+        if any(ul.display_name == name and not ul.deleted for ul in lists.values()):
+            raise google_error("ALREADY_EXISTS", "A user list with this name already exists.")
+        list_id = str(next(self._ids))
+        lists[list_id] = _UserList(name, str(body.get("description") or ""), f"{days * SECONDS_PER_DAY}s")
+        return SandboxResponse(200, self._resource(account, list_id, lists[list_id]))
+
+    # -- audience members ------------------------------------------------------------------------------------
+    def _members(self, request: SandboxRequest, ingest: bool) -> SandboxResponse:
+        body = obj(request.json(), "request", _INGEST_FIELDS if ingest else _REMOVE_FIELDS)
+        if body.get("encoding") != ENCODING:  # "Required for UserData uploads"; the connector sends HEX only
+            reason = "REQUIRED_FIELD_MISSING" if "encoding" not in body else "INVALID_ENUM_VALUE"
+            raise bad(reason, "encoding", "The sandbox takes hex-encoded SHA-256: encoding HEX.")
+        if "encryptionInfo" in body:
+            raise bad("INVALID_ARGUMENT", "encryption_info", "The sandbox does not emulate encryption.")
+        terms = (body.get("termsOfService") or {}).get("customerMatchTermsOfServiceStatus")
+        if ingest and terms != TERMS_ACCEPTED:
+            raise bad("TERMS_AND_CONDITIONS_NOT_SIGNED", "terms_of_service", "Required terms are not accepted.")
+        targets = self._destinations(body.get("destinations"))
+        members = body.get("audienceMembers")
+        if not isinstance(members, list) or not members:
+            raise bad("REQUIRED_FIELD_MISSING", "audience_members", "At least one audience member is required.")
+        if len(members) > self.max_members_per_request:
+            raise bad(
+                "TOO_MANY_AUDIENCE_MEMBERS",
+                "audience_members",
+                f"Maximum number of audience members allowed per request is {self.max_members_per_request}.",
+            )
+        default = consent(body.get("consent"), "consent") if ingest else {}
+        checked = [member(m, f"audience_members.audience_members[{i}]", default, ingest)
+                   for i, m in enumerate(members)]  # fmt: skip
+        request_id = secrets.token_hex(16)
+        if body.get("validateOnly") is True:
+            return SandboxResponse(200, {"requestId": request_id})
+        denied = sum(1 for _, label in checked if "DENIED" in label)
+        for user_list in targets:
+            for identity, label in checked:
+                if not ingest:
+                    user_list.members.pop(identity, None)
+                elif "DENIED" not in label:
+                    user_list.members[identity] = label
+        count = sum(len(identity) for identity, _ in checked)
+        status: dict[str, Any] = {
+            "requestStatus": "PARTIAL_SUCCESS" if denied else "SUCCESS",
+            ("audienceMembersIngestionStatus" if ingest else "audienceMembersRemovalStatus"): {
+                ("userDataIngestionStatus" if ingest else "userDataRemovalStatus"): {
+                    "recordCount": str(len(checked)),
+                    "userIdentifierCount": str(count),
+                }
+            },
+        }
+        if denied:
+            status["errorInfo"] = {
+                "errorCounts": [{"recordCount": str(denied), "reason": "PROCESSING_ERROR_REASON_DENIED_CONSENT"}]
+            }
+        self.statuses[request_id] = [{"destination": d, **status} for d in body["destinations"]]
+        return SandboxResponse(200, {"requestId": request_id})
+
+    def _status(self, request_id: str) -> SandboxResponse:
+        if request_id not in self.statuses:
+            raise bad("INVALID_REQUEST_ID", "request_id", "The request ID used to retrieve the status is not valid.")
+        return SandboxResponse(200, {"requestStatusPerDestination": self.statuses[request_id]})
+
+    def _destinations(self, value: Any) -> list[_UserList]:
+        if not isinstance(value, list) or not value:
+            raise bad("REQUIRED_FIELD_MISSING", "destinations", "At least one destination is required.")
+        if len(value) > MAX_DESTINATIONS:
+            raise bad(
+                "TOO_MANY_DESTINATIONS",
+                "destinations",
+                f"Maximum number of destinations allowed per request is {MAX_DESTINATIONS}.",
+            )
+        targets = []
+        for index, item in enumerate(value):
+            where = f"destinations[{index}]"
+            item = obj(item, where, _DESTINATION_FIELDS)
+            operating = obj(item.get("operatingAccount"), f"{where}.operating_account", {"accountType", "accountId"})
+            account = self._account(operating.get("accountType"), operating.get("accountId"), where)
+            if "loginAccount" in item:
+                login = obj(item["loginAccount"], f"{where}.login_account", {"accountType", "accountId"})
+                self._account(login.get("accountType"), login.get("accountId"), f"{where}.login_account", True)
+            list_id = item.get("productDestinationId")
+            found = self.lists.get(account, {}).get(str(list_id))
+            if not isinstance(list_id, str) or found is None or found.deleted:
+                raise bad("INVALID_USER_LIST_ID", f"{where}.product_destination_id", "User list is not valid.")
+            targets.append(found)
+        return targets
+
+
+def _oauth(status: int, error: str, description: str) -> SandboxResponse:
+    return SandboxResponse(status, {"error": error, "error_description": description})
+
+
+def _same(given: str | None, expected: str) -> bool:
+    return given is not None and hmac.compare_digest(given.encode(), expected.encode())
+
+
+__all__ = ["GoogleDataManagerSandbox"]

@@ -1,0 +1,68 @@
+"""DV360 Customer Match passes the connector contract kit."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from pydantic import SecretStr
+
+from crm_activation import IdentifierKind, Member
+from crm_activation.connectors.dv360 import Dv360Account, Dv360Connector, Dv360Credentials, Dv360Sandbox
+from crm_activation.testing import ConnectorContract, IdentifierVector, loads_body
+
+_ADDRESS = ("hashedFirstName", "hashedLastName", "zipCodes", "countryCode")
+_LISTS = {"hashedEmails", "hashedPhoneNumbers", "zipCodes"}
+
+
+class Dv360Contract(ConnectorContract):
+    """Declarations and state adapters for DV360 (a member is its ContactInfo, compared as canonical JSON)."""
+
+    connector = Dv360Connector
+    account = Dv360Account(advertiser_id="4455667788")
+    credentials = Dv360Credentials(
+        client_id=SecretStr("1234567890-contract.apps.googleusercontent.com"),
+        client_secret=SecretStr("GOCSPX-contract-client-secret-0123"),
+        refresh_token=SecretStr("1//0contract-refresh-token-abcdefghijkl"),
+    )
+    # Google accepts or refuses an edit request as a whole and names no member, so the sandbox ignores
+    # `partial_reject_rate` and the kit checks that nothing is refused record by record.
+    reports_record_rejections = False
+    # Google matches addresses on the postal code as the country writes it, unhashed (ContactInfo.zipCodes).
+    clear_personal_kinds = frozenset({IdentifierKind.ZIP})
+    identifier_vectors = (
+        IdentifierVector(kind=IdentifierKind.PHONE, raw="+1 (415) 555-0123", normalized="+14155550123",
+                         note="Google: E.164 with the +"),
+        IdentifierVector(kind=IdentifierKind.PHONE, raw="020 7946 0958", normalized="+442079460958", country="GB",
+                         note="national format, country from the contact"),
+        IdentifierVector(kind=IdentifierKind.FIRST_NAME, raw=" Mary Ann ", normalized="maryann"),
+        IdentifierVector(kind=IdentifierKind.ZIP, raw="94103-1234", normalized="94103"),
+        IdentifierVector(kind=IdentifierKind.COUNTRY, raw="gb", normalized="GB"),
+    )  # fmt: skip
+
+    def sandbox_audiences(self, app: Dv360Sandbox) -> set[str]:
+        return {aid for aid, audience in app.state()["audiences"].items() if not audience["deleted"]}
+
+    def sandbox_members(self, app: Dv360Sandbox, audience) -> set[Any]:
+        rows = app.state()["audiences"][audience.remote_id]["member_rows"]
+        return {json.dumps(row, sort_keys=True) for row in rows}
+
+    def member_keys(self, member: Member) -> set[Any]:
+        """The ContactInfo Google keeps, built from the payload fields independently of the connector's code."""
+        fields = member.fields
+        keep = [name for name in ("hashedEmails", "hashedPhoneNumbers") if fields.get(name)]
+        if all(fields.get(name) for name in _ADDRESS):
+            keep += _ADDRESS
+        info = {name: [fields[name]] if name in _LISTS else fields[name] for name in keep}
+        return {json.dumps(info, sort_keys=True)}
+
+    def records_in_request(self, entry: dict[str, Any]) -> int | None:
+        if not entry["path"].endswith(":editCustomerMatchMembers"):
+            return None
+        body = loads_body(entry)
+        edit = body.get("addedContactInfoList") or body.get("removedContactInfoList") or {}
+        return len(edit.get("contactInfos", []))
+
+
+class TestDv360Contract(Dv360Contract):
+    entry_point = "dv360"
