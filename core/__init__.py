@@ -28,6 +28,7 @@ from .errors import (
 )
 from .http import Action, Authenticator, HeaderToken, HttpResponse, PlatformHttp, QueryToken, RetryPolicy
 from .identifiers import IdentifierKind, is_sha256_hex
+from .oauth import RefreshTokenAuth, oauth_error
 from .plugins import hookimpl
 from .sandbox import FaultPlan, SandboxApp, SandboxError, SandboxRequest, SandboxResponse, SandboxServer
 
@@ -59,6 +60,7 @@ __all__ = [
     "QueryToken",
     "RateLimitedError",
     "RecordRejection",
+    "RefreshTokenAuth",
     "RetryPolicy",
     "RetryableError",
     "SandboxApp",
@@ -69,4 +71,5 @@ __all__ = [
     "hookimpl",
     "is_sha256_hex",
     "normalization",
+    "oauth_error",
 ]

@@ -4,7 +4,7 @@ Contract (see ../shared/platform-apis.md section 3): create with `POST /v4/first
 ?advertiserId=`, look an audience up with `GET /v4/firstPartyAndPartnerAudiences/{id}?advertiserId=`, add and
 remove with `POST /v4/firstPartyAndPartnerAudiences/{id}:editCustomerMatchMembers` carrying an
 `addedContactInfoList` or a `removedContactInfoList`. Authentication is an OAuth 2.0 bearer token obtained from
-a refresh token (`api.GoogleRefreshTokenAuth`).
+a refresh token (core's `RefreshTokenAuth`).
 
 Google accepts or refuses a request as a whole and reports nothing per member, so what can be refused per
 record is refused here, before sending: a contact whose consent is denied (a DENIED consent fails the whole
@@ -38,10 +38,11 @@ from crm_activation import (
     Member,
     PlatformHttp,
     RecordRejection,
+    RefreshTokenAuth,
 )
 from crm_activation import normalization as norm
 
-from .api import GoogleRefreshTokenAuth, classify_google, google_error, response_of
+from .api import classify_google, google_error, response_of
 from .config import (
     ADDRESS_FIELDS,
     API_VERSION,
@@ -59,6 +60,7 @@ from .config import (
     LIST_FIELDS,
     MAX_CONTACTS_PER_REQUEST,
     SANDBOX_TOKEN_PATH,
+    SCOPE,
     SHA256_HEX,
     ZIP_CODES,
     ConsentStatus,
@@ -119,12 +121,20 @@ class Dv360Connector(Connector):
         """Google's error status names decide (RESOURCE_EXHAUSTED, UNAUTHENTICATED, ...); see `classify_google`."""
         return classify_google(response)
 
-    def authenticator(self) -> GoogleRefreshTokenAuth:
+    def authenticator(self) -> RefreshTokenAuth:
         """Bearer tokens from the refresh token, fetched through this connector's own HTTP client."""
         account, credentials = self.account, self.credentials
         if not isinstance(account, Dv360Account) or not isinstance(credentials, Dv360Credentials):
             raise TypeError("Dv360Connector needs a Dv360Account and Dv360Credentials")
-        return GoogleRefreshTokenAuth(self.http, account.token_url, credentials, self.platform)
+        return RefreshTokenAuth(
+            self.http,
+            account.token_url,
+            credentials.client_id.get_secret_value(),
+            credentials.client_secret.get_secret_value(),
+            credentials.refresh_token.get_secret_value(),
+            platform=self.platform,
+            hint=f"check that the refresh token was granted the {SCOPE} scope",
+        )
 
     @classmethod
     def for_sandbox(cls, account: AccountConfig, url: str) -> AccountConfig:

@@ -28,10 +28,10 @@ from crm_activation import (
 )
 from crm_activation.connectors import dv360
 from crm_activation.connectors.dv360 import Dv360Account, Dv360Connector, Dv360Credentials, Dv360Sandbox
-from crm_activation.connectors.dv360.api import DRY_RUN_TOKEN
 from crm_activation.connectors.dv360.config import MAX_CONTACTS_PER_REQUEST, MAX_MEMBERS_PER_REQUEST
 from crm_activation.http import Outbox
 from crm_activation.normalization import sha256_hex
+from crm_activation.oauth import DRY_RUN_TOKEN
 from crm_activation.plugins import collect_connectors, make_plugin_manager
 from crm_activation.redaction import Redactor
 

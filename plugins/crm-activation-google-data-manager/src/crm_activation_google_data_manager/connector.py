@@ -41,10 +41,11 @@ from crm_activation import (
     Member,
     PlatformHttp,
     RecordRejection,
+    RefreshTokenAuth,
 )
 from crm_activation import normalization as norm
 
-from .api import GoogleRefreshTokenAuth, classify_google, google_error, response_of
+from .api import classify_google, google_error, response_of
 from .config import (
     ADDRESS_FIELDS,
     DEFAULT_BASE_URL,
@@ -65,6 +66,7 @@ from .config import (
     REQUEST_STATUS_PATH,
     REQUESTS_PER_SECOND,
     SANDBOX_TOKEN_PATH,
+    SCOPE,
     SHA256_HEX,
     TERMS_ACCEPTED,
     UPLOAD_KEY_CONTACT_ID,
@@ -121,9 +123,18 @@ class GoogleDataManagerConnector(Connector):
         """Google's error status names decide (RESOURCE_EXHAUSTED, UNAUTHENTICATED, ...); see `classify_google`."""
         return classify_google(response)
 
-    def authenticator(self) -> GoogleRefreshTokenAuth:
+    def authenticator(self) -> RefreshTokenAuth:
         """Bearer tokens from the refresh token, fetched through this connector's own HTTP client."""
-        return GoogleRefreshTokenAuth(self.http, self.account.token_url, self.credentials, self.platform)
+        credentials = self.credentials
+        return RefreshTokenAuth(
+            self.http,
+            self.account.token_url,
+            credentials.client_id.get_secret_value(),
+            credentials.client_secret.get_secret_value(),
+            credentials.refresh_token.get_secret_value(),
+            platform=self.platform,
+            hint=f"check that the refresh token was granted the {SCOPE} scope",
+        )
 
     @classmethod
     def for_sandbox(cls, account: AccountConfig, url: str) -> AccountConfig:

@@ -1,0 +1,138 @@
+"""OAuth 2.0 refresh-token authentication (RFC 6749 §6), shared by every connector that needs it.
+
+Google (DV360, Data Manager), LinkedIn and Amazon's Login with Amazon all hand out short-lived bearer tokens
+for a long-lived refresh token. One implementation here keeps the subtle parts in one place: refreshing
+shortly before expiry, refreshing once on 401, refusing to loop when the token endpoint itself says no, never
+sending the secrets in a dry run, and registering every issued token for redaction.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import ConfigError
+from .http import Authenticator, HttpResponse, PlatformHttp
+
+#: Refresh this long before `expires_in` runs out (at most half the lifetime), so a request never leaves
+#: with a token that expires on the way.
+EXPIRY_MARGIN_SECONDS = 60.0
+#: Written in place of the client secret and refresh token in a dry run's recorded token request, so the
+#: secrets never reach the outbox at all, not even for the redactor to catch.
+DRY_RUN_MASK = "***"
+#: The access token a dry run pretends to get; no platform accepts it.
+DRY_RUN_TOKEN = "dry-run-access-token"
+
+
+def oauth_error(response: HttpResponse | None) -> str | None:
+    """The OAuth 2.0 error code of a token-endpoint error (`{"error": "invalid_grant", ...}`), or None."""
+    if response is None:
+        return None
+    try:
+        body = response.json()
+    except ValueError:
+        return None
+    error = body.get("error") if isinstance(body, dict) else None
+    return error if isinstance(error, str) else None
+
+
+@dataclass
+class RefreshTokenAuth(Authenticator):
+    """`Authorization: Bearer` with access tokens obtained from a refresh token.
+
+    A token is fetched before the first request, again shortly before `expires_in` runs out, and when the API
+    answers 401. The token request goes through the connector's own `PlatformHttp` (unauthenticated), so it
+    gets the same timeouts, retries and redaction as every call; in a dry run it is recorded in the outbox with
+    the secrets masked, and a placeholder token is used.
+
+    Attributes:
+        http: the platform client the token requests go through.
+        token_url: the token endpoint (or the sandbox's).
+        client_id, client_secret, refresh_token: the credentials, as plain strings.
+        platform: the slug used in error messages.
+        hint: what to check when a freshly issued token is refused (usually the scope the grant needs).
+        clock: monotonic seconds; tests substitute one they can move.
+    """
+
+    http: PlatformHttp = field(repr=False)
+    token_url: str
+    client_id: str = field(repr=False)
+    client_secret: str = field(repr=False)
+    refresh_token: str = field(repr=False)
+    platform: str = ""
+    hint: str = "check the scopes granted to the refresh token"
+    clock: Callable[[], float] = time.monotonic
+    can_refresh = True
+
+    _token: str | None = field(default=None, init=False, repr=False)
+    _expires_at: float = field(default=0.0, init=False, repr=False)
+    _uses: int = field(default=0, init=False, repr=False)
+    _after_refusal: bool = field(default=False, init=False, repr=False)
+    _fetching: bool = field(default=False, init=False, repr=False)
+    _lock: threading.RLock = field(default_factory=threading.RLock, init=False, repr=False)
+
+    def apply(self, headers: dict[str, str], params: dict[str, Any]) -> None:
+        """Set the bearer token, fetching one first when there is none or it is about to expire.
+
+        A token never used is sent even when its lifetime is over: replacing it unused would hide a token
+        endpoint that issues dead tokens behind an endless series of fetches.
+        """
+        with self._lock:
+            if self._token is None or (self._uses > 0 and self.clock() >= self._expires_at):
+                self._fetch(after_refusal=False)
+            self._uses += 1
+            token = self._token
+        headers["Authorization"] = f"Bearer {token}"
+
+    def refresh(self) -> None:
+        """Get a new token after a 401; a token refused at its first use is a configuration error, not a retry."""
+        with self._lock:
+            if self._after_refusal and self._uses <= 1:
+                raise ConfigError(f"{self.platform}: the API refused an access token just issued (401); {self.hint}")
+            self._fetch(after_refusal=True)
+
+    def _fetch(self, after_refusal: bool) -> None:
+        if self._fetching:  # a 401 from the token endpoint itself must not start another fetch
+            raise ConfigError(f"{self.platform}: the OAuth token endpoint refused the token request")
+        dry_run = self.http.dry_run
+        form = {
+            "grant_type": "refresh_token",
+            "client_id": DRY_RUN_MASK if dry_run else self.client_id,
+            "client_secret": DRY_RUN_MASK if dry_run else self.client_secret,
+            "refresh_token": DRY_RUN_MASK if dry_run else self.refresh_token,
+        }
+        self._fetching = True
+        try:
+            response = self.http.request(
+                "POST",
+                self.token_url,
+                data=form,
+                authenticate=False,
+                dry_run_result={"access_token": DRY_RUN_TOKEN, "expires_in": 3599, "token_type": "Bearer"},
+            )
+        except ConfigError as error:
+            code = oauth_error(getattr(error, "response", None)) or "refused"
+            raise ConfigError(
+                f"{self.platform}: the OAuth token endpoint refused the credentials ({code}); check "
+                "client_id, client_secret and refresh_token"
+            ) from None
+        finally:
+            self._fetching = False
+        try:
+            body = response.json()
+        except ValueError:
+            body = {}
+        token = body.get("access_token") if isinstance(body, dict) else None
+        if not isinstance(token, str) or not token:
+            raise ConfigError(f"{self.platform}: the OAuth token endpoint answered without an access_token")
+        if not dry_run:
+            self.http.add_secrets(token)
+        try:
+            lifetime = float(body.get("expires_in", 3599))
+        except (TypeError, ValueError):
+            lifetime = 0.0  # unreadable: use the token once, then fetch again
+        self._token, self._uses, self._after_refusal = token, 0, after_refusal
+        self._expires_at = self.clock() + lifetime - min(EXPIRY_MARGIN_SECONDS, lifetime / 2)
