@@ -26,7 +26,16 @@ from .errors import (
     RateLimitedError,
     RetryableError,
 )
-from .http import Action, Authenticator, HeaderToken, HttpResponse, PlatformHttp, QueryToken, RetryPolicy
+from .http import (
+    Action,
+    Authenticator,
+    HeaderToken,
+    HttpResponse,
+    PlatformHttp,
+    QueryToken,
+    RetryPolicy,
+    response_of,
+)
 from .identifiers import IdentifierKind, is_sha256_hex
 from .oauth import RefreshTokenAuth, oauth_error
 from .plugins import hookimpl
@@ -72,4 +81,5 @@ __all__ = [
     "is_sha256_hex",
     "normalization",
     "oauth_error",
+    "response_of",
 ]

@@ -76,6 +76,16 @@ class HttpResponse:
         return self.body.decode("utf-8", "replace")
 
 
+def response_of(error: BaseException) -> HttpResponse:
+    """The platform response `PlatformHttp` attached to an error it raised (an empty one for timeouts).
+
+    Connectors read the platform's own error code from it (a deleted audience, an OAuth `invalid_grant`)
+    instead of parsing the message.
+    """
+    response = getattr(error, "response", None)
+    return response if isinstance(response, HttpResponse) else HttpResponse(0, {}, b"")
+
+
 #: A connector's classifier: look at a response, return an Action, or None to use the status-code table.
 Classifier = Callable[[HttpResponse], Action | None]
 

@@ -25,6 +25,7 @@ from crm_activation import (
     Member,
     PlatformHttp,
     RetryableError,
+    response_of,
 )
 from crm_activation.normalization import country_upper
 
@@ -162,10 +163,6 @@ class LoginWithAmazon(Authenticator):
         self._token, self._expires_at, self._uses = token, self.clock() + float(lifetime) - margin, 0
 
 
-def response_of(error: Exception) -> HttpResponse:
-    """The platform response `PlatformHttp` attached to the error (an empty one when there was none)."""
-    response = getattr(error, "response", None)
-    return response if isinstance(response, HttpResponse) else HttpResponse(0, {}, b"")
 
 
 # -- records ------------------------------------------------------------------------------------------------

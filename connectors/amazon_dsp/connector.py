@@ -34,10 +34,11 @@ from crm_activation import (
     Member,
     PlatformHttp,
     RecordRejection,
+    response_of,
 )
 from crm_activation import normalization as norm
 
-from .api import LoginWithAmazon, build_record, error_body, error_text, refusal, response_of
+from .api import LoginWithAmazon, build_record, error_body, error_text, refusal
 from .config import (
     API_URLS,
     JOB_FAILED,

@@ -52,10 +52,6 @@ def classify_google(response: HttpResponse) -> Action | None:
     return None
 
 
-def response_of(error: Exception) -> HttpResponse:
-    """The platform response `PlatformHttp` attached to the error (an empty one when there was none)."""
-    response = getattr(error, "response", None)
-    return response if isinstance(response, HttpResponse) else HttpResponse(0, {}, b"")
 
 
 def _json(response: HttpResponse) -> Any:

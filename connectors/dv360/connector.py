@@ -39,10 +39,11 @@ from crm_activation import (
     PlatformHttp,
     RecordRejection,
     RefreshTokenAuth,
+    response_of,
 )
 from crm_activation import normalization as norm
 
-from .api import classify_google, google_error, response_of
+from .api import classify_google, google_error
 from .config import (
     ADDRESS_FIELDS,
     API_VERSION,

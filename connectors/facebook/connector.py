@@ -32,6 +32,7 @@ from crm_activation import (
     PlatformHttp,
     QueryToken,
     RecordRejection,
+    response_of,
 )
 from crm_activation import normalization as norm
 
@@ -169,7 +170,7 @@ class FacebookConnector(Connector):
         except FatalError as error:
             raise ConfigError(
                 f"facebook: ad account {self._act} is not readable with this token "
-                f"(Meta error {meta_error(_response_of(error)).get('code', '?')})"
+                f"(Meta error {meta_error(response_of(error)).get('code', '?')})"
             ) from None
 
     def ensure_audience(self, spec: AudienceSpec, known: AudienceRef | None) -> AudienceRef:
@@ -184,7 +185,7 @@ class FacebookConnector(Connector):
                 )
                 return AudienceRef(key=spec.key, remote_id=str(response.json().get("id", known.remote_id)))
             except FatalError as error:
-                if not audience_gone(meta_error(_response_of(error))):
+                if not audience_gone(meta_error(response_of(error))):
                     raise
         response = self.http.request(
             "POST",
@@ -299,10 +300,6 @@ class FacebookConnector(Connector):
         )
 
 
-def _response_of(error: Exception) -> HttpResponse:
-    """The platform response `PlatformHttp` attached to the error (an empty one when there was none)."""
-    response = getattr(error, "response", None)
-    return response if isinstance(response, HttpResponse) else HttpResponse(0, {}, b"")
 
 
 def _with_last_flag(batches: Iterable[Sequence[Member]]) -> Iterator[tuple[Sequence[Member], bool]]:

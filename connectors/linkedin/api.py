@@ -10,7 +10,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any
 
-from crm_activation import Authenticator, ConfigError, FatalError, HttpResponse, PlatformHttp
+from crm_activation import Authenticator, ConfigError, FatalError, HttpResponse, PlatformHttp, response_of
 
 
 def json_object(response: HttpResponse) -> dict[str, Any]:
@@ -30,10 +30,6 @@ def error_summary(response: HttpResponse) -> str:
     return " ".join(part for part in (f"HTTP {response.status}", f"{code}:" if code else "", str(message)) if part)
 
 
-def response_of(error: Exception) -> HttpResponse:
-    """The response `PlatformHttp` attached to an error (an empty one when there was none, e.g. a timeout)."""
-    response = getattr(error, "response", None)
-    return response if isinstance(response, HttpResponse) else HttpResponse(0, {}, b"")
 
 
 @dataclass(eq=False)

@@ -33,10 +33,11 @@ from crm_activation import (
     Member,
     PlatformHttp,
     RecordRejection,
+    response_of,
 )
 from crm_activation import normalization as norm
 
-from .api import LinkedInOAuth, error_summary, json_object, response_of
+from .api import LinkedInOAuth, error_summary, json_object
 from .config import (
     MAX_ELEMENTS_PER_REQUEST,
     RESTLI_PROTOCOL_VERSION,

@@ -104,7 +104,3 @@ class XandrSessionAuth(Authenticator):
             self._logins.append(now)
 
 
-def response_of(error: Exception) -> HttpResponse:
-    """The platform response `PlatformHttp` attached to the error (an empty one when there was none)."""
-    response = getattr(error, "response", None)
-    return response if isinstance(response, HttpResponse) else HttpResponse(0, {}, b"")

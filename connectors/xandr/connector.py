@@ -39,10 +39,11 @@ from crm_activation import (
     PlatformHttp,
     RecordRejection,
     RetryableError,
+    response_of,
 )
 from crm_activation import normalization as norm
 
-from .api import XandrSessionAuth, envelope, error_of, one_object, response_of
+from .api import XandrSessionAuth, envelope, error_of, one_object
 from .config import (
     CONFIG_ERROR_IDS,
     FINAL_UPLOAD_CODES,

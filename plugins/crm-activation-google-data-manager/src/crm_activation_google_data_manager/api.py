@@ -36,10 +36,6 @@ def error_reasons(response: HttpResponse) -> list[str]:
     return reasons or [str(d["reason"]) for d in details if d.get("reason")]
 
 
-def response_of(error: Exception) -> HttpResponse:
-    """The platform response `PlatformHttp` attached to the error (an empty one when there was none)."""
-    response = getattr(error, "response", None)
-    return response if isinstance(response, HttpResponse) else HttpResponse(0, {}, b"")
 
 
 def classify_google(response: HttpResponse) -> Action | None:
