@@ -118,7 +118,7 @@ def main() -> None:
 
         # 1. onboarding: a dry run stages everything but sends nothing
         rss_before = peak_rss_mib()
-        options = RunOptions(dry_run=True, outbox=work / "outbox", state_path=work / "dry.sqlite")
+        options = RunOptions(dry_run=True, outbox=work / "outbox", state=work / "dry.sqlite")
         summary = Engine(loaded, options).run()
         onboard, n = summary.onboard_seconds, summary.rows_read
         print(f"onboarding: {n:,} rows in {onboard:.1f}s = {n / onboard:,.0f} contacts/s (one core)")

@@ -19,6 +19,7 @@ directory; `LoadedCampaign.resolve` does the same for any other relative path.
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -30,6 +31,7 @@ from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
 from .config import EMAIL_CHANNEL, Campaign, FunnelConfig
+from .database import Database, is_postgres_url, open_database
 from .errors import ConfigError
 
 Loc = tuple[str | int, ...]
@@ -88,9 +90,30 @@ class LoadedCampaign:
         candidate = Path(relative).expanduser()
         return candidate if candidate.is_absolute() else self.base_dir / candidate
 
-    def state_path(self, override: Path | None = None) -> Path:
-        """The state database: `override` (the CLI's `--state`) if given, else the campaign's `state.path`."""
-        return override if override is not None else self.resolve(self.campaign.state.path)
+    def state_target(self, override: str | Path | None = None) -> str | Path:
+        """The state database: `override` (the CLI's `--state`: a path or URL), else the campaign's url or path."""
+        if override is not None:
+            return override if is_postgres_url(override) else self.resolve(override)
+        state = self.campaign.state
+        return state.url if state.url else self.resolve(state.path)
+
+    def state_password(self) -> str | None:
+        """The PostgreSQL password from `state.password_env`, when the campaign names one.
+
+        Raises:
+            ConfigError: the variable is named but not set.
+        """
+        name = self.campaign.state.password_env
+        if not name:
+            return None
+        value = os.environ.get(name)
+        if not value:
+            raise ConfigError(f"state.password_env names {name}, which is not set")
+        return value
+
+    def open_state(self, override: str | Path | None = None, readonly: bool = False) -> Database:
+        """Connect to the campaign's state database (see `state_target`)."""
+        return open_database(self.state_target(override), password=self.state_password(), readonly=readonly)
 
 
 # -- YAML with positions -----------------------------------------------------------------------------------

@@ -22,6 +22,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from .campaign_file import load_campaign
 from .config import EMAIL_CHANNEL
+from .database import StateLockedError, is_postgres_url
 from .display import print_connectors, print_summary
 from .email.sandbox import SmtpSandbox
 from .email.tools import add_email_commands
@@ -31,6 +32,8 @@ from .plugins import collect_connectors, make_plugin_manager
 from .redaction import PROCESS_REDACTOR, get_logger
 from .sandbox import FaultPlan
 from .sandboxes import start_sandboxes
+
+STATE_HELP = "state database: a SQLite path or a postgresql:// URL (overrides the campaign's)"
 
 log = get_logger("crm_activation.cli")
 
@@ -66,7 +69,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--dry-run", action="store_true", help="write the requests to --outbox instead of sending")
     run.add_argument("--outbox", type=Path, default=Path("outbox"), help="dry-run output folder (JSON lines)")
     run.add_argument("--rejects", type=Path, help="CSV of rejected rows and identifiers (file, row, field, reason)")
-    run.add_argument("--state", type=Path, help="state database path (overrides the campaign's)")
+    run.add_argument("--state", type=_state_target, help=STATE_HELP)
     run.add_argument("--mode", choices=["incremental", "full"], help="override the campaign's sync mode")
     run.add_argument("--platform", action="append", help="only these platforms (repeatable)")
     run.add_argument("--sandbox", action="store_true", help="start local sandboxes and push to them")
@@ -95,7 +98,7 @@ def _measurement_parsers(commands: argparse._SubParsersAction[argparse.ArgumentP
     report.add_argument("campaign", type=Path, help="the campaign YAML file")
     report.add_argument("--conversions", type=Path, help="events CSV or JSON Lines (overrides the campaign's)")
     report.add_argument("--out", type=Path, default=Path("out/report"), help="folder for report.html, CSV, JSON")
-    report.add_argument("--state", type=Path, help="state database path (overrides the campaign's)")
+    report.add_argument("--state", type=_state_target, help=STATE_HELP)
     report.add_argument("--json", action="store_true", help="print the latest results as JSON")
 
     simulated = commands.add_parser(
@@ -103,14 +106,16 @@ def _measurement_parsers(commands: argparse._SubParsersAction[argparse.ArgumentP
     )
     simulated.add_argument("campaign", type=Path, help="the campaign YAML file")
     simulated.add_argument("--out", type=Path, required=True, help="the conversions CSV to write")
-    simulated.add_argument("--state", type=Path, help="state database path (overrides the campaign's)")
+    simulated.add_argument("--state", type=_state_target, help=STATE_HELP)
     simulated.add_argument("--seed", type=int, default=1)
     simulated.add_argument("--noise", type=float, default=0.002, help="share of bad rows added (default 0.002)")
 
     simulate = commands.add_parser("simulate", help="simulate a whole Upwork-like experiment under the campaign's id")
     simulate.add_argument("campaign", type=Path, help="the campaign YAML file (its id and measurement settings)")
     simulate.add_argument("--contacts", type=int, default=50_000)
-    simulate.add_argument("--state", type=Path, required=True, help="a new state database for the simulated ledger")
+    simulate.add_argument(
+        "--state", type=_state_target, required=True, help="a new state database (path or URL) for the simulated ledger"
+    )
     simulate.add_argument("--conversions", type=Path, required=True, help="the conversions CSV to write")
     simulate.add_argument("--seed", type=int, default=1)
     simulate.add_argument("--noise", type=float, default=0.002, help="share of bad rows added (default 0.002)")
@@ -147,7 +152,7 @@ def _run(args: argparse.Namespace, console: Console) -> int:
             dry_run=args.dry_run,
             outbox=args.outbox,
             rejects=args.rejects,
-            state_path=args.state,
+            state=args.state,
             base_urls=base_urls,
             mode=args.mode,
             platforms=tuple(args.platform) if args.platform else None,
@@ -226,6 +231,10 @@ def _simulate(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
+def _state_target(text: str) -> str | Path:
+    return text if is_postgres_url(text) else Path(text)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script."""
     args = _parser().parse_args(argv)
@@ -243,6 +252,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "simulate-conversions": _simulate, "simulate": _simulate}  # fmt: skip
     try:
         return commands[args.command](args, console)
+    except StateLockedError as error:  # a scheduler can tell "still running" from "broken"
+        print(f"error: {PROCESS_REDACTOR.redact(str(error))}", file=sys.stderr)
+        return 3
     except CrmActivationError as error:
         print(f"error: {PROCESS_REDACTOR.redact(str(error))}", file=sys.stderr)  # unwrapped: file:line stays greppable
         return 2

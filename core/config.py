@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -181,11 +182,34 @@ class SyncConfig(BaseModel):
 
 
 class StateConfig(BaseModel):
-    """Where the state database lives: a SQLite file, relative to the campaign file's folder."""
+    """Where the state database lives: a SQLite file (relative to the campaign file's folder) or PostgreSQL.
+
+    A PostgreSQL URL carries no password: the file is shared and committed, secrets are not. libpq reads the
+    password from PGPASSWORD or ~/.pgpass, or `password_env` names another environment variable.
+    """
 
     model_config = _STRICT
 
     path: str = "crm-activation-state.sqlite"
+    url: str | None = Field(None, description="postgresql://user@host:5432/database; replaces `path`")
+    password_env: str | None = Field(None, description="environment variable holding the PostgreSQL password")
+
+    @field_validator("url")
+    @classmethod
+    def _postgres_without_password(cls, url: str | None) -> str | None:
+        if url is None:
+            return None
+        if not url.lower().startswith(("postgresql://", "postgres://")):
+            raise ValueError("a state URL is postgresql://user@host:port/database (for SQLite, use `path`)")
+        if urlsplit(url).password is not None:
+            raise ValueError("put the password in an environment variable (password_env, or PGPASSWORD), not here")
+        return url
+
+    @model_validator(mode="after")
+    def _password_env_needs_url(self) -> StateConfig:
+        if self.password_env and not self.url:
+            raise ValueError("password_env applies to a PostgreSQL `url` only")
+        return self
 
 
 class HttpConfig(BaseModel):

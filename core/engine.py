@@ -90,7 +90,7 @@ class RunOptions:
     dry_run: bool = False
     outbox: Path | None = None
     rejects: Path | None = None
-    state_path: Path | None = None
+    state: str | Path | None = None
     base_urls: Mapping[str, str] = field(default_factory=dict)
     policy: RetryPolicy | None = None
     sleep: Any = time.sleep
@@ -204,7 +204,7 @@ class Engine:
         """Run the campaign end to end; the summary's status says whether every platform succeeded."""
         started = time.monotonic()
         options = self.options
-        state = StateStore(self.loaded.state_path(options.state_path))
+        state = StateStore(self.loaded.open_state(options.state))
         summary = RunSummary(campaign=self.campaign.campaign, mode=self.campaign.sync.mode, dry_run=options.dry_run)
         summary.platforms = {slug: PlatformSummary() for slug in self.connectors}
         if self.email:

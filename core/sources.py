@@ -21,18 +21,21 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import json
+import re
 import sqlite3
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qsl, unquote, urlsplit, urlunsplit
+from uuid import UUID
 
 from .config import SourceConfig
 from .errors import InputError
 
 FETCH_SIZE = 2000
+_QUERY_PASSWORD = re.compile(r"(?i)((?:^|&)password=)[^&]*")
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,15 +80,20 @@ def open_rows(config: SourceConfig, base_dir: Path) -> Iterator[SourceRow]:
 
 
 def mask_url(url: str) -> str:
-    """The URL with its password (if any) replaced by `***`."""
+    """The URL with its password (if any) replaced by `***`.
+
+    Both places libpq takes a password from are masked: the user-info part and a `password=` query parameter.
+    The host part is kept as written rather than rebuilt from the parsed host and port, which fail on a libpq
+    multi-host URL (`h1:5432,h2:5432`) and would drop an IPv6 address's brackets.
+    """
     parts = urlsplit(url)
-    if parts.password is None:
+    netloc, query = parts.netloc, _QUERY_PASSWORD.sub(r"\1***", parts.query)
+    if parts.password is not None:
+        userinfo, _, hosts = netloc.rpartition("@")
+        netloc = f"{userinfo.partition(':')[0]}:***@{hosts}"
+    if (netloc, query) == (parts.netloc, parts.query):
         return url
-    host = parts.hostname or ""
-    if parts.port is not None:
-        host = f"{host}:{parts.port}"
-    user = parts.username or ""
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+    return urlunsplit(parts._replace(netloc=netloc, query=query))
 
 
 def _resolve(location: str, base_dir: Path) -> Path:
@@ -267,33 +275,70 @@ def _postgres_rows(url: str, statement: str) -> Iterator[SourceRow]:
             "reading a postgresql:// source needs psycopg: pip install 'crm-activation[postgres]'"
         ) from None
     source = mask_url(url)
-    dsn = url.replace("postgresql+psycopg://", "postgresql://", 1).replace("postgres://", "postgresql://", 1)
+    dsn = _libpq_url(url)
 
     def stream() -> Iterator[SourceRow]:
         try:
             connection = psycopg.connect(dsn)
         except psycopg.Error as exc:
-            raise InputError(f"{source}: cannot connect: {type(exc).__name__}") from None
+            # libpq's reason (refused, wrong password, no such database) is what the operator acts on; it can
+            # echo the connection string back (a malformed URL), so the URL and its password are masked in it.
+            raise InputError(f"{source}: cannot connect: {_scrub(_pg_reason(exc), url, dsn, source)}") from None
         try:
             # A named cursor is a server-side cursor: rows arrive FETCH_SIZE at a time, never all at once.
+            # Nothing is ever committed, so a query can never change the database.
             with connection.cursor(name="crm_activation_rows") as cursor:
                 cursor.itersize = FETCH_SIZE
                 try:
                     cursor.execute(statement)
                     first = cursor.fetchmany(FETCH_SIZE)
                 except psycopg.Error as exc:
-                    raise InputError(f"{source}: query failed: {exc}") from None
+                    raise InputError(f"{source}: query failed: {_pg_reason(exc)}") from None
                 columns = _columns(source, [d.name for d in cursor.description or ()])
                 pending = [first]
 
                 def fetch(size: int) -> Sequence[Any]:
                     return pending.pop() if pending else cursor.fetchmany(size)
 
-                yield from _fetch(source, columns, fetch, psycopg.Error)
+                yield from _fetch(source, columns, fetch, psycopg.Error, _pg_reason)
         finally:
             connection.close()
 
     return stream()
+
+
+def _libpq_url(url: str) -> str:
+    """The URL as libpq takes it: `postgres://`, any case, and SQLAlchemy's `postgresql+driver://` all accepted."""
+    _scheme, separator, rest = url.partition("://")
+    return f"postgresql://{rest}" if separator else url
+
+
+def _scrub(text: str, url: str, dsn: str, source: str) -> str:
+    """`text` with the URL shown masked and every form of its password replaced by `***`."""
+    text = text.replace(dsn, source).replace(url, source)
+    parts = urlsplit(url)
+    passwords = [value for key, value in parse_qsl(parts.query) if key.lower() == "password"]
+    passwords += [parts.password] if parts.password else []
+    for secret in sorted({form for p in passwords for form in (p, unquote(p)) if form}, key=len, reverse=True):
+        text = text.replace(secret, "***")
+    return text
+
+
+def _pg_reason(exc: Exception) -> str:
+    """Why PostgreSQL failed, on one line and without any value from the rows.
+
+    A data exception (SQLSTATE class 22: a cast that failed, a number out of range) quotes the offending value,
+    which is a customer's data (`invalid input syntax for type integer: "ann@example.com"`), so for those only
+    the condition is named. Other messages name parts of the query (a table, a column) or the server, which the
+    operator needs; the primary message leaves out libpq's echo of the statement (our internal DECLARE).
+    """
+    sqlstate = getattr(exc, "sqlstate", None)
+    if sqlstate and sqlstate.startswith("22"):
+        condition = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", " ", type(exc).__name__).lower()
+        return f"{condition} (SQLSTATE {sqlstate}; the value is not shown)"
+    diag = getattr(exc, "diag", None)
+    primary = getattr(diag, "message_primary", None)
+    return " ".join((primary or str(exc) or type(exc).__name__).split())
 
 
 def _columns(source: str, names: list[str]) -> list[str]:
@@ -305,13 +350,20 @@ def _columns(source: str, names: list[str]) -> list[str]:
     return names
 
 
-def _fetch(source: str, columns: list[str], fetchmany: Any, error_type: type[Exception]) -> Iterator[SourceRow]:
+def _fetch(
+    source: str,
+    columns: list[str],
+    fetchmany: Any,
+    error_type: type[Exception],
+    reason: Callable[[Exception], str] = str,
+) -> Iterator[SourceRow]:
+    """Rows numbered from 1; `reason` words a driver error (PostgreSQL's can quote row values, see `_pg_reason`)."""
     number = 0
     while True:
         try:
             batch = fetchmany(FETCH_SIZE)
         except error_type as exc:
-            raise InputError(f"{source}: reading rows failed after row {number}: {exc}") from None
+            raise InputError(f"{source}: reading rows failed after row {number}: {reason(exc)}") from None
         if not batch:
             return
         for values in batch:
@@ -320,12 +372,26 @@ def _fetch(source: str, columns: list[str], fetchmany: Any, error_type: type[Exc
 
 
 def _plain(value: Any) -> Any:
+    """A driver value made JSON-like (see the module docstring), inside arrays and JSON objects too.
+
+    A UUID (a common PostgreSQL key type) becomes its text, so that it compares equal to the same id written
+    in a segment rule or a match table. A non-finite numeric (PostgreSQL's NaN and ±Infinity) is a float: it
+    has no `int`.
+    """
     if value is None or isinstance(value, str | int | float):
         return value
     if isinstance(value, Decimal):
-        return int(value) if value == value.to_integral_value() else float(value)
+        if value.is_finite() and value == value.to_integral_value():
+            return int(value)
+        return float(value)
     if isinstance(value, dt.date | dt.time):
         return value.isoformat()
     if isinstance(value, bytes | bytearray | memoryview):
         return bytes(value).decode("utf-8", errors="replace")
+    if isinstance(value, UUID):
+        return str(value)
+    if isinstance(value, list | tuple):
+        return [_plain(item) for item in value]
+    if isinstance(value, dict):
+        return {key: _plain(item) for key, item in value.items()}
     return value

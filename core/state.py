@@ -1,7 +1,8 @@
 """The state database: audience ids, the membership each platform holds, the run, batch and holdout ledgers.
 
-SQLite (a file path in the campaign) because it is embedded, transactional and fast enough to diff millions
-of memberships in SQL instead of in Python memory. The membership table only changes after a platform
+SQLite by default (a file path in the campaign): embedded, transactional and fast enough to diff millions of
+memberships in SQL instead of in Python memory; PostgreSQL by URL when several hosts share state (see
+`database`). The diff runs in SQL on either. The membership table only changes after a platform
 acknowledged a batch, in the same transaction as the batch ledger; a run killed at any moment therefore
 leaves a state that a rerun diffs against correctly: acknowledged work is not redone, unacknowledged work is
 redone, and redoing an add or remove is harmless on every platform (membership is a set).
@@ -11,14 +12,15 @@ from __future__ import annotations
 
 import hashlib
 import json
-import sqlite3
 import time
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
 from .connector import AudienceRef, BatchResult, Member
+from .database import Database, open_database
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS audiences (
@@ -81,15 +83,10 @@ def decode_member(contact_id: str, payload: str) -> Member:
 class StateStore:
     """The state database of one campaign job (several campaigns may share a file)."""
 
-    def __init__(self, path: str | Path) -> None:
-        self.path = str(path)
-        if self.path != ":memory:":
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        self.db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=NORMAL")
-        self.db.execute("PRAGMA temp_store=FILE")
-        self.db.executescript(SCHEMA + _TEMP)
+    def __init__(self, target: str | Path | Database, password: str | None = None) -> None:
+        """Open (and create) the state database: a SQLite path, a `postgresql://` URL, or an open `Database`."""
+        self.db = target if isinstance(target, Database) else open_database(target, password=password)
+        self.db.apply_schema(SCHEMA + _TEMP)
 
     def close(self) -> None:
         """Close the connection."""
@@ -110,13 +107,20 @@ class StateStore:
             if old is not None and old.remote_id != ref.remote_id:
                 self.db.execute("DELETE FROM memberships WHERE platform=? AND audience_key=?", (platform, ref.key))
             self.db.execute(
-                "INSERT OR REPLACE INTO audiences VALUES (?, ?, ?, ?, ?, ?)",
+                "INSERT INTO audiences VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (platform, audience_key) DO UPDATE SET "
+                "campaign=excluded.campaign, remote_id=excluded.remote_id, name=excluded.name, "
+                "updated_at=excluded.updated_at",
                 (platform, ref.key, campaign, ref.remote_id, name, time.time()),
             )
 
     # -- runs -------------------------------------------------------------------------------------------
     def start_run(self, campaign: str, mode: str) -> str:
-        """Open a run in the ledger and return its id."""
+        """Take the campaign's run lock, open a run in the ledger and return its id.
+
+        Raises:
+            StateLockedError: another run of this campaign is still going on this state database.
+        """
+        self.db.lock_campaign(campaign)
         run_id = time.strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:8]
         self.db.execute(
             "INSERT INTO runs (run_id, campaign, mode, started_at, status) VALUES (?, ?, ?, ?, 'running')",
@@ -131,9 +135,9 @@ class StateStore:
             (time.time(), status, json.dumps(summary, default=str), run_id),
         )
 
-    def transaction(self) -> _Transaction:
-        """A context manager for one transaction (BEGIN IMMEDIATE ... COMMIT or ROLLBACK)."""
-        return _Transaction(self.db)
+    def transaction(self) -> AbstractContextManager[None]:
+        """A context manager for one transaction (commit, or roll back on error)."""
+        return self.db.transaction()
 
     # -- holdout ledger ---------------------------------------------------------------------------------
     def record_holdout(self, campaign: str, run_id: str, rows: Sequence[tuple[Any, ...]]) -> None:
@@ -167,15 +171,15 @@ class StateStore:
             self.db.execute(f"DELETE FROM {table}")
 
     def stage_desired(self, rows: Iterable[tuple[str, str, str, str, str]]) -> None:
-        """Stage `(platform, audience_key, contact_id, fingerprint, payload)` rows."""
+        """Stage `(platform, audience_key, contact_id, fingerprint, payload)` rows (one per contact and platform)."""
         with self.transaction():
-            self.db.executemany("INSERT OR REPLACE INTO desired VALUES (?, ?, ?, ?, ?)", rows)
+            self.db.insert_rows("desired", rows, 5)
 
     def stage_keys(self, test: Iterable[tuple[str, str, str, str]], control: Iterable[tuple[str, str]]) -> None:
         """Stage match-key values of test members `(platform, value, audience_key, contact_id)` and of control."""
         with self.transaction():
-            self.db.executemany("INSERT INTO test_keys VALUES (?, ?, ?, ?)", test)
-            self.db.executemany("INSERT INTO control_keys VALUES (?, ?)", control)
+            self.db.insert_rows("test_keys", test, 4)
+            self.db.insert_rows("control_keys", control, 2)
 
     def drop_control_conflicts(self) -> dict[str, set[str]]:
         """Remove desired members who share a match-key value with a control contact on the same platform.
@@ -184,7 +188,7 @@ class StateStore:
         would expose the control record too and bias the measured lift. Returns platform → contact ids dropped.
         """
         with self.transaction():
-            self.db.execute("CREATE INDEX IF NOT EXISTS temp.control_keys_value ON control_keys (platform, value)")
+            self.db.execute("CREATE INDEX IF NOT EXISTS control_keys_value ON control_keys (platform, value)")
             rows = self.db.execute(
                 "SELECT DISTINCT t.platform, t.audience_key, t.contact_id FROM test_keys t "
                 "WHERE EXISTS (SELECT 1 FROM control_keys c WHERE c.platform=t.platform AND c.value=t.value)"
@@ -201,7 +205,7 @@ class StateStore:
         For e-mail, two CRM records with one address would otherwise get the same message twice.
         """
         with self.transaction():
-            self.db.execute("CREATE INDEX IF NOT EXISTS temp.test_keys_value ON test_keys (platform, value)")
+            self.db.execute("CREATE INDEX IF NOT EXISTS test_keys_value ON test_keys (platform, value)")
             rows = self.db.execute(
                 "SELECT DISTINCT t.audience_key, t.contact_id FROM test_keys t WHERE t.platform=? AND EXISTS ("
                 "  SELECT 1 FROM test_keys u WHERE u.platform=t.platform AND u.value=t.value"
@@ -239,7 +243,7 @@ class StateStore:
                 "  SELECT 1 FROM memberships m WHERE m.platform=d.platform AND m.audience_key=d.audience_key"
                 "  AND m.contact_id=d.contact_id AND m.fingerprint=d.fingerprint)) "
                 "ORDER BY d.audience_key, d.contact_id",
-                (platform, 1 if full else 0),
+                (platform, full),
             )
             rows = self.db.execute(
                 "SELECT audience_key, operation, COUNT(*) FROM ops WHERE platform=? GROUP BY 1, 2", (platform,)
@@ -332,7 +336,12 @@ class StateStore:
                         continue
                     payload, fingerprint = encode_member(member)
                     rows.append((platform, audience_key, member.contact_id, campaign, fingerprint, payload, now))
-                self.db.executemany("INSERT OR REPLACE INTO memberships VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+                self.db.executemany(
+                    "INSERT INTO memberships VALUES (?, ?, ?, ?, ?, ?, ?) "
+                    "ON CONFLICT (platform, audience_key, contact_id) DO UPDATE SET campaign=excluded.campaign, "
+                    "fingerprint=excluded.fingerprint, payload=excluded.payload, synced_at=excluded.synced_at",
+                    rows,
+                )
             elif operation == "remove":
                 self.db.executemany(
                     "DELETE FROM memberships WHERE platform=? AND audience_key=? AND contact_id=? AND fingerprint=?",
@@ -360,19 +369,3 @@ class StateStore:
             "SELECT contact_id, payload FROM memberships WHERE platform=? AND audience_key=?", (platform, audience_key)
         ).fetchall()
         return dict(rows)
-
-
-class _Transaction:
-    def __init__(self, db: sqlite3.Connection) -> None:
-        self.db = db
-        self.nested = False
-
-    def __enter__(self) -> None:
-        self.nested = self.db.in_transaction
-        if not self.nested:
-            self.db.execute("BEGIN IMMEDIATE")
-
-    def __exit__(self, exc_type: object, *rest: object) -> None:
-        if self.nested:
-            return
-        self.db.execute("ROLLBACK" if exc_type else "COMMIT")

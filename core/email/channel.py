@@ -13,13 +13,13 @@ bounce address (`FatalError`). Everything about one recipient is an `EmailOutcom
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from typing import Protocol
 
+from ..database import Database
 from ..errors import CrmActivationError
 from ..models import Contact
 from .config import EmailConfig, EmailCredentials
@@ -66,7 +66,7 @@ class EmailChannel:
         self,
         config: EmailConfig,
         credentials: EmailCredentials,
-        db: sqlite3.Connection,
+        db: Database,
         transport: Transport,
         *,
         campaign: str,

@@ -17,13 +17,13 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import sqlite3
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 
 from pydantic import SecretStr
 
+from ..database import Database, IntegrityError
 from ..errors import ConfigError
 
 SCHEMA = """
@@ -77,11 +77,11 @@ def derive_code(key: bytes, campaign: str, contact_id: str, prefix: str) -> str:
 class CouponIssuer:
     """Issues and records the codes of one campaign in a state database connection."""
 
-    def __init__(self, db: sqlite3.Connection, campaign: str, prefix: str, key: SecretStr | None) -> None:
+    def __init__(self, db: Database, campaign: str, prefix: str, key: SecretStr | None) -> None:
         """Create the ledger table when missing.
 
         Args:
-            db: the state database connection (`StateStore.db`; autocommit mode, as the engine opens it).
+            db: the state database connection (`StateStore.db`).
             campaign: the campaign id.
             prefix: the readable prefix (`CouponConfig.prefix`).
             key: the HMAC key from the environment.
@@ -95,7 +95,7 @@ class CouponIssuer:
         self.campaign = campaign
         self.prefix = prefix
         self._key = key.get_secret_value().encode("utf-8")
-        db.executescript(SCHEMA)
+        db.apply_schema(SCHEMA)
 
     def code_for(self, contact_id: str) -> str:
         """The code HMAC derives for a contact (pure; `issue` is what records it)."""
@@ -110,10 +110,7 @@ class CouponIssuer:
         ids = list(dict.fromkeys(contact_ids))
         codes: dict[str, str] = {}
         now = time.time()
-        began = not self.db.in_transaction
-        if began:
-            self.db.execute("BEGIN IMMEDIATE")
-        try:
+        with self.db.transaction():
             for start in range(0, len(ids), 500):
                 chunk = ids[start : start + 500]
                 marks = ",".join("?" * len(chunk))
@@ -125,15 +122,9 @@ class CouponIssuer:
             new = [(self.campaign, cid, self.code_for(cid), now) for cid in ids if cid not in codes]
             try:
                 self.db.executemany("INSERT INTO coupons VALUES (?, ?, ?, ?)", new)
-            except sqlite3.IntegrityError as exc:  # two contacts, one code: never merge them silently
+            except IntegrityError as exc:  # two contacts, one code: never merge them silently
                 raise ConfigError(f"coupon code collision in campaign {self.campaign}: {exc}") from None
             codes.update((cid, code) for _, cid, code, _ in new)
-            if began:
-                self.db.execute("COMMIT")
-        except BaseException:
-            if began:
-                self.db.execute("ROLLBACK")
-            raise
         return codes
 
     def issued_at(self, contact_id: str) -> float | None:
@@ -144,12 +135,11 @@ class CouponIssuer:
         return row[0] if row else None
 
 
-def lookup(db: sqlite3.Connection, code: str) -> CouponRecord | None:
+def lookup(db: Database, code: str) -> CouponRecord | None:
     """Who a redeemed code was issued to (any campaign), or None for an unknown code."""
-    try:
-        row = db.execute(
-            "SELECT campaign, contact_id, code, issued_at FROM coupons WHERE code=?", (normalize_code(code),)
-        ).fetchone()
-    except sqlite3.OperationalError:  # no coupon was ever issued in this database
+    if not db.has_table("coupons"):  # no coupon was ever issued in this database
         return None
+    row = db.execute(
+        "SELECT campaign, contact_id, code, issued_at FROM coupons WHERE code=?", (normalize_code(code),)
+    ).fetchone()
     return CouponRecord(*row) if row else None

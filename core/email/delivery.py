@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from ..campaign_file import LoadedCampaign
 from ..config import PlatformConfig
 from ..credentials import load_credentials
+from ..database import Database
 from ..models import Contact
 from ..summary import PlatformSummary
 from ..suppression import SuppressionList
@@ -41,15 +42,12 @@ def deliver(
     loaded: LoadedCampaign,
     config: EmailConfig,
     credentials: EmailCredentials,
-    db: object,
+    db: Database,
     contacts: Iterator[Contact],
     summary: PlatformSummary,
     run_id: str,
 ) -> None:
     """Send each contact its due step; count outcomes by status in `summary.messages`."""
-    import sqlite3
-
-    assert isinstance(db, sqlite3.Connection)
     templates = loaded.resolve(config.templates) if config.templates else None
     bounces = SuppressionList.load(config.bounces, loaded.base_dir) if config.bounces else None
     transport = SmtpTransport(

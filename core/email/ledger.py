@@ -26,11 +26,11 @@ Statuses: `sending`, `deferred` (pending; `claim` returns them again), `sent`, `
 
 from __future__ import annotations
 
-import sqlite3
 import time
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 
+from ..database import Database
 from .sequences import Enrollment, enroll
 
 SCHEMA = """
@@ -73,14 +73,11 @@ class Claim:
 class SendLedger:
     """The send and enrollment ledgers of one campaign, on the state database connection."""
 
-    def __init__(self, db: sqlite3.Connection, campaign: str) -> None:
-        """Create the tables when missing. `db` must be in autocommit mode (`StateStore.db` is)."""
+    def __init__(self, db: Database, campaign: str) -> None:
+        """Create the tables when missing (`db` is the run's `StateStore.db`)."""
         self.db = db
         self.campaign = campaign
-        db.executescript(SCHEMA)
-
-    def _transaction(self) -> _Immediate:
-        return _Immediate(self.db)
+        db.apply_schema(SCHEMA)
 
     # -- the exactly-once protocol ----------------------------------------------------------------------
     def claim(
@@ -103,7 +100,7 @@ class SendLedger:
         the run's clock (epoch seconds; default now), so schedules can be replayed in tests and backfills.
         """
         now = time.time() if at is None else at
-        with self._transaction():
+        with self.db.transaction():
             row = self.db.execute(
                 f"SELECT {_COLUMNS} FROM email_sends WHERE campaign=? AND contact_id=? AND stage=? AND step=?",
                 (self.campaign, contact_id, stage, step),
@@ -215,7 +212,7 @@ class SendLedger:
         current = self.enrollment(contact_id)
         result, changed = enroll(current, stage, today)
         if changed:
-            with self._transaction():
+            with self.db.transaction():
                 if current is not None:
                     self._end(contact_id, today, f"stage changed to {stage}")
                 self.db.execute(
@@ -226,7 +223,7 @@ class SendLedger:
 
     def end_enrollment(self, contact_id: str, today: date, reason: str) -> None:
         """Close the open enrollment (`converted`, ...); the contact gets nothing more until it changes stage."""
-        with self._transaction():
+        with self.db.transaction():
             self._end(contact_id, today, reason)
 
     def has_converted(self, contact_id: str) -> bool:
@@ -243,20 +240,3 @@ class SendLedger:
             "AND ended_on IS NULL",
             (today.isoformat(), reason, self.campaign, contact_id),
         )
-
-
-class _Immediate:
-    """BEGIN IMMEDIATE … COMMIT, or ROLLBACK on error (joins a transaction already open)."""
-
-    def __init__(self, db: sqlite3.Connection) -> None:
-        self.db = db
-        self.nested = False
-
-    def __enter__(self) -> None:
-        self.nested = self.db.in_transaction
-        if not self.nested:
-            self.db.execute("BEGIN IMMEDIATE")
-
-    def __exit__(self, exc_type: object, *rest: object) -> None:
-        if not self.nested:
-            self.db.execute("ROLLBACK" if exc_type else "COMMIT")

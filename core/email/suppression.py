@@ -18,9 +18,9 @@ lead can plug it in as that hook for the email platform or call it from the conn
 from __future__ import annotations
 
 import re
-import sqlite3
 import time
 
+from ..database import Database
 from ..identifiers import IdentifierKind, is_sha256_hex
 from ..models import Contact
 from ..suppression import SuppressionList, email_key
@@ -49,11 +49,12 @@ def is_hard_bounce(code: int | None, detail: str) -> bool:
     return code in HARD_BOUNCE_CODES and "5.7." not in detail
 
 
-def record_bounce(db: sqlite3.Connection, email: str, contact_id: str | None, code: int | None, detail: str) -> None:
+def record_bounce(db: Database, email: str, contact_id: str | None, code: int | None, detail: str) -> None:
     """Remember a hard bounce (from a DSN processor, or the relay's 5xx); the address is stored hashed."""
-    db.executescript(SCHEMA)
+    db.apply_schema(SCHEMA)
     db.execute(
-        "INSERT OR REPLACE INTO email_bounces VALUES (?, ?, ?, ?, ?)",
+        "INSERT INTO email_bounces VALUES (?, ?, ?, ?, ?) ON CONFLICT (email_sha256) DO UPDATE SET "
+        "contact_id=excluded.contact_id, code=excluded.code, detail=excluded.detail, at=excluded.at",
         (email_key(email), contact_id, code, detail[:300], time.time()),
     )
 
@@ -62,7 +63,7 @@ class EmailSuppression:
     """Per-contact email suppression for one campaign run."""
 
     def __init__(
-        self, db: sqlite3.Connection, bounce_list: SuppressionList | None = None, require_consent: bool = False
+        self, db: Database, bounce_list: SuppressionList | None = None, require_consent: bool = False
     ) -> None:
         """Build it once per run.
 
@@ -72,7 +73,7 @@ class EmailSuppression:
             require_consent: treat "consent not recorded" as no consent.
         """
         self.db = db
-        db.executescript(SCHEMA)
+        db.apply_schema(SCHEMA)
         self.unsubscribes = UnsubscribeLedger(db)
         self.bounce_list = bounce_list
         self.require_consent = require_consent

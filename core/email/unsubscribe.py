@@ -17,12 +17,13 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import sqlite3
 import time
 from dataclasses import dataclass
 from urllib.parse import quote
 
 from pydantic import SecretStr
+
+from ..database import Database
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS email_unsubscribe_tokens (
@@ -79,15 +80,15 @@ def links(key: SecretStr, campaign: str, contact_id: str, url: str, mailbox: str
 class UnsubscribeLedger:
     """Tokens issued and unsubscribes received, in the state database."""
 
-    def __init__(self, db: sqlite3.Connection) -> None:
+    def __init__(self, db: Database) -> None:
         """Create the tables when missing."""
         self.db = db
-        db.executescript(SCHEMA)
+        db.apply_schema(SCHEMA)
 
     def record_token(self, token: str, campaign: str, contact_id: str) -> None:
         """Remember whom a token belongs to (idempotent)."""
         self.db.execute(
-            "INSERT OR IGNORE INTO email_unsubscribe_tokens VALUES (?, ?, ?, ?)",
+            "INSERT INTO email_unsubscribe_tokens VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
             (token, campaign, contact_id, time.time()),
         )
 
@@ -104,7 +105,8 @@ class UnsubscribeLedger:
         if owner is None:
             return False
         self.db.execute(
-            "INSERT OR IGNORE INTO email_unsubscribes VALUES (?, ?, ?, ?)", (owner[1], owner[0], source, time.time())
+            "INSERT INTO email_unsubscribes VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
+            (owner[1], owner[0], source, time.time()),
         )
         return True
 

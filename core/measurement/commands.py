@@ -14,13 +14,14 @@ from typing import Literal
 
 from ..campaign_file import LoadedCampaign
 from ..config import KpiConfig, MeasurementConfig, SourceConfig
+from ..database import describe
 from ..errors import ConfigError
 from ..rejects import RejectsWriter
 from ..sources import open_rows
 from ..state import StateStore
 from .analysis import MeasurementReport, analyse
 from .conversions import ConversionReader
-from .ledger import Ledger, load_ledger, open_state_readonly
+from .ledger import Ledger, load_ledger
 from .outputs import write_outputs
 from .simulate import (
     DAY,
@@ -53,9 +54,9 @@ def measurement_config(loaded: LoadedCampaign) -> MeasurementConfig:
     return MeasurementConfig(kpis=tuple(KpiConfig(name=name) for name in DEFAULT_KPIS))
 
 
-def read_ledger(loaded: LoadedCampaign, override: Path | None) -> Ledger:
+def read_ledger(loaded: LoadedCampaign, override: str | Path | None) -> Ledger:
     """The campaign's exposure ledger from its state database (read-only)."""
-    db = open_state_readonly(loaded.state_path(override))
+    db = loaded.open_state(override, readonly=True)
     try:
         return load_ledger(db, loaded.campaign.campaign)
     finally:
@@ -73,7 +74,7 @@ def conversions_source(loaded: LoadedCampaign, config: MeasurementConfig, overri
 
 
 def build_report(
-    loaded: LoadedCampaign, out_dir: Path, conversions: Path | None = None, state: Path | None = None,
+    loaded: LoadedCampaign, out_dir: Path, conversions: Path | None = None, state: str | Path | None = None,
 ) -> ReportFiles:  # fmt: skip
     """Read the ledger and the conversions, analyse, and write every output file into `out_dir`.
 
@@ -96,7 +97,7 @@ def build_report(
 
 
 def simulate_conversions(
-    loaded: LoadedCampaign, out: Path, state: Path | None = None, seed: int = 1, noise: float = 0.002,
+    loaded: LoadedCampaign, out: Path, state: str | Path | None = None, seed: int = 1, noise: float = 0.002,
 ) -> tuple[int, Path]:  # fmt: skip
     """Write simulated conversions for the campaign's real ledger, and the true uplifts next to them.
 
@@ -121,7 +122,7 @@ def simulate_conversions(
 
 
 def simulate_campaign(
-    loaded: LoadedCampaign, contacts: int, state: Path, conversions: Path, seed: int = 1, noise: float = 0.002,
+    loaded: LoadedCampaign, contacts: int, state: str | Path, conversions: Path, seed: int = 1, noise: float = 0.002,
 ) -> tuple[int, Path]:  # fmt: skip
     """Simulate a whole Upwork-like experiment under the campaign's id: a ledger in `state`, and conversions.
 
@@ -134,10 +135,12 @@ def simulate_campaign(
     """
     config = measurement_config(loaded)
     campaign = loaded.campaign.campaign
-    store = StateStore(state)
+    store = StateStore(loaded.open_state(state))
     try:
         if store.holdout_rows(campaign):
-            raise ConfigError(f"{state} already holds a ledger for campaign {campaign!r}; use a new --state file")
+            raise ConfigError(
+                f"{describe(state)} already holds a ledger for campaign {campaign!r}; use a new --state database"
+            )
         spec = SimulationSpec(days=config.window_days)
         write_ledger(store, campaign, simulate_ledger(spec, contacts, campaign, seed), time.time() - spec.days * DAY)
     finally:

@@ -11,11 +11,10 @@ The database is opened read-only: a report must never create or change state.
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
+from ..database import Database
 from ..errors import InputError
 
 NONE_LABEL = "(none)"
@@ -74,18 +73,11 @@ class Ledger:
         return iter(self.contacts.values())
 
 
-def open_state_readonly(path: Path) -> sqlite3.Connection:
-    """Open an existing state database read-only (a wrong path must not create an empty database)."""
-    if not path.is_file():
-        raise InputError(f"state database not found: {path} (run the campaign first, or pass --state)")
-    return sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
-
-
-def load_ledger(db: sqlite3.Connection, campaign: str) -> Ledger:
+def load_ledger(db: Database, campaign: str) -> Ledger:
     """Read a campaign's exposure ledger from a state database.
 
     Args:
-        db: a connection to the state database.
+        db: a connection to the state database (read-only is enough: a report must not change state).
         campaign: the campaign id.
 
     Returns:
@@ -94,14 +86,13 @@ def load_ledger(db: sqlite3.Connection, campaign: str) -> Ledger:
     Raises:
         InputError: the database has no holdout ledger for this campaign.
     """
-    try:
-        rows = db.execute(
-            "SELECT h.contact_id, h.grp, h.country, h.segment, h.offered, h.reachable, r.started_at "
-            "FROM holdout h LEFT JOIN runs r ON r.run_id = h.first_run WHERE h.campaign=? ORDER BY h.contact_id",
-            (campaign,),
-        ).fetchall()
-    except sqlite3.Error as exc:
-        raise InputError(f"the state database has no readable holdout ledger: {exc}") from None
+    if not (db.has_table("holdout") and db.has_table("runs")):
+        raise InputError("the state database has no holdout ledger (no campaign was ever run against it)")
+    rows = db.execute(
+        "SELECT h.contact_id, h.grp, h.country, h.segment, h.offered, h.reachable, r.started_at "
+        "FROM holdout h LEFT JOIN runs r ON r.run_id = h.first_run WHERE h.campaign=? ORDER BY h.contact_id",
+        (campaign,),
+    ).fetchall()
     if not rows:
         raise InputError(f"the state database has no holdout ledger for campaign {campaign!r} (run it first)")
     known = [row[6] for row in rows if row[6] is not None]
@@ -123,15 +114,14 @@ def load_ledger(db: sqlite3.Connection, campaign: str) -> Ledger:
     return ledger
 
 
-def _attach_variants(db: sqlite3.Connection, ledger: Ledger) -> None:
-    try:
-        rows = db.execute(
-            "SELECT contact_id, variant FROM email_sends WHERE campaign=? AND variant IS NOT NULL AND variant != ''",
-            (ledger.campaign,),
-        ).fetchall()
-    except sqlite3.Error:
+def _attach_variants(db: Database, ledger: Ledger) -> None:
+    if not db.has_table("email_sends"):
         ledger.variant_source = "no email send ledger (email_sends): variant cuts skipped"
         return
+    rows = db.execute(
+        "SELECT contact_id, variant FROM email_sends WHERE campaign=? AND variant IS NOT NULL AND variant != ''",
+        (ledger.campaign,),
+    ).fetchall()
     variants: dict[str, set[str]] = {}
     for contact_id, variant in rows:
         if contact_id in ledger.contacts:

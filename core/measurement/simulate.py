@@ -184,8 +184,9 @@ def write_ledger(store: StateStore, campaign: str, rows: Sequence[tuple[Any, ...
     """Record simulated ledger rows in a state database under one run that started at `started_at`."""
     run_id = "sim-" + dt.datetime.fromtimestamp(started_at, dt.UTC).strftime("%Y%m%dT%H%M%S")
     store.db.execute(
-        "INSERT OR REPLACE INTO runs (run_id, campaign, mode, started_at, finished_at, status) "
-        "VALUES (?, ?, 'simulated', ?, ?, 'succeeded')",
+        "INSERT INTO runs (run_id, campaign, mode, started_at, finished_at, status) "
+        "VALUES (?, ?, 'simulated', ?, ?, 'succeeded') ON CONFLICT (run_id) DO UPDATE SET "
+        "started_at=excluded.started_at, finished_at=excluded.finished_at",
         (run_id, campaign, started_at, started_at),
     )
     store.record_holdout(campaign, run_id, rows)

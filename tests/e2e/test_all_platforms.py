@@ -59,7 +59,7 @@ def run(campaign: LoadedCampaign, state: Path, faults: FaultPlan | None) -> Iter
     relay = SmtpSandbox().start()
     try:
         options = RunOptions(
-            state_path=state, base_urls={slug: s.url for slug, s in servers.items()}, smtp=(relay.host, relay.port)
+            state=state, base_urls={slug: s.url for slug, s in servers.items()}, smtp=(relay.host, relay.port)
         )
         summary = Engine(campaign, options).run()
         yield summary, servers, relay
@@ -90,7 +90,7 @@ def test_every_platform_reaches_the_intended_state_despite_faults(campaign: Load
         for server in servers.values():
             server.app.set_faults(FaultPlan())
         before = {slug: len(server.app.requests) for slug, server in servers.items()}
-        options = RunOptions(state_path=tmp_path / "faulty.sqlite", base_urls={s: v.url for s, v in servers.items()})
+        options = RunOptions(state=tmp_path / "faulty.sqlite", base_urls={s: v.url for s, v in servers.items()})
         options.smtp = None  # nothing is due again today: the e-mail phase must not even connect
         again = Engine(campaign, options).run()
         assert again.status == "succeeded"

@@ -6,7 +6,6 @@ import email
 import os
 import signal
 import socket
-import sqlite3
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -20,6 +19,7 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 from pydantic import SecretStr
 
+from crm_activation.database import Database, open_database
 from crm_activation.email.config import EmailCredentials
 from crm_activation.identifiers import IdentifierKind
 from crm_activation.models import Attributes, Consent, Contact
@@ -151,11 +151,11 @@ def make_contact(contact_id: str, stage: str = "awareness", **attributes: Any) -
                    attributes=Attributes(funnel_stage=stage, **attributes))  # fmt: skip
 
 
-@pytest.fixture
-def db(tmp_path) -> Iterator[sqlite3.Connection]:
-    """A state database connection opened like StateStore opens it (autocommit, WAL)."""
-    conn = sqlite3.connect(tmp_path / "state.sqlite", isolation_level=None, check_same_thread=False)
-    conn.execute("PRAGMA journal_mode=WAL")
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db(request, tmp_path) -> Iterator[Database]:
+    """A state database connection as the engine opens it, on each backend."""
+    target = tmp_path / "state.sqlite" if request.param == "sqlite" else request.getfixturevalue("postgres_url")
+    conn = open_database(target)
     yield conn
     conn.close()
 

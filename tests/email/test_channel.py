@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -11,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from crm_activation.database import Database, IntegrityError, open_database
 from crm_activation.email.channel import EmailChannel
 from crm_activation.email.config import StepConfig
 from crm_activation.email.ledger import SendLedger
@@ -22,10 +22,8 @@ from crm_activation.email.unsubscribe import UnsubscribeLedger
 from .conftest import NOW, kill_process, make_contact
 
 
-def open_db(path: Path) -> sqlite3.Connection:
-    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-    conn.execute("PRAGMA journal_mode=WAL")
-    return conn
+def open_db(path: Path) -> Database:
+    return open_database(path)
 
 
 def channel(db, server, config=None, transport=None) -> EmailChannel:
@@ -55,7 +53,7 @@ def test_claim_mark_protocol(db):
     ledger.mark_sent(again)
     assert ledger.claim("c1", "awareness", 1, "we-miss-you", "warm", "<m1@x>") is None
     assert ledger.status("c1", "awareness", 1) == ("sent", "<m1@x>", 2)
-    with pytest.raises(sqlite3.IntegrityError):  # the UNIQUE key itself, whatever the code does
+    with pytest.raises(IntegrityError):  # the UNIQUE key itself, whatever the code does
         db.execute("INSERT INTO email_sends (campaign, contact_id, stage, step, template, status, message_id, "
                    "attempts, attempted_at) VALUES ('wb', 'c1', 'awareness', 1, 't', 'sent', 'x', 1, 0)")  # fmt: skip
 
@@ -83,8 +81,10 @@ def test_crash_between_claim_and_mark_resends_with_the_same_message_id(tmp_path,
 
 
 SCRIPT = """
-import sqlite3, sys
+import sys
 from datetime import datetime
+from crm_activation.database import open_database
+from crm_activation.database import Database, IntegrityError, open_database
 from crm_activation.email.channel import EmailChannel
 from crm_activation.email.config import EmailCredentials
 from crm_activation.email.samples import sample_config
@@ -93,8 +93,7 @@ from crm_activation.identifiers import IdentifierKind
 from crm_activation.models import Attributes, Consent, Contact
 
 path, port, coupon_key, unsub_key, now = sys.argv[1:6]
-db = sqlite3.connect(path, isolation_level=None)
-db.execute("PRAGMA journal_mode=WAL")
+db = open_database(path)
 creds = EmailCredentials(smtp_host="127.0.0.1", smtp_port=int(port), smtp_starttls=False, coupon_key=coupon_key,
                          unsubscribe_key=unsub_key)
 with SmtpTransport(creds) as smtp:

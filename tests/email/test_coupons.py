@@ -9,6 +9,7 @@ import re
 import pytest
 from pydantic import SecretStr
 
+from crm_activation.database import open_database
 from crm_activation.email.coupons import ALPHABET, CouponIssuer, lookup, normalize_code
 from crm_activation.errors import ConfigError
 
@@ -59,9 +60,7 @@ def test_lookup_matches_redemptions_as_customers_type_them(db):
 
 
 def test_lookup_without_any_coupon_table(tmp_path):
-    import sqlite3
-
-    assert lookup(sqlite3.connect(tmp_path / "empty.sqlite"), "WB100-AAAA-AAAA-AAAA") is None
+    assert lookup(open_database(tmp_path / "empty.sqlite"), "WB100-AAAA-AAAA-AAAA") is None
 
 
 def test_unique_constraint_refuses_a_collision(db):

@@ -6,8 +6,9 @@ import sqlite3
 
 import pytest
 
+from crm_activation.database import DatabaseError, open_database
 from crm_activation.errors import InputError
-from crm_activation.measurement.ledger import load_ledger, open_state_readonly
+from crm_activation.measurement.ledger import load_ledger
 
 from .conftest import CAMPAIGN_ID, DAY, START, write_ledger
 
@@ -16,6 +17,10 @@ ROWS = [
     ("b", "control", "US", "high", "email+facebook", "email", "awareness"),
     ("c", "test", None, None, "", "", "awareness", "run-2"),
 ]
+
+
+def open_state_readonly(path):
+    return open_database(path, readonly=True)
 
 
 def test_ledger_rows_entry_times_and_labels(tmp_path):
@@ -52,5 +57,5 @@ def test_missing_database_or_ledger_is_an_input_error_and_creates_nothing(tmp_pa
     with pytest.raises(InputError, match="no holdout ledger for campaign 'other'"):
         load_ledger(open_state_readonly(path), "other")
     db = open_state_readonly(path)
-    with pytest.raises(sqlite3.OperationalError, match="readonly"):
+    with pytest.raises(DatabaseError, match="readonly"):
         db.execute("DELETE FROM holdout")
