@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import re
 from typing import Any, Literal
-from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from .database import is_postgres_url
+from .database_url import mask_url
 from .email.config import EmailConfig
 from .source_config import IdentityTableConfig, SourceConfig
 
@@ -199,9 +200,9 @@ class StateConfig(BaseModel):
     def _postgres_without_password(cls, url: str | None) -> str | None:
         if url is None:
             return None
-        if not url.lower().startswith(("postgresql://", "postgres://")):
+        if not is_postgres_url(url):
             raise ValueError("a state URL is postgresql://user@host:port/database (for SQLite, use `path`)")
-        if urlsplit(url).password is not None:
+        if mask_url(url) != url:
             raise ValueError("put the password in an environment variable (password_env, or PGPASSWORD), not here")
         return url
 

@@ -21,10 +21,10 @@ from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
+from .database_url import libpq_url, mask_url, postgres_reason, scrub_password
 from .errors import ConfigError, CrmActivationError, InputError
-from .sources import mask_url
 
-POSTGRES_SCHEMES = ("postgresql://", "postgres://", "postgresql+psycopg://")
+POSTGRES_SCHEMES = ("postgresql://", "postgres://", "postgresql+")
 
 
 class DatabaseError(CrmActivationError):
@@ -162,14 +162,18 @@ class Database:
     def _script(self, ddl: str) -> None:
         self.connection.executescript(ddl)
 
+    @staticmethod
+    def _reason(exc: Exception) -> str:
+        return str(exc)
+
     @contextlib.contextmanager
     def _errors(self) -> Iterator[None]:
         try:
             yield
         except self._integrity as exc:
-            raise IntegrityError(str(exc)) from exc
+            raise IntegrityError(self._reason(exc)) from exc
         except self._error as exc:
-            raise DatabaseError(str(exc)) from exc
+            raise DatabaseError(self._reason(exc)) from exc
 
 
 class SqliteDatabase(Database):
@@ -260,7 +264,7 @@ class PostgresDatabase(Database):
             raise ConfigError(
                 "a postgresql:// state database needs psycopg: pip install 'crm-activation[postgres]'"
             ) from None
-        self.url = url.replace("postgresql+psycopg://", "postgresql://", 1)
+        self.url = url
         self._integrity = psycopg.IntegrityError
         self._error = psycopg.Error
         options: dict[str, Any] = {"autocommit": True, "application_name": "crm-activation"}
@@ -269,13 +273,14 @@ class PostgresDatabase(Database):
         if readonly:
             options["options"] = "-c default_transaction_read_only=on"
         try:
-            connection = psycopg.connect(self.url, **options)
+            connection = psycopg.connect(libpq_url(url), **options)
         except psycopg.Error as exc:
-            # libpq's message names host and user, never the password; the URL is masked in case it carries one.
-            reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
-            raise ConfigError(f"cannot connect to the state database {mask_url(self.url)}: {reason}") from None
+            reason = scrub_password(postgres_reason(exc), url)
+            raise ConfigError(f"cannot connect to the state database {mask_url(url)}: {reason}") from None
         super().__init__(connection)
         self._translated: dict[str, str] = {}
+
+    _reason = staticmethod(postgres_reason)  # never a row value in the message
 
     def _sql(self, sql: str) -> str:
         translated = self._translated.get(sql)

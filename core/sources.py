@@ -6,8 +6,8 @@ so that the run summary can count it as a rejection rather than lose it.
 
 Field values are JSON-like: CSV gives `str` for every cell; JSON Lines gives the line's own values (`str`,
 `int`, `float`, `bool`, `None`, and lists or objects kept as native `list` / `dict`); SQL gives the driver's
-values with `Decimal` made `int` or `float`, dates and times made ISO strings and bytes decoded as UTF-8. The
-onboarding parser accepts all of these.
+values with `Decimal` made `int` or `float`, dates and times made ISO strings, UUIDs made text and bytes decoded
+as UTF-8, inside arrays and JSON values too. The onboarding parser accepts all of these.
 
 Row numbers: CSV — the physical line where the record starts (the header is line 1), so a record with a
 quoted line break still points at the line an editor shows; JSON Lines — the line number; SQL — the 1-based
@@ -21,21 +21,19 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import json
-import re
 import sqlite3
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl, unquote, urlsplit, urlunsplit
 from uuid import UUID
 
 from .config import SourceConfig
+from .database_url import libpq_url, mask_url, postgres_reason, scrub_password
 from .errors import InputError
 
 FETCH_SIZE = 2000
-_QUERY_PASSWORD = re.compile(r"(?i)((?:^|&)password=)[^&]*")
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,23 +75,6 @@ def open_rows(config: SourceConfig, base_dir: Path) -> Iterator[SourceRow]:
     if config.type == "csv":
         return _csv_rows(path, encoding, config.delimiter)
     return _jsonl_rows(path, encoding)
-
-
-def mask_url(url: str) -> str:
-    """The URL with its password (if any) replaced by `***`.
-
-    Both places libpq takes a password from are masked: the user-info part and a `password=` query parameter.
-    The host part is kept as written rather than rebuilt from the parsed host and port, which fail on a libpq
-    multi-host URL (`h1:5432,h2:5432`) and would drop an IPv6 address's brackets.
-    """
-    parts = urlsplit(url)
-    netloc, query = parts.netloc, _QUERY_PASSWORD.sub(r"\1***", parts.query)
-    if parts.password is not None:
-        userinfo, _, hosts = netloc.rpartition("@")
-        netloc = f"{userinfo.partition(':')[0]}:***@{hosts}"
-    if (netloc, query) == (parts.netloc, parts.query):
-        return url
-    return urlunsplit(parts._replace(netloc=netloc, query=query))
 
 
 def _resolve(location: str, base_dir: Path) -> Path:
@@ -275,7 +256,7 @@ def _postgres_rows(url: str, statement: str) -> Iterator[SourceRow]:
             "reading a postgresql:// source needs psycopg: pip install 'crm-activation[postgres]'"
         ) from None
     source = mask_url(url)
-    dsn = _libpq_url(url)
+    dsn = libpq_url(url)
 
     def stream() -> Iterator[SourceRow]:
         try:
@@ -283,7 +264,8 @@ def _postgres_rows(url: str, statement: str) -> Iterator[SourceRow]:
         except psycopg.Error as exc:
             # libpq's reason (refused, wrong password, no such database) is what the operator acts on; it can
             # echo the connection string back (a malformed URL), so the URL and its password are masked in it.
-            raise InputError(f"{source}: cannot connect: {_scrub(_pg_reason(exc), url, dsn, source)}") from None
+            reason = scrub_password(postgres_reason(exc), url)
+            raise InputError(f"{source}: cannot connect: {reason}") from None
         try:
             # A named cursor is a server-side cursor: rows arrive FETCH_SIZE at a time, never all at once.
             # Nothing is ever committed, so a query can never change the database.
@@ -293,52 +275,18 @@ def _postgres_rows(url: str, statement: str) -> Iterator[SourceRow]:
                     cursor.execute(statement)
                     first = cursor.fetchmany(FETCH_SIZE)
                 except psycopg.Error as exc:
-                    raise InputError(f"{source}: query failed: {_pg_reason(exc)}") from None
+                    raise InputError(f"{source}: query failed: {postgres_reason(exc)}") from None
                 columns = _columns(source, [d.name for d in cursor.description or ()])
                 pending = [first]
 
                 def fetch(size: int) -> Sequence[Any]:
                     return pending.pop() if pending else cursor.fetchmany(size)
 
-                yield from _fetch(source, columns, fetch, psycopg.Error, _pg_reason)
+                yield from _fetch(source, columns, fetch, psycopg.Error, postgres_reason)
         finally:
             connection.close()
 
     return stream()
-
-
-def _libpq_url(url: str) -> str:
-    """The URL as libpq takes it: `postgres://`, any case, and SQLAlchemy's `postgresql+driver://` all accepted."""
-    _scheme, separator, rest = url.partition("://")
-    return f"postgresql://{rest}" if separator else url
-
-
-def _scrub(text: str, url: str, dsn: str, source: str) -> str:
-    """`text` with the URL shown masked and every form of its password replaced by `***`."""
-    text = text.replace(dsn, source).replace(url, source)
-    parts = urlsplit(url)
-    passwords = [value for key, value in parse_qsl(parts.query) if key.lower() == "password"]
-    passwords += [parts.password] if parts.password else []
-    for secret in sorted({form for p in passwords for form in (p, unquote(p)) if form}, key=len, reverse=True):
-        text = text.replace(secret, "***")
-    return text
-
-
-def _pg_reason(exc: Exception) -> str:
-    """Why PostgreSQL failed, on one line and without any value from the rows.
-
-    A data exception (SQLSTATE class 22: a cast that failed, a number out of range) quotes the offending value,
-    which is a customer's data (`invalid input syntax for type integer: "ann@example.com"`), so for those only
-    the condition is named. Other messages name parts of the query (a table, a column) or the server, which the
-    operator needs; the primary message leaves out libpq's echo of the statement (our internal DECLARE).
-    """
-    sqlstate = getattr(exc, "sqlstate", None)
-    if sqlstate and sqlstate.startswith("22"):
-        condition = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", " ", type(exc).__name__).lower()
-        return f"{condition} (SQLSTATE {sqlstate}; the value is not shown)"
-    diag = getattr(exc, "diag", None)
-    primary = getattr(diag, "message_primary", None)
-    return " ".join((primary or str(exc) or type(exc).__name__).split())
 
 
 def _columns(source: str, names: list[str]) -> list[str]:
@@ -357,7 +305,7 @@ def _fetch(
     error_type: type[Exception],
     reason: Callable[[Exception], str] = str,
 ) -> Iterator[SourceRow]:
-    """Rows numbered from 1; `reason` words a driver error (PostgreSQL's can quote row values, see `_pg_reason`)."""
+    """Rows numbered from 1; `reason` words a driver error (PostgreSQL's can quote row values: `postgres_reason`)."""
     number = 0
     while True:
         try:

@@ -47,3 +47,10 @@ def postgres_url(postgres_server: Any, monkeypatch: pytest.MonkeyPatch) -> str:
     """The URL of a fresh database on the session's server; its password is in PGPASSWORD, as in production."""
     monkeypatch.setenv("PGPASSWORD", postgres_server_module.PASSWORD)
     return str(postgres_server.url(postgres_server.create_database()))
+
+
+@pytest.fixture
+def postgres_icu_url(postgres_server: Any, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Like `postgres_url`, but the database's default collation is ICU en-US ("a" < "B"), not bytewise."""
+    monkeypatch.setenv("PGPASSWORD", postgres_server_module.PASSWORD)
+    return str(postgres_server.url(postgres_server.create_database(icu_locale="en-US")))

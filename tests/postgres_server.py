@@ -82,13 +82,18 @@ class PostgresServer:
         """A libpq URL for a database, without the password."""
         return f"postgresql://{USER}@127.0.0.1:{self.port}/{database}"
 
-    def create_database(self) -> str:
-        """A fresh, empty database; returns its name."""
+    def create_database(self, icu_locale: str | None = None) -> str:
+        """A fresh, empty database; returns its name.
+
+        With `icu_locale` (e.g. "en-US") its default collation is that language's, where "a" sorts before
+        "B": what a production database often has, and what bytewise-order assumptions break on.
+        """
         import psycopg
 
         name = "t_" + uuid.uuid4().hex[:12]
+        collation = f" TEMPLATE template0 LOCALE_PROVIDER icu ICU_LOCALE '{icu_locale}'" if icu_locale else ""
         with psycopg.connect(self.url(), password=PASSWORD, autocommit=True) as connection:
-            connection.execute(f'CREATE DATABASE "{name}"')
+            connection.execute(f'CREATE DATABASE "{name}"{collation}')
         return name
 
     def stop(self) -> None:

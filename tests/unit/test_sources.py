@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import sqlite3
+import sys
 from decimal import Decimal
 from pathlib import Path
 
@@ -169,16 +170,21 @@ def test_sql_helpers() -> None:
         quote_identifier("a..b")
 
 
-def test_postgres_without_psycopg_gives_a_clear_error() -> None:
-    try:
-        import psycopg  # noqa: F401
-    except ImportError:
-        config = SourceConfig(type="sql", url="postgresql://u:pw@localhost/db", table="contacts")
-        with pytest.raises(InputError, match=r"crm-activation\[postgres\]") as caught:
-            open_rows(config, Path("."))
-        assert "pw" not in str(caught.value)
-    else:
-        pytest.skip("psycopg is installed")
+def test_postgres_without_psycopg_gives_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "psycopg", None)  # what `import psycopg` sees where the extra is missing
+    config = SourceConfig(type="sql", url="postgresql://u:pw@localhost/db", table="contacts")
+    with pytest.raises(InputError, match=r"crm-activation\[postgres\]") as caught:
+        list(open_rows(config, Path(".")))
+    assert "pw" not in str(caught.value)
+
+
+def test_postgres_state_without_psycopg_gives_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    from crm_activation.database import open_database
+    from crm_activation.errors import ConfigError
+
+    monkeypatch.setitem(sys.modules, "psycopg", None)
+    with pytest.raises(ConfigError, match=r"crm-activation\[postgres\]"):
+        open_database("postgresql://u@localhost/db")
 
 
 def test_sql_values_are_made_json_like() -> None:

@@ -1,11 +1,19 @@
-"""Diffing desired membership against the last acknowledged state."""
+"""Diffing desired membership against the last acknowledged state, on SQLite and on PostgreSQL."""
 
 from __future__ import annotations
+
+import pytest
 
 from crm_activation import BatchResult, Member
 from crm_activation.state import StateStore, encode_member
 
 CAMPAIGN = "c1"
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def target(request, tmp_path):
+    """Where a test's state lives; every test here runs on both backends."""
+    return tmp_path / "s.db" if request.param == "sqlite" else request.getfixturevalue("postgres_url")
 
 
 def member(cid: str, email: str = "e") -> Member:
@@ -30,8 +38,8 @@ def apply_all(store: StateStore, key: str, op: str, platform: str = "fb") -> lis
     return done
 
 
-def test_first_run_adds_everything_second_run_nothing(tmp_path):
-    store = StateStore(tmp_path / "s.db")
+def test_first_run_adds_everything_second_run_nothing(target):
+    store = StateStore(target)
     stage(store, {"c1/a": [member("1"), member("2"), member("3")]})
     assert store.plan(CAMPAIGN, "fb", full=False) == {("c1/a", "add"): 3}
     assert apply_all(store, "c1/a", "add") == ["1", "2", "3"]
@@ -39,8 +47,8 @@ def test_first_run_adds_everything_second_run_nothing(tmp_path):
     assert store.plan(CAMPAIGN, "fb", full=False) == {}
 
 
-def test_stage_move_removes_from_old_and_adds_to_new(tmp_path):
-    store = StateStore(tmp_path / "s.db")
+def test_stage_move_removes_from_old_and_adds_to_new(target):
+    store = StateStore(target)
     stage(store, {"c1/a": [member("1"), member("2")]})
     store.plan(CAMPAIGN, "fb", full=False)
     apply_all(store, "c1/a", "add")
@@ -51,8 +59,8 @@ def test_stage_move_removes_from_old_and_adds_to_new(tmp_path):
     assert set(store.members("fb", "c1/a")) == {"1"} and set(store.members("fb", "c1/b")) == {"2"}
 
 
-def test_changed_identifiers_remove_the_old_payload_then_add_the_new(tmp_path):
-    store = StateStore(tmp_path / "s.db")
+def test_changed_identifiers_remove_the_old_payload_then_add_the_new(target):
+    store = StateStore(target)
     stage(store, {"c1/a": [member("1", "old")]})
     store.plan(CAMPAIGN, "fb", full=False)
     apply_all(store, "c1/a", "add")
@@ -62,8 +70,8 @@ def test_changed_identifiers_remove_the_old_payload_then_add_the_new(tmp_path):
     assert removed[0].fields == {"EMAIL": "old-1"}  # the removal repeats what was pushed
 
 
-def test_interrupted_run_resumes_with_only_the_unacknowledged_work(tmp_path):
-    store = StateStore(tmp_path / "s.db")
+def test_interrupted_run_resumes_with_only_the_unacknowledged_work(target):
+    store = StateStore(target)
     wanted = [member(str(i)) for i in range(7)]
     stage(store, {"c1/a": wanted})
     store.plan(CAMPAIGN, "fb", full=False)
@@ -71,17 +79,17 @@ def test_interrupted_run_resumes_with_only_the_unacknowledged_work(tmp_path):
     store.apply_batch("run", CAMPAIGN, "fb", "c1/a", "add", first_batch, BatchResult(received=3))
     store.close()  # killed here
 
-    store = StateStore(tmp_path / "s.db")
+    store = StateStore(target)
     stage(store, {"c1/a": wanted})
     assert store.plan(CAMPAIGN, "fb", full=False) == {("c1/a", "add"): 4}
     apply_all(store, "c1/a", "add")
     assert sorted(store.members("fb", "c1/a")) == [str(i) for i in range(7)]
 
 
-def test_refused_records_are_not_stored_as_members(tmp_path):
+def test_refused_records_are_not_stored_as_members(target):
     from crm_activation import RecordRejection
 
-    store = StateStore(tmp_path / "s.db")
+    store = StateStore(target)
     stage(store, {"c1/a": [member("1"), member("2")]})
     store.plan(CAMPAIGN, "fb", full=False)
     batch = next(store.op_batches("fb", "c1/a", "add", 10))
@@ -90,8 +98,8 @@ def test_refused_records_are_not_stored_as_members(tmp_path):
     assert set(store.members("fb", "c1/a")) == {"1"}
 
 
-def test_other_campaigns_and_platforms_are_untouched(tmp_path):
-    store = StateStore(tmp_path / "s.db")
+def test_other_campaigns_and_platforms_are_untouched(target):
+    store = StateStore(target)
     stage(store, {"c1/a": [member("1")]}, platform="li")
     store.plan(CAMPAIGN, "li", full=False)
     apply_all(store, "c1/a", "add", platform="li")
@@ -100,8 +108,8 @@ def test_other_campaigns_and_platforms_are_untouched(tmp_path):
     assert store.plan("other-campaign", "li", full=False) == {}
 
 
-def test_full_mode_readds_everything(tmp_path):
-    store = StateStore(tmp_path / "s.db")
+def test_full_mode_readds_everything(target):
+    store = StateStore(target)
     stage(store, {"c1/a": [member("1"), member("2")]})
     store.plan(CAMPAIGN, "fb", full=False)
     apply_all(store, "c1/a", "add")
