@@ -254,3 +254,31 @@ def test_missing_env_var_names_the_variable_and_platform() -> None:
         load_credentials(DemoCredentials, "facebook", config, environ={"FB_TOKEN": ""})
     with pytest.raises(ConfigError, match="does not have: token"):
         load_credentials(DemoCredentials, "facebook", PlatformConfig(credentials_env={"token": "T"}), environ={})
+
+
+@pytest.mark.parametrize(
+    ("state", "message"),
+    [
+        ("{url: 'mysql://crm@db/crm'}", "a state URL is postgresql://"),
+        ("{url: 'postgresql://crm:S3cret-x@db/crm'}", "environment variable"),
+        ("{url: 'postgresql://crm@db/crm?password=S3cret-x'}", "environment variable"),
+        ("{path: s.sqlite, password_env: PW}", "password_env applies to a PostgreSQL `url` only"),
+    ],
+)
+def test_state_url_is_postgres_without_a_password(tmp_path: Path, state: str, message: str) -> None:
+    text = VALID + f"state: {state}\n"
+    (issue,) = issues_of(write(tmp_path, text))
+    assert f"campaign.yaml:{line_of(text, 'state:')}" in issue and message in issue and "S3cret-x" not in issue
+
+
+def test_state_target_from_the_file_or_the_command_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    loaded = load_campaign(write(tmp_path, VALID + "state: {url: 'postgresql://crm@db/crm', password_env: PW}\n"))
+    assert loaded.state_target() == "postgresql://crm@db/crm"
+    assert loaded.state_target("other.sqlite") == tmp_path.resolve() / "other.sqlite"
+    assert loaded.state_target("postgres://x@h/d") == "postgres://x@h/d"
+    with pytest.raises(ConfigError, match="PW, which is not set"):
+        loaded.state_password()
+    monkeypatch.setenv("PW", "from-env")
+    assert loaded.state_password() == "from-env"
+    default = load_campaign(write(tmp_path, VALID, "plain.yaml"))
+    assert default.state_target() == tmp_path.resolve() / "crm-activation-state.sqlite"
