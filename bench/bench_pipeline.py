@@ -1,19 +1,22 @@
 """Benchmark: onboarding throughput, push throughput into each platform's sandbox, and peak memory.
 
-Usage: python bench/bench_pipeline.py [N] [--platforms facebook,linkedin,...] [--skip-push]
+Usage: python bench/bench_pipeline.py [N] [--platforms facebook,linkedin,...] [--skip-push] [--postgres]
 
 Generates N synthetic contacts (bench/synth.py), then runs the real engine on them:
 1. a dry run: onboarding (parse, identity join, segment, holdout, eligibility, normalize + SHA-256 per
-   platform, stage in SQLite) is timed on its own; the dry-run outbox is written after it;
+   platform, stage in the state database) is timed on its own; the dry-run outbox is written after it;
 2. a real push into the sandboxes, served by a separate process (`crm-activation sandbox`), timed per platform;
 3. a rerun with nothing changed, which must send no membership change.
 Prints contacts/s, records/s per platform and the process's peak RSS. Timings are printed, never asserted.
+State is a SQLite file, or with --postgres a throwaway local PostgreSQL server (tests/postgres_server.py; needs
+Debian's postgresql package), so both backends are measured the same way.
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import importlib.util
 import os
 import resource
 import shutil
@@ -23,6 +26,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
 from synth import generate_contacts
@@ -56,7 +60,7 @@ channels:
         platforms: [{platforms}]}}
 platforms:
 {accounts}
-state: {{path: {state}}}
+state: {state}
 """
 
 
@@ -86,9 +90,11 @@ def main() -> None:
     parser.add_argument("n", type=int, nargs="?", default=1_000_000)
     parser.add_argument("--platforms", default="facebook", help="comma-separated slugs (default facebook)")
     parser.add_argument("--skip-push", action="store_true")
+    parser.add_argument("--postgres", action="store_true", help="keep state in a throwaway PostgreSQL server")
     args = parser.parse_args()
     platforms = args.platforms.split(",")
     work = Path(tempfile.mkdtemp(prefix="crm-bench-"))
+    server = start_postgres() if args.postgres else None
     for line in (ROOT / "examples" / "sandbox.env").read_text().splitlines():
         if line.strip() and not line.startswith("#"):
             name, _, value = line.partition("=")
@@ -111,14 +117,14 @@ def main() -> None:
         accounts = "\n".join(f"  {slug}:\n    account: {ACCOUNTS[slug]}" for slug in platforms)
         campaign_file.write_text(
             CAMPAIGN.format(contacts=contacts, platforms=", ".join(platforms), accounts=accounts,
-                            state=work / "state.sqlite")
+                            state=state_of(server, work, "state"))
         )
         loaded = load_campaign(campaign_file)
         endpoints = {slug: f"http://127.0.0.1:{port}" for slug, port in ports.items()}
 
         # 1. onboarding: a dry run stages everything but sends nothing
         rss_before = peak_rss_mib()
-        options = RunOptions(dry_run=True, outbox=work / "outbox", state=work / "dry.sqlite")
+        options = RunOptions(dry_run=True, outbox=work / "outbox", state=state_target(server, work, "dry"))
         summary = Engine(loaded, options).run()
         onboard, n = summary.onboard_seconds, summary.rows_read
         print(f"onboarding: {n:,} rows in {onboard:.1f}s = {n / onboard:,.0f} contacts/s (one core)")
@@ -156,6 +162,33 @@ def main() -> None:
                 sandbox.wait()
     finally:
         shutil.rmtree(work, ignore_errors=True)
+        if server is not None:
+            server.stop()
+
+
+def start_postgres() -> Any:
+    spec = importlib.util.spec_from_file_location("postgres_server", ROOT / "tests" / "postgres_server.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["postgres_server"] = module  # dataclasses look their module up while the class is built
+    spec.loader.exec_module(module)
+    bindir = module.find_bindir()
+    if bindir is None:
+        raise SystemExit("--postgres needs PostgreSQL's server binaries (Debian package postgresql)")
+    os.environ["PGPASSWORD"] = module.PASSWORD
+    server = module.PostgresServer.start(bindir)
+    print(f"state: PostgreSQL on 127.0.0.1:{server.port} (throwaway, fsync off)")
+    return server
+
+
+def state_target(server: Any, work: Path, name: str) -> str | Path:
+    """A fresh state database: a SQLite file in the work folder, or a new database on the server."""
+    return server.url(server.create_database()) if server is not None else work / f"{name}.sqlite"
+
+
+def state_of(server: Any, work: Path, name: str) -> str:
+    target = state_target(server, work, name)
+    return f"{{url: '{target}'}}" if server is not None else f"{{path: {target}}}"
 
 
 if __name__ == "__main__":

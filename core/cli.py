@@ -22,7 +22,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from .campaign_file import load_campaign
 from .config import EMAIL_CHANNEL
-from .database import StateLockedError, is_postgres_url
+from .database import LOCK_WAIT_SECONDS, StateLockedError, is_postgres_url
 from .display import print_connectors, print_summary
 from .email.sandbox import SmtpSandbox
 from .email.tools import add_email_commands
@@ -70,6 +70,10 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--outbox", type=Path, default=Path("outbox"), help="dry-run output folder (JSON lines)")
     run.add_argument("--rejects", type=Path, help="CSV of rejected rows and identifiers (file, row, field, reason)")
     run.add_argument("--state", type=_state_target, help=STATE_HELP)
+    run.add_argument(
+        "--lock-wait", type=float, default=LOCK_WAIT_SECONDS, metavar="SECONDS",
+        help="wait this long for a previous run of the campaign to finish before exiting 3 (default 10)",
+    )
     run.add_argument("--mode", choices=["incremental", "full"], help="override the campaign's sync mode")
     run.add_argument("--platform", action="append", help="only these platforms (repeatable)")
     run.add_argument("--sandbox", action="store_true", help="start local sandboxes and push to them")
@@ -153,6 +157,7 @@ def _run(args: argparse.Namespace, console: Console) -> int:
             outbox=args.outbox,
             rejects=args.rejects,
             state=args.state,
+            lock_wait=args.lock_wait,
             base_urls=base_urls,
             mode=args.mode,
             platforms=tuple(args.platform) if args.platform else None,

@@ -17,6 +17,7 @@ import contextlib
 import hashlib
 import re
 import sqlite3
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Protocol
@@ -25,6 +26,8 @@ from .database_url import libpq_url, mask_url, postgres_reason, scrub_password
 from .errors import ConfigError, CrmActivationError, InputError
 
 POSTGRES_SCHEMES = ("postgresql://", "postgres://", "postgresql+")
+#: How long a run waits for the campaign lock before it reports another run as still going.
+LOCK_WAIT_SECONDS = 10.0
 
 
 class DatabaseError(CrmActivationError):
@@ -137,12 +140,26 @@ class Database:
     _begin = "BEGIN"
 
     # -- run lock ---------------------------------------------------------------------------------------
-    def lock_campaign(self, campaign: str) -> None:
+    def lock_campaign(self, campaign: str, wait: float = LOCK_WAIT_SECONDS) -> None:
         """Hold the campaign's lock until `close()`, so two runs of one campaign never interleave.
 
+        It waits up to `wait` seconds first: a run that just ended (or was killed) may not have let go yet,
+        and the next job of a pipeline should not fail on that.
+
         Raises:
-            StateLockedError: another connection holds it (a previous run is still going).
+            StateLockedError: another connection still holds it (a previous run is still going).
         """
+        deadline = time.monotonic() + wait
+        while not self._try_lock(campaign):
+            if time.monotonic() >= deadline:
+                raise StateLockedError(f"campaign {campaign!r} is already running against {self.describe()}")
+            time.sleep(0.1)
+
+    def _try_lock(self, campaign: str) -> bool:
+        raise NotImplementedError
+
+    def describe(self) -> str:
+        """The database as it may be printed (no password)."""
         raise NotImplementedError
 
     def close(self) -> None:
@@ -211,23 +228,25 @@ class SqliteDatabase(Database):
         """Whether an explicit transaction is open."""
         return bool(self.connection.in_transaction)
 
-    def lock_campaign(self, campaign: str) -> None:
+    def describe(self) -> str:
+        """The file path."""
+        return str(self.path)
+
+    def _try_lock(self, campaign: str) -> bool:
         """An exclusive `flock` on a sidecar file: the kernel releases it when the process dies, so no stale lock."""
         if str(self.path) == ":memory:":
-            return
+            return True
         import fcntl
 
         digest = hashlib.sha256(campaign.encode()).hexdigest()[:16]
-        lock_path = self.path.with_name(f"{self.path.name}.{digest}.lock")
-        handle = lock_path.open("a")
+        handle = self.path.with_name(f"{self.path.name}.{digest}.lock").open("a")
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             handle.close()
-            raise StateLockedError(
-                f"campaign {campaign!r} is already running against {self.path} (lock file {lock_path})"
-            ) from None
+            return False
         self._lock_file = handle
+        return True
 
     def close(self) -> None:
         """Close the connection and drop the campaign lock."""
@@ -279,6 +298,7 @@ class PostgresDatabase(Database):
             raise ConfigError(f"cannot connect to the state database {mask_url(url)}: {reason}") from None
         super().__init__(connection)
         self._translated: dict[str, str] = {}
+        self._locks: list[int] = []
 
     _reason = staticmethod(postgres_reason)  # never a row value in the message
 
@@ -313,8 +333,29 @@ class PostgresDatabase(Database):
 
         return bool(self.connection.info.transaction_status != TransactionStatus.IDLE)
 
-    def lock_campaign(self, campaign: str) -> None:
+    def describe(self) -> str:
+        """The URL with any password masked."""
+        return mask_url(self.url)
+
+    def _try_lock(self, campaign: str) -> bool:
         """A session advisory lock: PostgreSQL releases it when the connection ends, however the job ends."""
         key = int.from_bytes(hashlib.sha256(b"crm-activation\x1f" + campaign.encode()).digest()[:8], "big", signed=True)
         if not self.execute("SELECT pg_try_advisory_lock(?)", (key,)).fetchone()[0]:
-            raise StateLockedError(f"campaign {campaign!r} is already running against {mask_url(self.url)}")
+            return False
+        self._locks.append(key)
+        return True
+
+    def close(self) -> None:
+        """Release the campaign locks, then close.
+
+        Unlocking explicitly matters: the server notices a closed connection asynchronously, so a job started
+        right after this one (the next step of a pipeline) could otherwise still find the lock taken.
+        """
+        if self._locks and not self.connection.closed:
+            with contextlib.suppress(Exception):  # a broken connection releases them server-side anyway
+                if self.in_transaction:
+                    self.connection.execute("ROLLBACK")
+                for key in self._locks:
+                    self.connection.execute("SELECT pg_advisory_unlock(%s)", (key,))
+        self._locks.clear()
+        super().close()

@@ -19,6 +19,7 @@ from .campaign_file import LoadedCampaign
 from .config import EMAIL_CHANNEL
 from .connector import Connector, IdentifierRule
 from .credentials import load_credentials
+from .database import LOCK_WAIT_SECONDS
 from .eligibility import ChannelRules, ContactGate
 from .email import delivery as email_delivery
 from .errors import ConfigError, CrmActivationError
@@ -91,6 +92,7 @@ class RunOptions:
     outbox: Path | None = None
     rejects: Path | None = None
     state: str | Path | None = None
+    lock_wait: float = LOCK_WAIT_SECONDS
     base_urls: Mapping[str, str] = field(default_factory=dict)
     policy: RetryPolicy | None = None
     sleep: Any = time.sleep
@@ -212,7 +214,9 @@ class Engine:
         rejects = RejectsWriter(self.options.rejects)
         summary.rejects_file = str(self.options.rejects) if self.options.rejects else None
         try:
-            summary.run_id = "dry-run" if options.dry_run else state.start_run(self.campaign.campaign, summary.mode)
+            summary.run_id = "dry-run" if options.dry_run else state.start_run(
+                self.campaign.campaign, summary.mode, options.lock_wait
+            )
             self._onboard(state, summary, rejects)
             summary.onboard_seconds = round(time.monotonic() - started, 3)
             self._push(state, summary)

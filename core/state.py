@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from .connector import AudienceRef, BatchResult, Member
-from .database import Database, open_database
+from .database import LOCK_WAIT_SECONDS, Database, open_database
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS audiences (
@@ -114,13 +114,13 @@ class StateStore:
             )
 
     # -- runs -------------------------------------------------------------------------------------------
-    def start_run(self, campaign: str, mode: str) -> str:
+    def start_run(self, campaign: str, mode: str, lock_wait: float = LOCK_WAIT_SECONDS) -> str:
         """Take the campaign's run lock, open a run in the ledger and return its id.
 
         Raises:
             StateLockedError: another run of this campaign is still going on this state database.
         """
-        self.db.lock_campaign(campaign)
+        self.db.lock_campaign(campaign, lock_wait)
         run_id = time.strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:8]
         self.db.execute(
             "INSERT INTO runs (run_id, campaign, mode, started_at, status) VALUES (?, ?, ?, ?, 'running')",

@@ -96,7 +96,7 @@ def test_a_second_run_of_a_running_campaign_exits_3_and_sends_nothing(campaign_d
     running = open_database(target)
     running.lock_campaign(CAMPAIGN_ID)  # what a run in progress holds
     try:
-        done = campaign_dir.run("run", str(campaign_dir.yaml), "--state", str(target))
+        done = campaign_dir.run("run", str(campaign_dir.yaml), "--state", str(target), "--lock-wait", "0.5")
     finally:
         running.close()
     assert done.returncode == 3, done.stderr

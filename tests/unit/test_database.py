@@ -92,7 +92,7 @@ def test_one_run_per_campaign_at_a_time(target):
     first, second = open_database(target), open_database(target)
     first.lock_campaign("winback")
     with pytest.raises(StateLockedError, match="'winback' is already running"):
-        second.lock_campaign("winback")
+        second.lock_campaign("winback", wait=0.3)
     second.lock_campaign("other-campaign")  # campaigns sharing a database do not block each other
     first.close()  # a finished (or killed) run releases it
     second.lock_campaign("winback")
@@ -150,3 +150,26 @@ def test_ordering_is_bytewise_even_where_the_database_collation_is_not(postgres_
     batches = [[m.contact_id for m in batch] for batch in store.op_batches("email", "k", "add", 2)]
     assert batches == [["A", "B"], ["a", "b"]]
     store.close()
+
+
+def test_the_next_job_finds_the_lock_free_the_moment_a_run_closes(target):
+    """A closing PostgreSQL session drops its temporary tables before it lets go of its locks, which takes a
+    while after a big run; close() must release the lock itself, or the next job of a pipeline finds it taken."""
+    run = StateStore(target)
+    run.start_run("winback", "incremental")
+    run.stage_desired(("fb", "k", f"c{i:07d}", "f", "{}") for i in range(300_000))
+    run.close()
+    nxt = open_database(target)
+    nxt.lock_campaign("winback")
+    nxt.close()
+
+
+def test_the_lock_waits_for_a_run_that_is_just_ending(target):
+    import threading
+
+    ending = open_database(target)
+    ending.lock_campaign("winback")
+    threading.Timer(0.4, ending.close).start()
+    waiting = open_database(target)
+    waiting.lock_campaign("winback", wait=10)  # returns once the other run let go, well before the deadline
+    waiting.close()
