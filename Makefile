@@ -1,7 +1,7 @@
 # Two set-up commands, both self-contained on a fresh machine:
 #   make demo   - install, start the local platform sandboxes, push the bundled sample campaign end to end
 #   make test   - install (Python deps; Debian's chromium and postgresql for the browser and PostgreSQL tests),
-#                 lint, run every test
+#                 lint (ruff), type-check (mypy), run every test
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
@@ -26,6 +26,7 @@ system-deps:
 # CRM_ACTIVATION_REQUIRE_POSTGRES: the PostgreSQL tests fail, not skip, when the server binaries are missing.
 test: install system-deps
 	$(BIN)/ruff check .
+	$(BIN)/mypy -p crm_activation -p crm_activation_google_data_manager
 	CRM_ACTIVATION_REQUIRE_POSTGRES=1 $(BIN)/pytest
 
 .PHONY: install system-deps demo test

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from rich.console import Console
 from rich.logging import RichHandler
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
 from .campaign_file import load_campaign
 from .config import EMAIL_CHANNEL
@@ -44,7 +44,7 @@ class RichRunProgress(RunProgress):
     def __init__(self, progress: Progress) -> None:
         self.progress = progress
         self.rows_task = progress.add_task("onboarding rows", total=None)
-        self.platform_tasks: dict[str, int] = {}
+        self.platform_tasks: dict[str, TaskID] = {}
 
     def rows(self, n: int) -> None:
         """Advance the onboarding counter."""

@@ -63,7 +63,7 @@ def is_postgres_url(target: str | Path) -> bool:
 
 def describe(target: str | Path) -> str:
     """A target as it may be printed: the path, or the URL with any password masked."""
-    return mask_url(target) if is_postgres_url(target) else str(target)
+    return mask_url(str(target)) if is_postgres_url(target) else str(target)
 
 
 def open_database(target: str | Path, *, password: str | None = None, readonly: bool = False) -> Database:
@@ -171,7 +171,8 @@ class Database:
         return sql
 
     def _execute(self, sql: str, params: Sequence[Any]) -> Cursor:
-        return self.connection.execute(sql, params)  # type: ignore[no-any-return]
+        cursor: Cursor = self.connection.execute(sql, params)
+        return cursor
 
     def _executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
         self.connection.executemany(sql, rows)

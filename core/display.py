@@ -7,7 +7,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from .summary import RunSummary, top
+from .summary import RunSummary, StageCounts, top
 
 
 def print_summary(summary: RunSummary, console: Console) -> None:
@@ -34,7 +34,9 @@ def print_summary(summary: RunSummary, console: Console) -> None:
         platforms.add_column(column, justify="left" if column in ("platform", "stage", "status") else "right")
     for slug, p in summary.platforms.items():
         status = f"[red]{p.error}[/red]" if p.error else "ok"
-        stages = [(stage, s) for stage, s in p.stages.items() if s.desired or s.added or s.removed]
+        stages: list[tuple[str, StageCounts | None]] = [
+            (stage, s) for stage, s in p.stages.items() if s.desired or s.added or s.removed
+        ]
         first = True
         for stage, s in stages or [("-", None)]:
             head: list[Any] = [slug, p.offered, p.eligible, p.suppressed, p.unreachable] if first else [""] * 5

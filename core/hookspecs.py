@@ -21,7 +21,7 @@ hookspec = pluggy.HookspecMarker(PROJECT)
 
 # -- registration (called once, when the engine loads plugins) --------------------------------------------
 @hookspec
-def register_connectors() -> list[type[Connector]]:
+def register_connectors() -> list[type[Connector]]:  # type: ignore[empty-body]  # a hookspec never runs
     """Return the `Connector` subclasses this plugin provides.
 
     Called once per plugin manager after entry points load; results from all plugins are merged, and two

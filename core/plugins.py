@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable
 from importlib.metadata import entry_points
-from types import ModuleType
+from typing import Any
 
 import pluggy
 
@@ -38,7 +38,7 @@ def make_plugin_manager(extra_plugins: Iterable[object] = (), load_entry_points:
             if names is not None and entry_point.name not in names:
                 continue
             if manager.get_plugin(entry_point.name) is None:
-                plugin: ModuleType = entry_point.load()
+                plugin: Any = entry_point.load()
                 manager.register(plugin, name=entry_point.name)
     for plugin in extra_plugins:
         manager.register(plugin)
