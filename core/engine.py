@@ -1,8 +1,9 @@
 """The campaign run: onboard every row, route it, stage the desired membership, push each platform.
 
-`Engine.run()` is what `crm-activation run` calls. It reads the audience once, streaming; the only
-per-contact state kept in memory is the set of ids already seen (to reject duplicates). Everything else goes
-to the state database in chunks.
+`Engine.run()` is what `crm-activation run` calls. It reads the audience once, streaming, with no per-contact
+state in memory: the ids already seen (to reject duplicates) are in a temporary on-disk set (`seen_ids`), and
+everything else goes to the state database in chunks. (An identity match table, when there is one, is loaded
+whole: see `identity`.)
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from .plugins import collect_connectors, make_plugin_manager
 from .redaction import Redactor, get_logger, remember_secrets
 from .rejects import RejectsWriter
 from .routing import ContactRouter, RoutedContact
+from .seen_ids import SeenIds
 from .segmentation import Segmenter
 from .sources import open_rows
 from .state import StateStore, encode_member
@@ -243,33 +245,34 @@ class Engine:
         identity = (
             IdentityTable.load(audience.identity_table, self.loaded.base_dir) if audience.identity_table else None
         )
-        router = self.router
-        seen: set[str] = set()
-        for row in open_rows(audience.source, self.loaded.base_dir):
-            summary.rows_read += 1
-            parsed = parser.parse(row)
-            for issue in parsed.issues:
-                rejects.write(issue.source, issue.row, issue.field, issue.reason, fatal=issue.fatal)
-                summary.field_issues += 0 if issue.fatal else 1
-            contact = parsed.contact
-            if contact is None:
-                fatal = next((i for i in parsed.issues if i.fatal), None)
-                summary.count(Outcome.REJECTED, f"{fatal.field}: {fatal.reason}" if fatal else "unreadable row")
-                continue
-            if contact.contact_id in seen:
-                rejects.write(row.source, row.row, "contact_id", "duplicate contact_id", fatal=True)
-                summary.count(Outcome.REJECTED, "contact_id: duplicate contact_id")
-                continue
-            seen.add(contact.contact_id)
-            if identity is not None:
-                contact = identity.enrich(contact)
-            routed = router.route(contact)
-            for platform, problems in routed.problems.items():
-                for problem in problems:
-                    rejects.write(row.source, row.row, str(problem.kind), problem.reason, platform=platform)
-                    summary.field_issues += 1
-            summary.count(routed.outcome, routed.reason)
-            yield routed
+        seen = SeenIds()
+        try:
+            for row in open_rows(audience.source, self.loaded.base_dir):
+                summary.rows_read += 1
+                parsed = parser.parse(row)
+                for issue in parsed.issues:
+                    rejects.write(issue.source, issue.row, issue.field, issue.reason, fatal=issue.fatal)
+                    summary.field_issues += 0 if issue.fatal else 1
+                contact = parsed.contact
+                if contact is None:
+                    fatal = next((i for i in parsed.issues if i.fatal), None)
+                    summary.count(Outcome.REJECTED, f"{fatal.field}: {fatal.reason}" if fatal else "unreadable row")
+                    continue
+                if not seen.add(contact.contact_id):
+                    rejects.write(row.source, row.row, "contact_id", "duplicate contact_id", fatal=True)
+                    summary.count(Outcome.REJECTED, "contact_id: duplicate contact_id")
+                    continue
+                if identity is not None:
+                    contact = identity.enrich(contact)
+                routed = self.router.route(contact)
+                for platform, problems in routed.problems.items():
+                    for problem in problems:
+                        rejects.write(row.source, row.row, str(problem.kind), problem.reason, platform=platform)
+                        summary.field_issues += 1
+                summary.count(routed.outcome, routed.reason)
+                yield routed
+        finally:
+            seen.close()
         if identity is not None:
             summary.identity_enriched = dict(identity.stats)
 

@@ -191,3 +191,19 @@ def test_connectors_command_lists_facebook(campaign: CampaignDir):
     described = {c["platform"]: c for c in json.loads(done.stdout)}
     assert described["facebook"]["max_batch_size"] == 10_000
     assert "replace" in described["facebook"]["capabilities"]
+
+
+def test_a_repeated_contact_id_keeps_the_first_row_and_rejects_the_others(campaign: CampaignDir, facebook, synth):
+    rows = list(synth.generate_contacts(40, seed=21))
+    rows = [r for r in rows if r["contact_id"]][:30]
+    repeats = [dict(rows[3], email="other@example.com"), dict(rows[3]), dict(rows[17])]
+    campaign.write_contacts(rows + repeats)
+    code, summary = campaign.run_json("--rejects", "rejects.csv")
+    assert code == 0, summary
+    assert summary["rows_read"] == 33 == sum(summary["outcomes"].values())
+    with open(campaign.folder / "rejects.csv") as handle:
+        duplicates = [r for r in csv.DictReader(handle) if r["reason"] == "duplicate contact_id"]
+    assert [(r["row"], r["field"], r["row_rejected"]) for r in duplicates] == [
+        ("32", "contact_id", "yes"), ("33", "contact_id", "yes"), ("34", "contact_id", "yes")]  # fmt: skip
+    ledger = sqlite3.connect(campaign.folder / "state.sqlite").execute("SELECT COUNT(*) FROM holdout")
+    assert ledger.fetchone()[0] == 30
