@@ -86,7 +86,6 @@ def open_database(target: str | Path, *, password: str | None = None, readonly: 
 class Database:
     """One connection; subclasses adapt a driver. Not thread-safe: one per job."""
 
-    dialect: str
     _integrity: type[Exception]
     _error: type[Exception]
 
@@ -197,7 +196,6 @@ class Database:
 class SqliteDatabase(Database):
     """A SQLite file in WAL mode."""
 
-    dialect = "sqlite"
     _integrity = sqlite3.IntegrityError
     _error = sqlite3.Error
     _begin = "BEGIN IMMEDIATE"
@@ -274,8 +272,6 @@ def postgres_ddl(ddl: str) -> str:
 
 class PostgresDatabase(Database):
     """A psycopg 3 connection; statements use `?` in this package and `%s` on the wire."""
-
-    dialect = "postgresql"
 
     def __init__(self, url: str, password: str | None, readonly: bool) -> None:
         try:
