@@ -113,7 +113,9 @@ class LoadedCampaign:
 
     def open_state(self, override: str | Path | None = None, readonly: bool = False) -> Database:
         """Connect to the campaign's state database (see `state_target`)."""
-        return open_database(self.state_target(override), password=self.state_password(), readonly=readonly)
+        target = self.state_target(override)
+        password = self.state_password() if is_postgres_url(target) else None
+        return open_database(target, password=password, readonly=readonly)
 
 
 # -- YAML with positions -----------------------------------------------------------------------------------

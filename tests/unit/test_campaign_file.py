@@ -282,3 +282,8 @@ def test_state_target_from_the_file_or_the_command_line(tmp_path: Path, monkeypa
     assert loaded.state_password() == "from-env"
     default = load_campaign(write(tmp_path, VALID, "plain.yaml"))
     assert default.state_target() == tmp_path.resolve() / "crm-activation-state.sqlite"
+
+
+def test_a_sqlite_override_needs_no_postgres_password(tmp_path: Path) -> None:
+    loaded = load_campaign(write(tmp_path, VALID + "state: {url: 'postgresql://crm@db/crm', password_env: UNSET_PW}\n"))
+    loaded.open_state(tmp_path / "local.sqlite").close()  # PW is not set, and not needed for a file
