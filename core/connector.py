@@ -153,6 +153,11 @@ class Connector:
     sandbox: ClassVar[type[SandboxApp] | None] = None
 
     def __init__(self, account: AccountConfig, credentials: Credentials, http: PlatformHttp) -> None:
+        # Once here for every connector: subclasses declare `account: TheirAccount` and rely on it.
+        if not isinstance(account, self.account_model) or not isinstance(credentials, self.credentials_model):
+            raise TypeError(
+                f"{type(self).__name__} needs a {self.account_model.__name__} and a {self.credentials_model.__name__}"
+            )
         self.account = account
         self.credentials = credentials
         self.http = http

@@ -26,13 +26,11 @@ from crm_activation import (
     BatchResult,
     Capability,
     Connector,
-    Credentials,
     FatalError,
     HttpResponse,
     IdentifierKind,
     IdentifierRule,
     Member,
-    PlatformHttp,
     RecordRejection,
     response_of,
 )
@@ -113,11 +111,6 @@ class AmazonDspConnector(Connector):
     account: AmazonDspAccount
     credentials: AmazonDspCredentials
 
-    def __init__(self, account: AccountConfig, credentials: Credentials, http: PlatformHttp) -> None:
-        if not isinstance(account, AmazonDspAccount) or not isinstance(credentials, AmazonDspCredentials):
-            raise TypeError("AmazonDspConnector needs an AmazonDspAccount and AmazonDspCredentials")
-        super().__init__(account, credentials, http)
-
     # -- HTTP hooks ---------------------------------------------------------------------------------------
     @classmethod
     def classify_response(cls, response: HttpResponse) -> Action | None:
@@ -144,8 +137,6 @@ class AmazonDspConnector(Connector):
     def authenticator(self) -> LoginWithAmazon:
         """Login with Amazon tokens for this account's region (or sandbox); credentials registered as secrets."""
         account, credentials = self.account, self.credentials
-        if not isinstance(account, AmazonDspAccount) or not isinstance(credentials, AmazonDspCredentials):
-            raise TypeError("AmazonDspConnector needs an AmazonDspAccount and AmazonDspCredentials")
         # The engine registers these too; doing it here keeps a connector built anywhere else from leaking them.
         self.http.add_secrets(*credentials.secret_values())
         return LoginWithAmazon(

@@ -30,13 +30,11 @@ from crm_activation import (
     Capability,
     ConfigError,
     Connector,
-    Credentials,
     FatalError,
     HttpResponse,
     IdentifierKind,
     IdentifierRule,
     Member,
-    PlatformHttp,
     RecordRejection,
     RefreshTokenAuth,
     response_of,
@@ -111,11 +109,6 @@ class Dv360Connector(Connector):
     account: Dv360Account
     credentials: Dv360Credentials
 
-    def __init__(self, account: AccountConfig, credentials: Credentials, http: PlatformHttp) -> None:
-        if not isinstance(account, Dv360Account) or not isinstance(credentials, Dv360Credentials):
-            raise TypeError("Dv360Connector needs a Dv360Account and Dv360Credentials")
-        super().__init__(account, credentials, http)
-
     # -- HTTP hooks ------------------------------------------------------------------------------------------
     @classmethod
     def classify_response(cls, response: HttpResponse) -> Action | None:
@@ -125,8 +118,6 @@ class Dv360Connector(Connector):
     def authenticator(self) -> RefreshTokenAuth:
         """Bearer tokens from the refresh token, fetched through this connector's own HTTP client."""
         account, credentials = self.account, self.credentials
-        if not isinstance(account, Dv360Account) or not isinstance(credentials, Dv360Credentials):
-            raise TypeError("Dv360Connector needs a Dv360Account and Dv360Credentials")
         return RefreshTokenAuth(
             self.http,
             account.token_url,

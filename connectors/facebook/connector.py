@@ -120,8 +120,6 @@ class FacebookConnector(Connector):
     credentials: FacebookCredentials
 
     def __init__(self, account: AccountConfig, credentials: Credentials, http: PlatformHttp) -> None:
-        if not isinstance(account, FacebookAccount) or not isinstance(credentials, FacebookCredentials):
-            raise TypeError("FacebookConnector needs a FacebookAccount and FacebookCredentials")
         super().__init__(account, credentials, http)
         self._session_ids = random.SystemRandom()
 
@@ -145,8 +143,6 @@ class FacebookConnector(Connector):
     def authenticator(self) -> MetaTokenAuth:
         """`access_token` query parameter, plus `appsecret_proof` when the app secret is set."""
         credentials = self.credentials
-        if not isinstance(credentials, FacebookCredentials):
-            raise TypeError("FacebookConnector needs FacebookCredentials")
         secret = credentials.app_secret.get_secret_value() if credentials.app_secret else None
         return MetaTokenAuth(credentials.access_token.get_secret_value(), app_secret=secret)
 

@@ -25,13 +25,11 @@ from crm_activation import (
     Capability,
     ConfigError,
     Connector,
-    Credentials,
     FatalError,
     HttpResponse,
     IdentifierKind,
     IdentifierRule,
     Member,
-    PlatformHttp,
     RecordRejection,
     response_of,
 )
@@ -87,11 +85,6 @@ class LinkedInConnector(Connector):
     account: LinkedInAccount
     credentials: LinkedInCredentials
 
-    def __init__(self, account: AccountConfig, credentials: Credentials, http: PlatformHttp) -> None:
-        if not isinstance(account, LinkedInAccount) or not isinstance(credentials, LinkedInCredentials):
-            raise TypeError("LinkedInConnector needs a LinkedInAccount and LinkedInCredentials")
-        super().__init__(account, credentials, http)
-
     # -- HTTP hooks ---------------------------------------------------------------------------------------
     @classmethod
     def classify_response(cls, response: HttpResponse) -> Action | None:
@@ -117,8 +110,6 @@ class LinkedInConnector(Connector):
     def authenticator(self) -> LinkedInOAuth:
         """Bearer token, refreshed through the account's token URL when the credentials hold a refresh grant."""
         credentials, account = self.credentials, self.account
-        if not isinstance(credentials, LinkedInCredentials) or not isinstance(account, LinkedInAccount):
-            raise TypeError("LinkedInConnector needs a LinkedInAccount and LinkedInCredentials")
         secret = credentials.client_secret.get_secret_value() if credentials.client_secret else None
         refresh = credentials.refresh_token.get_secret_value() if credentials.refresh_token else None
         return LinkedInOAuth(

@@ -94,8 +94,6 @@ class XandrConnector(Connector):
     credentials: XandrCredentials
 
     def __init__(self, account: AccountConfig, credentials: Credentials, http: PlatformHttp) -> None:
-        if not isinstance(account, XandrAccount) or not isinstance(credentials, XandrCredentials):
-            raise TypeError("XandrConnector needs a XandrAccount and XandrCredentials")
         super().__init__(account, credentials, http)
         # One upload URL is valid per member at a time ("max_concurrent_uploads: 1"): jobs go one by one.
         self._upload_lock = threading.Lock()

@@ -465,3 +465,10 @@ def test_dry_run_records_requests_with_the_token_masked(sandbox, creds, tmp_path
     assert [line["method"] for line in lines] == ["GET", "POST", "POST", "POST"]
     assert all("access_token=***" in line["url"] for line in lines)
     assert lines[2]["body"]["payload"]["schema"] == ["EMAIL", "COUNTRY"]
+
+
+def test_another_platforms_account_is_refused_at_construction(sandbox, creds):
+    from crm_activation.connectors.dv360.config import Dv360Account
+
+    with pytest.raises(TypeError, match="FacebookConnector needs a FacebookAccount and a FacebookCredentials"):
+        FacebookConnector(Dv360Account(advertiser_id="4412345"), creds, make_http(sandbox[1], creds))

@@ -33,13 +33,11 @@ from crm_activation import (
     Capability,
     ConfigError,
     Connector,
-    Credentials,
     FatalError,
     HttpResponse,
     IdentifierKind,
     IdentifierRule,
     Member,
-    PlatformHttp,
     RecordRejection,
     RefreshTokenAuth,
     response_of,
@@ -110,13 +108,6 @@ class GoogleDataManagerConnector(Connector):
 
     account: GoogleDataManagerAccount
     credentials: GoogleDataManagerCredentials
-
-    def __init__(self, account: AccountConfig, credentials: Credentials, http: PlatformHttp) -> None:
-        if not isinstance(account, GoogleDataManagerAccount) or not isinstance(
-            credentials, GoogleDataManagerCredentials
-        ):
-            raise TypeError("GoogleDataManagerConnector needs a GoogleDataManagerAccount and its credentials")
-        super().__init__(account, credentials, http)
 
     # -- HTTP hooks ------------------------------------------------------------------------------------------
     @classmethod
