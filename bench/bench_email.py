@@ -25,15 +25,15 @@ from pathlib import Path
 
 from pydantic import SecretStr
 
+from crm_activation.campaign.email_settings import EmailCredentials
 from crm_activation.email.channel import EmailChannel
-from crm_activation.email.config import EmailCredentials
 from crm_activation.email.message import build_message
 from crm_activation.email.rendering import TemplateRenderer
 from crm_activation.email.samples import SAMPLE_CONTACTS, sample_config, sample_context
 from crm_activation.email.smtp import SmtpTransport
 from crm_activation.email.unsubscribe import links
-from crm_activation.identifiers import IdentifierKind
-from crm_activation.models import Attributes, Consent, Contact
+from crm_activation.sdk.contact import Attributes, Consent, Contact
+from crm_activation.sdk.identifier_kinds import IdentifierKind
 
 SERVER = """
 import sys, threading

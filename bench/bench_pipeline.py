@@ -31,8 +31,8 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).parent))
 from synth import generate_contacts
 
-from crm_activation.campaign_file import load_campaign
-from crm_activation.engine import Engine, RunOptions
+from crm_activation.campaign.loader import load_campaign
+from crm_activation.pipeline.engine import Engine, RunOptions
 
 ROOT = Path(__file__).resolve().parents[1]
 ACCOUNTS = {

@@ -3,20 +3,9 @@
 This module is the public API that connectors and plugins may use; anything not exported here is internal.
 """
 
-from . import normalization
-from .connector import (
-    AccountConfig,
-    AudienceRef,
-    AudienceSpec,
-    BatchResult,
-    Capability,
-    Connector,
-    Credentials,
-    IdentifierRule,
-    Member,
-    RecordRejection,
-)
-from .errors import (
+from .sdk import normalization
+from .sdk.connector import Connector
+from .sdk.errors import (
     AuthExpiredError,
     ConfigError,
     ConnectorError,
@@ -26,7 +15,7 @@ from .errors import (
     RateLimitedError,
     RetryableError,
 )
-from .http import (
+from .sdk.http import (
     Action,
     Authenticator,
     HeaderToken,
@@ -36,10 +25,21 @@ from .http import (
     RetryPolicy,
     response_of,
 )
-from .identifiers import IdentifierKind, is_sha256_hex
-from .oauth import RefreshTokenAuth, oauth_error
-from .plugins import hookimpl
-from .sandbox import FaultPlan, SandboxApp, SandboxError, SandboxRequest, SandboxResponse, SandboxServer
+from .sdk.identifier_kinds import IdentifierKind, is_sha256_hex
+from .sdk.oauth import RefreshTokenAuth, oauth_error
+from .sdk.plugins import hookimpl
+from .sdk.sandbox import FaultPlan, SandboxApp, SandboxError, SandboxRequest, SandboxResponse, SandboxServer
+from .sdk.types import (
+    AccountConfig,
+    AudienceRef,
+    AudienceSpec,
+    BatchResult,
+    Capability,
+    Credentials,
+    IdentifierRule,
+    Member,
+    RecordRejection,
+)
 
 __version__ = "0.1.0"
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from crm_activation import Connector, hookimpl
 
-from .config import AmazonDspAccount, AmazonDspCredentials
 from .connector import AmazonDspConnector
 from .sandbox import AmazonDspSandbox
+from .settings import AmazonDspAccount, AmazonDspCredentials
 
 __all__ = ["AmazonDspAccount", "AmazonDspConnector", "AmazonDspCredentials", "AmazonDspSandbox", "register_connectors"]
 

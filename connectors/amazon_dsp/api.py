@@ -29,7 +29,7 @@ from crm_activation import (
 )
 from crm_activation.normalization import country_upper
 
-from .config import CONSENT_GRANTED, HASHED_PII_KEYS, Region, external_user_id, needs_consent
+from .settings import CONSENT_GRANTED, HASHED_PII_KEYS, Region, external_user_id, needs_consent
 
 CLIENT_ID_HEADER = "Amazon-Advertising-API-ClientId"
 #: What a dry run puts in the Authorization header: a dry run never exchanges the refresh token (see `apply`).

@@ -37,7 +37,8 @@ from crm_activation import (
 from crm_activation import normalization as norm
 
 from .api import LoginWithAmazon, build_record, error_body, error_text, refusal
-from .config import (
+from .sandbox import AmazonDspSandbox
+from .settings import (
     API_URLS,
     JOB_FAILED,
     JOB_FINAL_STATES,
@@ -52,7 +53,6 @@ from .config import (
     AmazonDspCredentials,
     Region,
 )
-from .sandbox import AmazonDspSandbox
 
 log = logging.getLogger(__name__)
 

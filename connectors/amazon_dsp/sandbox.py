@@ -40,7 +40,7 @@ from crm_activation import (
     SandboxResponse,
 )
 
-from .config import (
+from .settings import (
     MAX_DESCRIPTION_LENGTH,
     MAX_RECORDS_PER_REQUEST,
     MAX_TTL_SECONDS,

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from crm_activation import Connector, hookimpl
 
-from .config import Dv360Account, Dv360Credentials
 from .connector import Dv360Connector
 from .sandbox import Dv360Sandbox
+from .settings import Dv360Account, Dv360Credentials
 
 __all__ = ["Dv360Account", "Dv360Connector", "Dv360Credentials", "Dv360Sandbox", "register_connectors"]
 

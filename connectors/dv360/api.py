@@ -6,13 +6,7 @@ from typing import Any
 
 from crm_activation import Action, HttpResponse, oauth_error
 
-from .config import (
-    FATAL_STATUSES,
-    OAUTH_CONFIG_ERRORS,
-    RATE_LIMIT_REASONS,
-    RATE_LIMITED_STATUSES,
-    TRANSIENT_STATUSES,
-)
+from .settings import FATAL_STATUSES, OAUTH_CONFIG_ERRORS, RATE_LIMIT_REASONS, RATE_LIMITED_STATUSES, TRANSIENT_STATUSES
 
 
 def google_error(response: HttpResponse) -> dict[str, Any]:

@@ -42,7 +42,8 @@ from crm_activation import (
 from crm_activation import normalization as norm
 
 from .api import classify_google, google_error
-from .config import (
+from .sandbox import Dv360Sandbox
+from .settings import (
     ADDRESS_FIELDS,
     API_VERSION,
     AUDIENCE_TYPE,
@@ -67,7 +68,6 @@ from .config import (
     Dv360Credentials,
     membership_duration,
 )
-from .sandbox import Dv360Sandbox
 
 _HASHING_DOC = "DV360 API ContactInfo; display-video upload-customer-match-audience/prepare-data; platform-apis.md §3"
 #: The engine's consent keys on `Member.consent` and the `Consent` fields they become.

@@ -35,7 +35,7 @@ from urllib.parse import parse_qs
 
 from crm_activation import Credentials, FaultPlan, SandboxApp, SandboxError, SandboxRequest, SandboxResponse
 
-from .config import (
+from .settings import (
     ADDRESS_FIELDS,
     API_VERSION,
     AUDIENCE_TYPE,

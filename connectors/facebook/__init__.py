@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from crm_activation import Connector, hookimpl
 
-from .config import FacebookAccount, FacebookCredentials
 from .connector import FacebookConnector
 from .sandbox import FacebookSandbox
+from .settings import FacebookAccount, FacebookCredentials
 
 __all__ = ["FacebookAccount", "FacebookConnector", "FacebookCredentials", "FacebookSandbox", "register_connectors"]
 

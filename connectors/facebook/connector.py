@@ -36,7 +36,8 @@ from crm_activation import (
 )
 from crm_activation import normalization as norm
 
-from .config import (
+from .sandbox import FacebookSandbox
+from .settings import (
     MAX_ROWS_PER_REQUEST,
     PERMISSION_CODES,
     RATE_LIMIT_CODES,
@@ -47,7 +48,6 @@ from .config import (
     appsecret_proof,
     audience_gone,
 )
-from .sandbox import FacebookSandbox
 
 _IDENTIFYING_KEYS = ("EMAIL", "PHONE", "MADID", "EXTERN_ID")
 _HASHING_DOC = "Meta 'Hashing and Normalizing Data' (custom audiences); platform-apis.md §1"

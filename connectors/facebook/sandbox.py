@@ -25,12 +25,7 @@ from urllib.parse import parse_qs
 
 from crm_activation import Credentials, FaultPlan, SandboxApp, SandboxError, SandboxRequest, SandboxResponse
 
-from .config import (
-    MAX_ROWS_PER_REQUEST,
-    SCHEMA_KEYS,
-    CustomerFileSource,
-    FacebookCredentials,
-)
+from .settings import MAX_ROWS_PER_REQUEST, SCHEMA_KEYS, CustomerFileSource, FacebookCredentials
 
 Row = tuple[tuple[str, str], ...]
 

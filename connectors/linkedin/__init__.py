@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from crm_activation import Connector, hookimpl
 
-from .config import LinkedInAccount, LinkedInCredentials
 from .connector import LinkedInConnector
 from .sandbox import LinkedInSandbox
+from .settings import LinkedInAccount, LinkedInCredentials
 
 __all__ = ["LinkedInAccount", "LinkedInConnector", "LinkedInCredentials", "LinkedInSandbox", "register_connectors"]
 

@@ -36,7 +36,8 @@ from crm_activation import (
 from crm_activation import normalization as norm
 
 from .api import LinkedInOAuth, error_summary, json_object
-from .config import (
+from .sandbox import LinkedInSandbox
+from .settings import (
     MAX_ELEMENTS_PER_REQUEST,
     RESTLI_PROTOCOL_VERSION,
     SEGMENT_URN_PREFIX,
@@ -45,7 +46,6 @@ from .config import (
     LinkedInCredentials,
     name_in_clear,
 )
-from .sandbox import LinkedInSandbox
 
 _DOC = "LinkedIn DMP Segment Users (learn.microsoft.com/linkedin/marketing/matched-audiences); platform-apis.md §2"
 #: Payload keys that become `userIds` entries; the others are element fields sent as they are.

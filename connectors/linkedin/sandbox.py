@@ -31,7 +31,8 @@ from urllib.parse import parse_qs
 
 from crm_activation import Credentials, FaultPlan, SandboxApp, SandboxError, SandboxRequest, SandboxResponse
 
-from .config import (
+from .schema import Key, create_problem, element_problem
+from .settings import (
     ACCESS_TOKEN_SECONDS,
     ACCOUNT_URN_PREFIX,
     EXPIRED_TOKEN_CODE,
@@ -44,7 +45,6 @@ from .config import (
     VERSION_PATTERN,
     LinkedInCredentials,
 )
-from .schema import Key, create_problem, element_problem
 
 _SEGMENT_PATH = re.compile(r"^/rest/dmpSegments/([^/]+)(/users)?$")
 _ACCOUNT_URN = re.compile(r"^urn:li:sponsoredAccount:(\d+)$")

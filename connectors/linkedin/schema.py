@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from .config import ID_TYPES, NAME_MAX_LENGTH, TITLE_MAX_LENGTH
+from .settings import ID_TYPES, NAME_MAX_LENGTH, TITLE_MAX_LENGTH
 
 #: A member of a segment as the sandbox keys it: the element's sorted (idType, idValue) pairs, or its names.
 Key = tuple[tuple[str, str], ...]

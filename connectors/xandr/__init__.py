@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from crm_activation import Connector, hookimpl
 
-from .config import XandrAccount, XandrCredentials
 from .connector import XandrConnector
 from .sandbox import XandrSandbox
+from .settings import XandrAccount, XandrCredentials
 
 __all__ = ["XandrAccount", "XandrConnector", "XandrCredentials", "XandrSandbox", "register_connectors"]
 

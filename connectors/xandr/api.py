@@ -17,7 +17,7 @@ from typing import Any, cast
 
 from crm_activation import Authenticator, ConfigError, FatalError, HttpResponse, PlatformHttp
 
-from .config import AUTH_WINDOW_SECONDS
+from .settings import AUTH_WINDOW_SECONDS
 
 #: Fresh logins allowed within Xandr's 5-minute auth window before we stop: tokens live 2 h, so needing more
 #: means the API refuses fresh tokens, and carrying on would spend the user's 10 logins for everyone.

@@ -44,7 +44,9 @@ from crm_activation import (
 from crm_activation import normalization as norm
 
 from .api import XandrSessionAuth, envelope, error_of, one_object
-from .config import (
+from .sandbox import XandrSandbox
+from .segment_file import DEVICE_KEY, UID_KEY, SegmentFile, error_log_entries, write_lines
+from .settings import (
     CONFIG_ERROR_IDS,
     FINAL_UPLOAD_CODES,
     INVALID_COUNTERS,
@@ -61,8 +63,6 @@ from .config import (
     segment_code,
     xandr_uid,
 )
-from .sandbox import XandrSandbox
-from .segment_file import DEVICE_KEY, UID_KEY, SegmentFile, error_log_entries, write_lines
 
 _DOCS = "Xandr legacy BSS file format (learn.microsoft.com/en-us/xandr/digital-platform-api/legacy-bss-file-format)"
 #: New jobs tried when an upload URL is refused (expired, or replaced by a newer job) before giving up.

@@ -29,7 +29,8 @@ from typing import Any
 
 from crm_activation import Credentials, FaultPlan, SandboxApp, SandboxError, SandboxRequest, SandboxResponse
 
-from .config import (
+from .segment_file import FileOutcome, SegmentInfo, process_file
+from .settings import (
     AUTH_LIMIT,
     AUTH_WINDOW_SECONDS,
     MAX_CODE_LENGTH,
@@ -43,7 +44,6 @@ from .config import (
     BssFileFormat,
     XandrCredentials,
 )
-from .segment_file import FileOutcome, SegmentInfo, process_file
 
 
 @dataclass

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 from crm_activation import InvalidIdentifier, Member
 
-from .config import (
+from .settings import (
     DOMAIN_NUMBERS,
     DOMAINS_BY_NUMBER,
     INVALID_COUNTERS,

@@ -19,10 +19,10 @@ from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from typing import Protocol
 
-from ..database import Database
-from ..errors import CrmActivationError
-from ..models import Contact
-from .config import EmailConfig, EmailCredentials
+from ..campaign.email_settings import EmailConfig, EmailCredentials
+from ..sdk.contact import Contact
+from ..sdk.errors import CrmActivationError
+from ..state.database import Database
 from .context import build_context
 from .coupons import CouponIssuer
 from .ledger import Claim, SendLedger

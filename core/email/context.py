@@ -15,8 +15,8 @@ from collections.abc import Mapping
 from datetime import date, datetime
 from typing import Any
 
-from ..identifiers import IdentifierKind, is_sha256_hex
-from ..models import Contact
+from ..sdk.contact import Contact
+from ..sdk.identifier_kinds import IdentifierKind, is_sha256_hex
 
 #: Country → locale for contacts whose row has no `locale` column; the campaign default covers the rest.
 COUNTRY_LOCALES = {

@@ -23,8 +23,8 @@ from dataclasses import dataclass
 
 from pydantic import SecretStr
 
-from ..database import Database, IntegrityError
-from ..errors import ConfigError
+from ..sdk.errors import ConfigError
+from ..state.database import Database, IntegrityError
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS coupons (

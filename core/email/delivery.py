@@ -11,15 +11,15 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
-from ..campaign_file import LoadedCampaign
-from ..config import PlatformConfig
-from ..credentials import load_credentials
-from ..database import Database
-from ..models import Contact
-from ..summary import PlatformSummary
-from ..suppression import SuppressionList
+from ..campaign.credentials import load_credentials
+from ..campaign.email_settings import EmailConfig, EmailCredentials
+from ..campaign.loader import LoadedCampaign
+from ..campaign.schema import PlatformConfig
+from ..pipeline.suppression import SuppressionList
+from ..sdk.contact import Contact
+from ..sdk.summary import PlatformSummary
+from ..state.database import Database
 from .channel import EmailChannel
-from .config import EmailConfig, EmailCredentials
 from .rendering import TemplateRenderer
 from .smtp import SmtpTransport
 from .suppression import EmailSuppression

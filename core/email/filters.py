@@ -17,7 +17,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from jinja2 import pass_context
 from jinja2.runtime import Context
 
-from ..identifiers import is_sha256_hex
+from ..sdk.identifier_kinds import is_sha256_hex
 
 # language → (group separator, decimal separator, symbol first, space between symbol and number)
 _NUMBER_STYLE: dict[str, tuple[str, str, bool, bool]] = {

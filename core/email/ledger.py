@@ -30,7 +30,7 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 
-from ..database import Database
+from ..state.database import Database
 from .sequences import Enrollment, enroll
 
 SCHEMA = """

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from .config import EmailConfig
+from ..campaign.email_settings import EmailConfig
 from .rendering import RenderedMessage, TemplateError, TemplateRenderer
 from .samples import SAMPLE_CONTACTS, sample_context
 

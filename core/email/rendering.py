@@ -45,7 +45,7 @@ from jinja2.exceptions import TemplateError as JinjaTemplateError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from markupsafe import Markup
 
-from ..errors import InputError
+from ..sdk.errors import InputError
 from .filters import FILTERS
 
 PARTS = ("subject.txt.j2", "body.txt.j2", "body.html.j2")

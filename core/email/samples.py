@@ -14,9 +14,9 @@ from typing import Any
 
 from pydantic import SecretStr
 
-from ..identifiers import IdentifierKind
-from ..models import Attributes, Consent, Contact
-from .config import CouponConfig, EmailConfig, StepConfig, VariantConfig
+from ..campaign.email_settings import CouponConfig, EmailConfig, StepConfig, VariantConfig
+from ..sdk.contact import Attributes, Consent, Contact
+from ..sdk.identifier_kinds import IdentifierKind
 from .context import build_context
 from .coupons import derive_code
 from .unsubscribe import links

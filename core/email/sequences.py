@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from .config import StepConfig, VariantConfig
+from ..campaign.email_settings import StepConfig, VariantConfig
 
 
 @dataclass(frozen=True, slots=True)

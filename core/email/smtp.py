@@ -32,9 +32,9 @@ from typing import Literal
 
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_random_exponential
 
-from ..errors import ConfigError, FatalError
-from ..redaction import remember_secrets
-from .config import EmailCredentials
+from ..campaign.email_settings import EmailCredentials
+from ..sdk.errors import ConfigError, FatalError
+from ..sdk.redaction import remember_secrets
 from .message import envelope_bytes
 
 _ADDRESS = re.compile(r"[^\s<>\"'@,;:]+@[^\s<>\"',;:]+")

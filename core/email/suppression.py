@@ -20,10 +20,10 @@ from __future__ import annotations
 import re
 import time
 
-from ..database import Database
-from ..identifiers import IdentifierKind, is_sha256_hex
-from ..models import Contact
-from ..suppression import SuppressionList, email_key
+from ..pipeline.suppression import SuppressionList, email_key
+from ..sdk.contact import Contact
+from ..sdk.identifier_kinds import IdentifierKind, is_sha256_hex
+from ..state.database import Database
 from .unsubscribe import UnsubscribeLedger
 
 SCHEMA = """

@@ -23,7 +23,7 @@ from urllib.parse import quote
 
 from pydantic import SecretStr
 
-from ..database import Database
+from ..state.database import Database
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS email_unsubscribe_tokens (

@@ -12,26 +12,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from ..campaign_file import LoadedCampaign
-from ..config import KpiConfig, MeasurementConfig, SourceConfig
-from ..database import describe
-from ..errors import ConfigError
-from ..rejects import RejectsWriter
-from ..sources import open_rows
-from ..state import StateStore
+from ..campaign.loader import LoadedCampaign
+from ..campaign.schema import KpiConfig, MeasurementConfig, SourceConfig
+from ..pipeline.rejects import RejectsWriter
+from ..pipeline.sources import open_rows
+from ..sdk.errors import ConfigError
+from ..state.database import describe
+from ..state.store import StateStore
 from .analysis import MeasurementReport, analyse
 from .conversions import ConversionReader
 from .ledger import Ledger, load_ledger
 from .outputs import write_outputs
-from .simulate import (
-    DAY,
-    SimulationSpec,
-    simulate_events,
-    simulate_ledger,
-    truth_table,
-    write_events,
-    write_ledger,
-)
+from .simulate import DAY, SimulationSpec, simulate_events, simulate_ledger, truth_table, write_events, write_ledger
 
 #: KPIs used when the campaign has no `measurement:` section (the Upwork-like demo's).
 DEFAULT_KPIS = ("account_created", "first_job_post", "hire")

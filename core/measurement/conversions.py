@@ -20,9 +20,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..config import KpiConfig
-from ..rejects import RejectsWriter
-from ..sources import SourceRow
+from ..campaign.schema import KpiConfig
+from ..pipeline.rejects import RejectsWriter
+from ..pipeline.sources import SourceRow
 from .ledger import Ledger
 
 DAY = 86_400.0

@@ -14,8 +14,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from ..database import Database
-from ..errors import InputError
+from ..sdk.errors import InputError
+from ..state.database import Database
 
 NONE_LABEL = "(none)"
 EMAIL_PLATFORM = "email"

@@ -16,8 +16,9 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from .analysis import MeasurementReport, flat
+from .analysis import MeasurementReport
 from .report_html import render_html
+from .results import flat
 
 _DAILY_FIELDS = ("n_test", "conv_test", "n_control", "conv_control", "rate_test", "rate_control", "diff",
                  "diff_low", "diff_high", "uplift", "uplift_low", "uplift_high", "p_value")  # fmt: skip

@@ -14,12 +14,9 @@ not a spend option, and is left out.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from .ledger import NONE_LABEL
-
-if TYPE_CHECKING:
-    from .analysis import CutResult
+from .results import CutResult
 
 RANKED = ("segment", "treatment", "segment × treatment")
 

@@ -11,7 +11,8 @@ from __future__ import annotations
 from html import escape
 
 from . import fmt
-from .analysis import CutResult, MeasurementReport
+from .analysis import MeasurementReport
+from .results import CutResult
 from .svg import ForestRow, SeriesPoint, forest_chart, legend, series_chart
 
 FORESTS = ("segment", "treatment", "country", "variant", "segment × treatment")

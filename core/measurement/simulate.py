@@ -24,8 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..holdout import assign_group
-from ..state import StateStore
+from ..pipeline.holdout import assign_group
+from ..state.store import StateStore
 from .ledger import NONE_LABEL, Exposure
 
 DAY = 86_400.0

@@ -10,7 +10,8 @@ from rich.console import Console
 from rich.table import Table
 
 from . import fmt
-from .analysis import CutResult, MeasurementReport
+from .analysis import MeasurementReport
+from .results import CutResult
 
 SHOWN = ("overall", "segment", "treatment", "variant")
 

@@ -16,8 +16,8 @@ from collections.abc import Callable, Iterable
 
 import phonenumbers
 
-from ..identifiers import IdentifierKind
-from ..models import Attributes, Consent, Contact
+from ..sdk.contact import Attributes, Consent, Contact
+from ..sdk.identifier_kinds import IdentifierKind
 from .scenarios import IdentifierVector
 
 _NAMESPACE = uuid.UUID("5b0f6d0e-58a4-4c0e-9a51-8f0a2f4c1d00")

@@ -27,29 +27,24 @@ base class can guess. Everything else has defaults; see docs/contract-kit.md for
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Iterable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import pytest
 
-from ..connector import AccountConfig, AudienceRef, AudienceSpec, Connector, Credentials, Member
-from ..http import RetryPolicy
-from ..identifiers import IdentifierKind
-from ..models import Contact
-from ..payload import NormalizationCache, PayloadBuilder
-from ..sandbox import FaultPlan, SandboxApp
+from ..sdk.sandbox import FaultPlan
 from . import engine_checks, safety_checks, sync_checks
-from .contacts import restrict, sample_contact
+from .declaration import ContractDeclaration
 from .harness import SandboxHarness
-from .scenarios import BASIC_MEMBERSHIP, DEFAULT_FAULT_SCENARIOS, FaultScenario, IdentifierVector, MembershipScenario
+from .scenarios import FaultScenario, MembershipScenario
 
 
-class ConnectorContract:
+class ConnectorContract(ContractDeclaration):
     """The standard tests every connector must pass against its own sandbox.
 
-    Declarations (class attributes):
+    Declarations (class attributes, from `ContractDeclaration`):
         connector: the `Connector` subclass under test (required).
         account: its account settings (required); `for_sandbox` points them at the kit's sandbox.
         credentials: a set the sandbox accepts (required).
@@ -74,100 +69,6 @@ class ConnectorContract:
     """
 
     __crm_activation_contract__: ClassVar[bool] = True  # lets the pytest plugin mark the kit's tests
-
-    connector: ClassVar[type[Connector]]
-    account: ClassVar[AccountConfig]
-    credentials: ClassVar[Credentials]
-    wrong_credentials: ClassVar[Credentials | None] = None
-    entry_point: ClassVar[str | None] = None
-    country: ClassVar[str] = "US"
-    reports_record_rejections: ClassVar[bool] = True
-    rejections_are_sampled: ClassVar[bool] = False
-    finds_audience_without_ref: ClassVar[bool] = False
-    clear_personal_kinds: ClassVar[frozenset[IdentifierKind]] = frozenset()
-    identifier_vectors: ClassVar[tuple[IdentifierVector, ...]] = ()
-    membership_scenarios: ClassVar[tuple[MembershipScenario, ...]] = (BASIC_MEMBERSHIP,)
-    fault_scenarios: ClassVar[tuple[FaultScenario, ...]] = DEFAULT_FAULT_SCENARIOS
-    max_batch_size_under_test: ClassVar[int | None] = None
-    max_auth_failure_requests: ClassVar[int] = 4
-    partial_reject_batch: ClassVar[int] = 80
-    holdout_contacts: ClassVar[int] = 40
-    # A generous read timeout: a full batch may take a second on a busy CI machine, and a timeout there would
-    # be retried until attempts run out. Timeout scenarios shorten it below their plan's `timeout_seconds`.
-    policy: ClassVar[RetryPolicy] = RetryPolicy(
-        max_attempts=12, initial_wait=0.001, max_wait=0.01, connect_timeout=2.0, read_timeout=10.0
-    )
-
-    # -- hooks the author must write (the sandbox's state shape is the author's) -------------------------
-    def sandbox_audiences(self, app: SandboxApp) -> set[str]:
-        """The remote ids of the audiences that exist (not deleted) in the sandbox."""
-        raise NotImplementedError(f"{type(self).__name__} must implement sandbox_audiences(app)")
-
-    def sandbox_members(self, app: SandboxApp, audience: AudienceRef) -> set[Hashable]:
-        """The audience's members in the sandbox, as the keys `member_keys` produces."""
-        raise NotImplementedError(f"{type(self).__name__} must implement sandbox_members(app, audience)")
-
-    def member_keys(self, member: Member) -> set[Hashable]:
-        """The keys the sandbox holds for one member once it is added (usually one; Xandr: one per id line)."""
-        raise NotImplementedError(f"{type(self).__name__} must implement member_keys(member)")
-
-    def records_in_request(self, entry: dict[str, Any]) -> int | None:
-        """How many records (in the unit of `max_batch_size`) a logged sandbox request carries; None if none.
-
-        `entry` is one item of `app.requests`: method, path, query, headers, body (text), status, fault.
-        """
-        raise NotImplementedError(f"{type(self).__name__} must implement records_in_request(entry)")
-
-    # -- hooks with defaults ------------------------------------------------------------------------------
-    def make_sandbox(self, credentials: Credentials, faults: FaultPlan) -> SandboxApp:
-        """The sandbox app to serve; override to pass extra settings (the engine calls `sandbox(creds, faults)`)."""
-        if self.connector.sandbox is None:
-            raise NotImplementedError(f"{self.connector.__qualname__} declares no sandbox; override make_sandbox")
-        return self.connector.sandbox(credentials, faults)
-
-    def make_contact(self, index: int) -> Contact:
-        """Contact number `index`: every declared identifier kind filled with a valid, distinct value."""
-        return sample_contact(index, (rule.kind for rule in self.connector.identifier_rules), self.country)
-
-    def bulk_contact(self, index: int) -> Contact:
-        """A contact with only the primary match key: what the batch and partial-reject tests push by thousands."""
-        if type(self).make_contact is ConnectorContract.make_contact:  # skip building values it would drop
-            return sample_contact(index, {self.primary_kind()}, self.country)
-        return restrict(self.make_contact(index), {self.primary_kind()})
-
-    def audience_spec(self, name: str = "awareness") -> AudienceSpec:
-        """The audience the kit asks for (its key is what a state database would store)."""
-        return AudienceSpec(key=f"contract-kit/{name}", name=f"Contract kit {name}", description="crm-activation kit")
-
-    # -- helpers for the checks ---------------------------------------------------------------------------
-    def primary_kind(self) -> IdentifierKind:
-        """The first declared identifier kind that is a match key."""
-        return next(r.kind for r in self.connector.identifier_rules if r.kind in self.connector.match_keys)
-
-    def builder(self) -> PayloadBuilder:
-        """The engine's payload builder for this connector's declared rules."""
-        cls = self.connector
-        return PayloadBuilder(cls.platform, cls.identifier_rules, cls.match_keys)
-
-    def members(self, indexes: Iterable[int], *, bulk: bool = False) -> list[Member]:
-        """Members as the engine hands them over, built from the kit's contacts by `PayloadBuilder`."""
-        builder, cache = self.builder(), NormalizationCache()
-        found = []
-        for index in indexes:
-            contact = self.bulk_contact(index) if bulk else self.make_contact(index)
-            outcome = builder.build(contact, cache)
-            if outcome.member is None:
-                reasons = "; ".join(f"{p.kind}: {p.reason}" for p in outcome.problems)
-                raise AssertionError(
-                    f"the kit's contact {contact.contact_id} is not eligible on {self.connector.platform}: "
-                    f"{outcome.ineligible_reason} ({reasons or 'no identifier problems'}); override make_contact"
-                )
-            found.append(outcome.member)
-        return found
-
-    def keys_of(self, members: Iterable[Member]) -> set[Hashable]:
-        """The sandbox keys of several members."""
-        return {key for member in members for key in self.member_keys(member)}
 
     @contextmanager
     def harness(self, faults: FaultPlan | None = None, log_path: Path | None = None) -> Iterator[SandboxHarness]:

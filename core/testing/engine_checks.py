@@ -17,20 +17,21 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from pydantic import SecretStr, ValidationError
 
-from ..campaign_file import load_campaign
-from ..connector import AccountConfig, AudienceRef, Connector
-from ..credentials import default_env_name
-from ..engine import Engine, RunOptions
-from ..holdout import Group, assign_group
-from ..identifiers import IdentifierKind
-from ..models import Contact
-from ..payload import NormalizationCache
-from ..plugins import hookimpl, make_plugin_manager
-from ..summary import RunSummary
+from ..campaign.credentials import default_env_name
+from ..campaign.loader import load_campaign
+from ..pipeline.engine import Engine, RunOptions
+from ..pipeline.holdout import Group, assign_group
+from ..pipeline.payload import NormalizationCache
+from ..sdk.connector import Connector
+from ..sdk.contact import Contact
+from ..sdk.identifier_kinds import IdentifierKind
+from ..sdk.plugins import hookimpl, make_plugin_manager
+from ..sdk.summary import RunSummary
+from ..sdk.types import AccountConfig, AudienceRef
 from .harness import SandboxHarness, on_wire
 
 if TYPE_CHECKING:
-    from .contract import ConnectorContract
+    from .declaration import ContractDeclaration
 
 CAMPAIGN_ID = "contract-kit"
 STAGES = ("awareness", "conversion")
@@ -49,7 +50,7 @@ class _Registration:
         return [self.cls]
 
 
-def write_campaign(contract: ConnectorContract, folder: Path, contacts: list[Contact]) -> Path:
+def write_campaign(contract: ContractDeclaration, folder: Path, contacts: list[Contact]) -> Path:
     """A campaign file (JSON is YAML) and its contacts CSV, one platform, two funnel stages, a 50 % holdout."""
     slug = contract.connector.platform
     kinds = [kind.value for kind in IdentifierKind]
@@ -99,7 +100,7 @@ def minimal_settings(account: AccountConfig) -> dict[str, Any]:
     return data
 
 
-def set_credentials_env(contract: ConnectorContract, monkeypatch: pytest.MonkeyPatch) -> None:
+def set_credentials_env(contract: ContractDeclaration, monkeypatch: pytest.MonkeyPatch) -> None:
     """Each credential field in its default variable, as `load_credentials` reads them."""
     slug = contract.connector.platform
     for name, value in contract.credentials:
@@ -110,7 +111,7 @@ def set_credentials_env(contract: ConnectorContract, monkeypatch: pytest.MonkeyP
             monkeypatch.setenv(variable, value.get_secret_value() if isinstance(value, SecretStr) else str(value))
 
 
-def _run(contract: ConnectorContract, harness: SandboxHarness, campaign: Path) -> RunSummary:
+def _run(contract: ContractDeclaration, harness: SandboxHarness, campaign: Path) -> RunSummary:
     slug = contract.connector.platform
     options = RunOptions(base_urls={slug: harness.server.url}, sleep=harness.sleep)
     manager = make_plugin_manager([_Registration(contract.connector)], load_entry_points=False)
@@ -120,7 +121,7 @@ def _run(contract: ConnectorContract, harness: SandboxHarness, campaign: Path) -
     return summary
 
 
-def check_holdout_invariant(contract: ConnectorContract, tmp: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def check_holdout_invariant(contract: ContractDeclaration, tmp: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """No control contact's identifiers in any request; the test group in the sandbox; a rerun changes nothing."""
     contacts = [contract.make_contact(i) for i in range(contract.holdout_contacts)]
     campaign = write_campaign(contract, tmp, contacts)
@@ -128,7 +129,7 @@ def check_holdout_invariant(contract: ConnectorContract, tmp: Path, monkeypatch:
     control = {c.contact_id for c in contacts if assign_group(CAMPAIGN_ID, c.contact_id, 0.5) is Group.CONTROL}
     assert 0 < len(control) < len(contacts), "the kit's holdout split left one group empty: use more contacts"
     held_out = [contact for contact in contacts if contact.contact_id in control]
-    with contract.harness() as harness:
+    with SandboxHarness(contract) as harness:
         first = _run(contract, harness, campaign)
         assert first.outcomes["held_out"] == len(control), (
             f"the engine held out {first.outcomes['held_out']} contacts, the kit's holdout oracle {len(control)}"
@@ -152,7 +153,7 @@ def check_holdout_invariant(contract: ConnectorContract, tmp: Path, monkeypatch:
         _assert_no_control_on_the_wire(contract, held_out, harness.requests_text(seen))
 
 
-def _assert_no_control_on_the_wire(contract: ConnectorContract, control: list[Contact], wire: str) -> None:
+def _assert_no_control_on_the_wire(contract: ContractDeclaration, control: list[Contact], wire: str) -> None:
     """No match-key value (as sent or as in the CRM) or contact id of a control contact in the requests."""
     builder, cache = contract.builder(), NormalizationCache()
     leaks = []
@@ -166,7 +167,7 @@ def _assert_no_control_on_the_wire(contract: ConnectorContract, control: list[Co
     assert not leaks, f"control-group contacts reached the sandbox: {sorted(leaks)[:10]}"
 
 
-def _members_in(contract: ConnectorContract, harness: SandboxHarness) -> set[Hashable]:
+def _members_in(contract: ContractDeclaration, harness: SandboxHarness) -> set[Hashable]:
     """Every member of every audience in the sandbox."""
     found: set[Hashable] = set()
     for remote_id in contract.sandbox_audiences(harness.app):

@@ -18,15 +18,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-from ..connector import Connector, Credentials
-from ..errors import CrmActivationError
-from ..http import Action, HttpResponse, Outbox, PlatformHttp, RateLimiter, RetryPolicy, default_action
-from ..http import retry_after_seconds as _retry_after
-from ..redaction import Redactor, remember_secrets
-from ..sandbox import FaultPlan, SandboxApp, SandboxServer
+from ..sdk.connector import Connector
+from ..sdk.errors import CrmActivationError
+from ..sdk.http import Action, HttpResponse, Outbox, PlatformHttp, RateLimiter, RetryPolicy, default_action
+from ..sdk.http import retry_after_seconds as _retry_after
+from ..sdk.redaction import Redactor, remember_secrets
+from ..sdk.sandbox import FaultPlan, SandboxApp, SandboxServer
+from ..sdk.types import Credentials
 
 if TYPE_CHECKING:
-    from .contract import ConnectorContract
+    from .declaration import ContractDeclaration
 
 
 @dataclass(frozen=True)
@@ -122,7 +123,7 @@ class SandboxHarness:
     """
 
     def __init__(
-        self, contract: ConnectorContract, faults: FaultPlan | None = None, log_path: Path | None = None
+        self, contract: ContractDeclaration, faults: FaultPlan | None = None, log_path: Path | None = None
     ) -> None:
         self.contract = contract
         self.cls = contract.connector

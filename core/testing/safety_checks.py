@@ -17,25 +17,26 @@ from typing import TYPE_CHECKING
 
 from pydantic import SecretStr
 
-from ..connector import Credentials, validate_connector_class
-from ..errors import ConfigError, CrmActivationError
-from ..identifiers import PERSONAL_KINDS, IdentifierKind
-from ..models import Contact
-from ..normalization import sha256_hex
-from ..payload import NormalizationCache
-from ..plugins import ENTRY_POINT_GROUP, collect_connectors, make_plugin_manager
-from ..sandbox import FaultPlan, SandboxApp
+from ..pipeline.payload import NormalizationCache
+from ..sdk.connector import validate_connector_class
+from ..sdk.contact import Contact
+from ..sdk.errors import ConfigError, CrmActivationError
+from ..sdk.identifier_kinds import PERSONAL_KINDS, IdentifierKind
+from ..sdk.normalization import sha256_hex
+from ..sdk.plugins import ENTRY_POINT_GROUP, collect_connectors, make_plugin_manager
+from ..sdk.sandbox import FaultPlan, SandboxApp
+from ..sdk.types import Credentials
 from .contacts import DEFAULT_VECTORS
-from .harness import LogCapture, leaked, on_wire, step
+from .harness import LogCapture, SandboxHarness, leaked, on_wire, step
 
 if TYPE_CHECKING:
-    from .contract import ConnectorContract
+    from .declaration import ContractDeclaration
 
 _LOWER_HEX64 = re.compile(r"^[0-9a-f]{64}$")
 _PROBE_URL = "http://127.0.0.1:9"  # never contacted: for_sandbox only rewrites settings
 
 
-def check_declarations(contract: ConnectorContract) -> None:
+def check_declarations(contract: ContractDeclaration) -> None:
     """Declarations valid, settings of the declared models, sandbox and `for_sandbox` usable as the engine uses them."""
     cls = contract.connector
     validate_connector_class(cls)
@@ -58,7 +59,7 @@ def check_declarations(contract: ConnectorContract) -> None:
     assert not stray, f"for_sandbox leaves these endpoints on the real platform: {stray}"
 
 
-def check_entry_point(contract: ConnectorContract) -> None:
+def check_entry_point(contract: ContractDeclaration) -> None:
     """The named entry point loads a plugin module whose hook registers this very class."""
     found = [ep for ep in entry_points(group=ENTRY_POINT_GROUP) if ep.name == contract.entry_point]
     assert found, f"no entry point {contract.entry_point!r} in group {ENTRY_POINT_GROUP!r}: is the package installed?"
@@ -69,7 +70,7 @@ def check_entry_point(contract: ConnectorContract) -> None:
     )
 
 
-def _vector_contact(contract: ConnectorContract, kind: IdentifierKind, raw: str, country: str | None) -> Contact:
+def _vector_contact(contract: ContractDeclaration, kind: IdentifierKind, raw: str, country: str | None) -> Contact:
     """The kit's contact 0 with only its primary match key (so a member exists), the vector's kind and country."""
     primary = contract.primary_kind()
     identifiers = {primary: contract.make_contact(0).identifiers[primary], kind: raw}
@@ -78,7 +79,7 @@ def _vector_contact(contract: ConnectorContract, kind: IdentifierKind, raw: str,
     return Contact(contact_id="kit-vector", identifiers=identifiers)
 
 
-def check_identifiers(contract: ConnectorContract) -> None:
+def check_identifiers(contract: ContractDeclaration) -> None:
     """Shapes of every field, acknowledged clear personal data, normalization vectors, pre-hashed pass-through."""
     cls, builder, cache = contract.connector, contract.builder(), NormalizationCache()
     problems: list[str] = []
@@ -134,12 +135,12 @@ def check_identifiers(contract: ConnectorContract) -> None:
     assert not problems, "identifier contract broken:\n  " + "\n  ".join(problems)
 
 
-def check_wire_hashing(contract: ConnectorContract) -> None:
+def check_wire_hashing(contract: ContractDeclaration) -> None:
     """After pushing full sample contacts, no personal value meant to be hashed is on the wire in clear."""
     cls = contract.connector
     indexes = range(6)
     members = contract.members(indexes)
-    with contract.harness() as harness:
+    with SandboxHarness(contract) as harness:
         connector = harness.connector()
         with step("push sample contacts"):
             audience = connector.ensure_audience(contract.audience_spec(), None)
@@ -173,12 +174,12 @@ def default_wrong_credentials(credentials: Credentials) -> Credentials:
     return credentials.model_copy(update=update)
 
 
-def check_wrong_credentials(contract: ConnectorContract) -> None:
+def check_wrong_credentials(contract: ContractDeclaration) -> None:
     """Good credentials pass `check`; wrong ones fail fast with a ConfigError that leaks nothing anywhere."""
     wrong = contract.wrong_credentials or default_wrong_credentials(contract.credentials)
     with (
         tempfile.TemporaryDirectory(prefix="crm-contract-") as scratch,
-        contract.harness(log_path=Path(scratch) / "sandbox.jsonl") as harness,
+        SandboxHarness(contract, log_path=Path(scratch) / "sandbox.jsonl") as harness,
     ):
         with step("check() with the valid credentials"):
             harness.connector().check()
@@ -217,11 +218,11 @@ def check_wrong_credentials(contract: ConnectorContract) -> None:
             assert not found, f"{place} contains {', '.join(found)}"
 
 
-def check_dry_run(contract: ConnectorContract, tmp: Path) -> None:
+def check_dry_run(contract: ContractDeclaration, tmp: Path) -> None:
     """check, ensure, add and remove in a dry run: recorded, masked, nothing sent."""
     members = contract.members(range(4))
     outbox = tmp / "outbox"
-    with contract.harness() as harness:
+    with SandboxHarness(contract) as harness:
         connector = harness.connector(outbox_dir=outbox)
         with step("a dry run"):
             connector.check()

@@ -11,8 +11,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, model_validator
 
-from ..identifiers import IdentifierKind
-from ..sandbox import FaultPlan
+from ..sdk.identifier_kinds import IdentifierKind
+from ..sdk.sandbox import FaultPlan
 
 _FROZEN = ConfigDict(frozen=True, extra="forbid")
 

@@ -10,14 +10,15 @@ import math
 from collections.abc import Hashable, Sequence
 from typing import TYPE_CHECKING
 
-from ..connector import AudienceRef, Connector, Member
-from ..http import Action
-from ..sandbox import FaultPlan
+from ..sdk.connector import Connector
+from ..sdk.http import Action
+from ..sdk.sandbox import FaultPlan
+from ..sdk.types import AudienceRef, Member
 from .harness import SandboxHarness, step
 from .scenarios import FaultScenario, MembershipScenario, indexes
 
 if TYPE_CHECKING:
-    from .contract import ConnectorContract
+    from .declaration import ContractDeclaration
 
 #: How many times a fault scenario is re-run with the next seed when its plan injected nothing.
 _RESEEDS = 3
@@ -33,7 +34,7 @@ def _difference(got: set[Hashable], want: set[Hashable]) -> str:
 
 
 def run_membership(
-    contract: ConnectorContract,
+    contract: ContractDeclaration,
     harness: SandboxHarness,
     connector: Connector,
     audience: AudienceRef,
@@ -55,15 +56,15 @@ def run_membership(
         assert got == want, f"{what}{note}: {_difference(got, want)}"
 
 
-def _ensure(connector: Connector, spec_name: str, contract: ConnectorContract) -> AudienceRef:
+def _ensure(connector: Connector, spec_name: str, contract: ContractDeclaration) -> AudienceRef:
     with step(f"ensure_audience({spec_name!r}, None)"):
         return connector.ensure_audience(contract.audience_spec(spec_name), None)
 
 
-def check_ensure_audience(contract: ConnectorContract) -> None:
+def check_ensure_audience(contract: ContractDeclaration) -> None:
     """Known ref → the same audience; twice → one audience in the sandbox; another spec → another audience."""
     spec = contract.audience_spec("awareness")
-    with contract.harness() as harness:
+    with SandboxHarness(contract) as harness:
         connector = harness.connector()
         first = _ensure(connector, "awareness", contract)
         assert first.key == spec.key and first.remote_id, f"ensure_audience returned {first!r} for key {spec.key!r}"
@@ -85,15 +86,15 @@ def check_ensure_audience(contract: ConnectorContract) -> None:
             assert connector.ensure_audience(contract.audience_spec("conversion"), other) == other
 
 
-def check_membership(contract: ConnectorContract, scenario: MembershipScenario) -> None:
+def check_membership(contract: ContractDeclaration, scenario: MembershipScenario) -> None:
     """The scenario's end state after every step, on a clean sandbox."""
-    with contract.harness() as harness:
+    with SandboxHarness(contract) as harness:
         connector = harness.connector()
         audience = _ensure(connector, "awareness", contract)
         run_membership(contract, harness, connector, audience, scenario)
 
 
-def _connector_class_for(contract: ConnectorContract, size: int) -> type[Connector]:
+def _connector_class_for(contract: ContractDeclaration, size: int) -> type[Connector]:
     cls = contract.connector
     if size == cls.max_batch_size:
         return cls
@@ -102,12 +103,12 @@ def _connector_class_for(contract: ConnectorContract, size: int) -> type[Connect
     return type(f"{cls.__name__}AtTestSize", (cls,), {"max_batch_size": size, "__module__": cls.__module__})
 
 
-def check_batch_limit(contract: ConnectorContract) -> None:
+def check_batch_limit(contract: ContractDeclaration) -> None:
     """Exactly `max_batch_size` members in one call: accepted, and no request carries more records."""
     limit = contract.connector.max_batch_size
     size = min(limit, contract.max_batch_size_under_test or limit)
     members = contract.members(range(size), bulk=True)
-    with contract.harness() as harness:
+    with SandboxHarness(contract) as harness:
         connector = harness.connector(cls=_connector_class_for(contract, size))
         audience = _ensure(connector, "awareness", contract)
         for operation, send, want in (
@@ -129,12 +130,12 @@ def check_batch_limit(contract: ConnectorContract) -> None:
             assert got == want, f"after the full-size {operation}: {_difference(got, want)}"
 
 
-def check_faults(contract: ConnectorContract, scenario: FaultScenario) -> None:
+def check_faults(contract: ContractDeclaration, scenario: FaultScenario) -> None:
     """The scenario's membership reached despite its faults, which must actually have been injected."""
     policy = contract.policy
     if scenario.plan.timeout_rate:  # the client must give up before the sandbox answers, or nothing times out
         policy = policy.model_copy(update={"read_timeout": min(policy.read_timeout, scenario.plan.timeout_seconds / 2)})
-    with contract.harness() as harness:
+    with SandboxHarness(contract) as harness:
         connector = harness.connector(policy=policy)
         for attempt in range(_RESEEDS):
             harness.set_faults(FaultPlan())
@@ -170,11 +171,11 @@ def _check_throttling_was_recognised(harness: SandboxHarness, throttled: int, ma
         waits.pop(match)
 
 
-def check_partial_rejects(contract: ConnectorContract) -> None:
+def check_partial_rejects(contract: ContractDeclaration) -> None:
     """With every batch partly refused: each refusal names a contact of the batch, and refused ones are not in."""
     members = contract.members(range(contract.partial_reject_batch), bulk=True)
     by_id = {member.contact_id: member for member in members}
-    with contract.harness() as harness:
+    with SandboxHarness(contract) as harness:
         connector = harness.connector()
         audience = _ensure(connector, "awareness", contract)
         harness.set_faults(FaultPlan(partial_reject_rate=1.0, seed=1))

@@ -16,8 +16,8 @@ import pytest
 from pydantic import SecretStr
 
 from crm_activation import SandboxServer
-from crm_activation.connectors.facebook.config import FacebookCredentials
 from crm_activation.connectors.facebook.sandbox import FacebookSandbox
+from crm_activation.connectors.facebook.settings import FacebookCredentials
 
 TOKEN = "e2e-facebook-token-7d1f0c9b"
 ROOT = Path(__file__).resolve().parents[2]

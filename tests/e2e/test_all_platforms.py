@@ -11,13 +11,13 @@ from typing import Any
 import pytest
 
 from crm_activation import FaultPlan, SandboxServer
-from crm_activation.campaign_file import LoadedCampaign, load_campaign
-from crm_activation.config import HttpConfig, SyncConfig
-from crm_activation.email.sandbox import SmtpSandbox
-from crm_activation.engine import Engine, RunOptions
-from crm_activation.plugins import collect_connectors, make_plugin_manager
-from crm_activation.sandboxes import start_sandboxes
-from crm_activation.summary import RunSummary
+from crm_activation.campaign.loader import LoadedCampaign, load_campaign
+from crm_activation.campaign.schema import HttpConfig, SyncConfig
+from crm_activation.cli.local_sandboxes import start_sandboxes
+from crm_activation.email.smtp_relay import SmtpSandbox
+from crm_activation.pipeline.engine import Engine, RunOptions
+from crm_activation.sdk.plugins import collect_connectors, make_plugin_manager
+from crm_activation.sdk.summary import RunSummary
 
 from .conftest import ROOT
 from .test_demo import sandbox_env

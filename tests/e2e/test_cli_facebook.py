@@ -9,8 +9,8 @@ import time
 
 import pytest
 
-from crm_activation.holdout import Group, assign_group
 from crm_activation.normalization import email_trimmed_lower, sha256_hex
+from crm_activation.pipeline.holdout import Group, assign_group
 
 from .conftest import TOKEN, CampaignDir
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from crm_activation.database import open_database
+from crm_activation.state.database import open_database
 
 from .conftest import CampaignDir
 

@@ -15,10 +15,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from crm_activation.campaign_file import load_campaign
-from crm_activation.engine import Engine, RunOptions
-from crm_activation.holdout import Group, assign_group
+from crm_activation.campaign.loader import load_campaign
 from crm_activation.normalization import email_trimmed_lower, external_id_trimmed, maid_lower, sha256_hex
+from crm_activation.pipeline.engine import Engine, RunOptions
+from crm_activation.pipeline.holdout import Group, assign_group
 
 from .conftest import CAMPAIGN, TOKEN
 

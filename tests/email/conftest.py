@@ -19,10 +19,10 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 from pydantic import SecretStr
 
-from crm_activation.database import Database, open_database
-from crm_activation.email.config import EmailCredentials
-from crm_activation.identifiers import IdentifierKind
-from crm_activation.models import Attributes, Consent, Contact
+from crm_activation.campaign.email_settings import EmailCredentials
+from crm_activation.sdk.contact import Attributes, Consent, Contact
+from crm_activation.sdk.identifier_kinds import IdentifierKind
+from crm_activation.state.database import Database, open_database
 
 COUPON_KEY = "test-coupon-key-0123456789abcdef"
 UNSUB_KEY = "test-unsubscribe-key-0123456789ab"

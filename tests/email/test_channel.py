@@ -10,14 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from crm_activation.database import Database, IntegrityError, open_database
+from crm_activation.campaign.email_settings import StepConfig
 from crm_activation.email.channel import EmailChannel
-from crm_activation.email.config import StepConfig
 from crm_activation.email.ledger import SendLedger
 from crm_activation.email.rendering import TemplateError
 from crm_activation.email.samples import sample_config
 from crm_activation.email.smtp import SmtpTransport
 from crm_activation.email.unsubscribe import UnsubscribeLedger
+from crm_activation.state.database import Database, IntegrityError, open_database
 
 from .conftest import NOW, kill_process, make_contact
 
@@ -83,14 +83,14 @@ def test_crash_between_claim_and_mark_resends_with_the_same_message_id(tmp_path,
 SCRIPT = """
 import sys
 from datetime import datetime
-from crm_activation.database import open_database
-from crm_activation.database import Database, IntegrityError, open_database
+from crm_activation.state.database import open_database
+from crm_activation.state.database import Database, IntegrityError, open_database
 from crm_activation.email.channel import EmailChannel
-from crm_activation.email.config import EmailCredentials
+from crm_activation.campaign.email_settings import EmailCredentials
 from crm_activation.email.samples import sample_config
 from crm_activation.email.smtp import SmtpTransport
-from crm_activation.identifiers import IdentifierKind
-from crm_activation.models import Attributes, Consent, Contact
+from crm_activation.sdk.identifier_kinds import IdentifierKind
+from crm_activation.sdk.contact import Attributes, Consent, Contact
 
 path, port, coupon_key, unsub_key, now = sys.argv[1:6]
 db = open_database(path)
@@ -236,7 +236,7 @@ def test_finish_cancels_rows_of_contacts_no_longer_in_the_audience(db, smtp_serv
 
 def test_suppression_reasons(db, smtp_server):
     from crm_activation.email.suppression import EmailSuppression
-    from crm_activation.models import Consent
+    from crm_activation.sdk.contact import Consent
 
     check = EmailSuppression(db, require_consent=True).reason
     assert check(make_contact("a", email_unsubscribed=True)) == "unsubscribed from email"

@@ -9,9 +9,9 @@ import re
 import pytest
 from pydantic import SecretStr
 
-from crm_activation.database import open_database
 from crm_activation.email.coupons import ALPHABET, CouponIssuer, lookup, normalize_code
-from crm_activation.errors import ConfigError
+from crm_activation.sdk.errors import ConfigError
+from crm_activation.state.database import open_database
 
 from .conftest import COUPON_KEY
 

@@ -10,7 +10,7 @@ from crm_activation.email.context import build_context, plain
 from crm_activation.email.filters import first_name, format_date, format_money, join_categories, pluralize
 from crm_activation.email.rendering import TemplateError, TemplateRenderer, packaged_templates
 from crm_activation.email.samples import HOSTILE_TEXT, SAMPLE_CONTACTS, sample_config, sample_context
-from crm_activation.identifiers import IdentifierKind
+from crm_activation.sdk.identifier_kinds import IdentifierKind
 
 from .conftest import make_contact
 

@@ -8,7 +8,7 @@ from datetime import UTC, date, datetime, timedelta
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from crm_activation.email.config import StepConfig, VariantConfig
+from crm_activation.campaign.email_settings import StepConfig, VariantConfig
 from crm_activation.email.ledger import SendLedger
 from crm_activation.email.sequences import Enrollment, assign_variant, due_step, send_hour, send_now
 

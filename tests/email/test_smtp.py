@@ -15,7 +15,7 @@ from crm_activation.email.rendering import RenderedMessage, TemplateRenderer
 from crm_activation.email.samples import SAMPLE_CONTACTS, sample_config, sample_context
 from crm_activation.email.smtp import SmtpTransport
 from crm_activation.email.unsubscribe import links, message_id
-from crm_activation.errors import ConfigError, FatalError
+from crm_activation.sdk.errors import ConfigError, FatalError
 
 from .conftest import UNSUB_KEY, authenticator
 
@@ -153,7 +153,7 @@ def test_refused_bounce_address_stops_the_channel(smtp_server):
 
 
 def test_unreachable_relay_stops_the_channel_after_retries():
-    from crm_activation.email.config import EmailCredentials
+    from crm_activation.campaign.email_settings import EmailCredentials
 
     from .conftest import free_port
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from crm_activation.campaign_file import load_campaign
-from crm_activation.state import StateStore
+from crm_activation.campaign.loader import load_campaign
+from crm_activation.state.store import StateStore
 
 CAMPAIGN_ID = "measure-test"
 START = 1_790_000_000.0  # a fixed day 0 (2026-09-21), so timestamps in tests are stable

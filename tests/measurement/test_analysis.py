@@ -8,9 +8,9 @@ import sqlite3
 
 import pytest
 
-from crm_activation.campaign_file import load_campaign
-from crm_activation.holdout import chi_square_p_value
+from crm_activation.campaign.loader import load_campaign
 from crm_activation.measurement.commands import build_report
+from crm_activation.pipeline.holdout import chi_square_p_value
 
 from .conftest import CAMPAIGN_ID, iso, write_campaign, write_ledger
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 import csv
 import json
 
-from crm_activation.campaign_file import load_campaign
-from crm_activation.config import SourceConfig
+from crm_activation.campaign.loader import load_campaign
+from crm_activation.campaign.schema import SourceConfig
 from crm_activation.measurement.commands import measurement_config, read_ledger
 from crm_activation.measurement.conversions import ConversionReader, parse_timestamp
-from crm_activation.rejects import RejectsWriter
-from crm_activation.sources import open_rows
+from crm_activation.pipeline.rejects import RejectsWriter
+from crm_activation.pipeline.sources import open_rows
 
 from .conftest import BASE_YAML, START, iso, write_ledger
 

@@ -6,9 +6,9 @@ import sqlite3
 
 import pytest
 
-from crm_activation.database import DatabaseError, open_database
-from crm_activation.errors import InputError
 from crm_activation.measurement.ledger import load_ledger
+from crm_activation.sdk.errors import InputError
+from crm_activation.state.database import DatabaseError, open_database
 
 from .conftest import CAMPAIGN_ID, DAY, START, write_ledger
 

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from crm_activation.cli import main
+from crm_activation.cli.main import main
 
 from .conftest import write_campaign
 

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from crm_activation.campaign_file import load_campaign
+from crm_activation.campaign.loader import load_campaign
 from crm_activation.measurement.commands import build_report, simulate_campaign
-from crm_activation.state import StateStore
+from crm_activation.state.store import StateStore
 
 from .conftest import CAMPAIGN_ID, write_campaign
 

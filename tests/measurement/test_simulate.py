@@ -8,7 +8,6 @@ from collections import Counter
 import pytest
 from scipy import stats as scipy_stats
 
-from crm_activation.holdout import assign_group
 from crm_activation.measurement.conversions import parse_timestamp
 from crm_activation.measurement.ledger import Exposure
 from crm_activation.measurement.simulate import (
@@ -22,6 +21,7 @@ from crm_activation.measurement.simulate import (
     strength,
     truth_table,
 )
+from crm_activation.pipeline.holdout import assign_group
 
 
 @pytest.mark.parametrize(("n", "p"), [(30, 0.2), (12, 0.7), (200, 0.03)])

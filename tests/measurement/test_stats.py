@@ -9,8 +9,8 @@ from scipy import stats as scipy_stats
 from statsmodels.stats.multitest import multipletests
 from statsmodels.stats.proportion import confint_proportions_2indep, proportions_ztest
 
-from crm_activation.holdout import chi_square_p_value
 from crm_activation.measurement.stats import benjamini_hochberg, compare, z_critical
+from crm_activation.pipeline.holdout import chi_square_p_value
 
 CASES = [
     (120, 1000, 100, 1000),

@@ -30,7 +30,7 @@ from crm_activation import (
     SandboxServer,
 )
 from crm_activation.normalization import sha256_hex
-from crm_activation.plugins import collect_connectors, make_plugin_manager
+from crm_activation.sdk.plugins import collect_connectors, make_plugin_manager
 from crm_activation_google_data_manager import (
     GoogleDataManagerAccount,
     GoogleDataManagerConnector,

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from crm_activation import Connector, hookimpl
 
-from .config import GoogleDataManagerAccount, GoogleDataManagerCredentials
 from .connector import GoogleDataManagerConnector
 from .sandbox import GoogleDataManagerSandbox
+from .settings import GoogleDataManagerAccount, GoogleDataManagerCredentials
 
 __all__ = [
     "GoogleDataManagerAccount",

@@ -6,12 +6,7 @@ from typing import Any
 
 from crm_activation import Action, HttpResponse
 
-from .config import (
-    FATAL_STATUSES,
-    OAUTH_CONFIG_ERRORS,
-    RATE_LIMITED_STATUSES,
-    TRANSIENT_STATUSES,
-)
+from .settings import FATAL_STATUSES, OAUTH_CONFIG_ERRORS, RATE_LIMITED_STATUSES, TRANSIENT_STATUSES
 
 
 def _json(response: HttpResponse) -> Any:

@@ -45,7 +45,9 @@ from crm_activation import (
 from crm_activation import normalization as norm
 
 from .api import classify_google, google_error
-from .config import (
+from .formatting import SOURCE, email_data_manager
+from .sandbox import GoogleDataManagerSandbox
+from .settings import (
     ADDRESS_FIELDS,
     DEFAULT_BASE_URL,
     EMAIL,
@@ -74,8 +76,6 @@ from .config import (
     GoogleDataManagerCredentials,
     membership_duration,
 )
-from .formatting import SOURCE, email_data_manager
-from .sandbox import GoogleDataManagerSandbox
 
 _CLEAR = SOURCE + " (sent unhashed)"
 #: The engine's consent keys on `Member.consent` and the `Consent` fields they become.

@@ -33,7 +33,8 @@ from urllib.parse import parse_qs
 
 from crm_activation import Credentials, FaultPlan, SandboxApp, SandboxRequest, SandboxResponse
 
-from .config import (
+from .sandbox_checks import Identity, bad, consent, google_error, member, obj, row
+from .settings import (
     DIGITS,
     DURATION_SHAPE,
     ENCODING,
@@ -51,7 +52,6 @@ from .config import (
     GoogleDataManagerCredentials,
     LoginAccountType,
 )
-from .sandbox_checks import Identity, bad, consent, google_error, member, obj, row
 
 _INGEST_FIELDS = {"destinations", "audienceMembers", "consent", "validateOnly", "encoding", "encryptionInfo",
                   "termsOfService"}  # fmt: skip

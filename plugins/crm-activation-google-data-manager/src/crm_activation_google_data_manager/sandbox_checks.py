@@ -13,7 +13,7 @@ from typing import Any
 
 from crm_activation import SandboxError
 
-from .config import (
+from .settings import (
     ADDRESS_FIELDS,
     HEX,
     MAX_IDENTIFIERS_PER_MEMBER,

@@ -1,0 +1,246 @@
+"""Tools for email teams: `crm-activation email render | lint | preview`.
+
+`add_email_commands(subparsers)` adds the `email` command group to the CLI's sub-parsers and sets
+`handler=run_email_command` on it, so `cli.main` only needs `if args.command == "email": return args.handler(args)`
+(or an entry `"email": lambda args, console: args.handler(args)` in its command table).
+
+- `render TEMPLATE --contact FILE`: one template for one contact (a JSON object, a JSON list, JSON Lines or a
+  CSV with the audience's columns; `--contact-id` picks a row) to stdout, or `--out DIR` for subject.txt,
+  body.txt and body.html. Coupon and unsubscribe values are previews (nothing is recorded, no secret needed).
+- `lint`: every template × variant × sample contact × segment × funnel stage × lifecycle stage, reporting every
+  problem at once (each distinct problem once, with how often and one combination that shows it); exit 1.
+  Besides render errors it checks that both parts carry the unsubscribe link, the subject is not too long, the
+  HTML loads nothing external, and hostile sample data comes out escaped.
+- `preview`: a local web page with every template rendered for every sample contact (`preview.py`).
+
+`--config FILE` (YAML or JSON of the email section, `EmailConfig` fields) supplies template_vars, coupon, locale
+and variants; without it the built-in sample config that fits the packaged templates is used.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from ..campaign.email_settings import EmailConfig
+from ..campaign.schema import SourceConfig
+from ..pipeline.onboarding import ContactParser
+from ..pipeline.sources import SourceRow, open_rows
+from ..sdk.contact import Contact
+from ..sdk.errors import CrmActivationError, InputError
+from .rendering import RenderedMessage, TemplateError, TemplateRenderer
+from .samples import HOSTILE_TEXT, LIFECYCLE_STAGES, SAMPLE_CONTACTS, SEGMENTS, sample_config, sample_context
+from .samples import with_attributes as _with
+
+MAX_SUBJECT = 150
+_EXTERNAL = re.compile(r"<(script|link|iframe|object|embed)\b|\bsrc\s*=\s*[\"']?https?:|url\(\s*[\"']?https?:", re.I)
+
+
+def load_email_config(path: Path | None) -> EmailConfig:
+    """The email section from a YAML/JSON file (relative `templates` resolved against it), or the sample."""
+    if path is None:
+        return sample_config()
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        config = EmailConfig.model_validate(data.get("email", data) if isinstance(data, dict) else data)
+    except (OSError, yaml.YAMLError) as exc:
+        raise InputError(f"{path}: cannot read the email config: {exc}") from None
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors(include_input=False))
+        raise InputError(f"{path}: {problems}") from None
+    if config.templates and not Path(config.templates).is_absolute():
+        config = config.model_copy(update={"templates": str(path.parent / config.templates)})
+    return config
+
+
+def load_contacts(path: Path, default_stage: str = "awareness") -> list[Contact]:
+    """Contacts from a JSON object or list, JSON Lines or CSV file, parsed like the audience."""
+    parser = ContactParser({}, default_stage)
+    if path.suffix.lower() == ".json":
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise InputError(f"{path}: not readable JSON: {exc}") from None
+        records = data if isinstance(data, list) else [data]
+        rows: Iterable[SourceRow] = (SourceRow(path.name, i, dict(r)) for i, r in enumerate(records, 1))
+    else:
+        source = SourceConfig.model_validate(
+            {"type": "jsonl" if path.suffix.lower() in (".jsonl", ".ndjson") else "csv", "path": str(path)}
+        )
+        rows = open_rows(source, Path.cwd())
+    contacts = []
+    for row in rows:
+        parsed = parser.parse(row)
+        if parsed.contact is None:
+            raise InputError("; ".join(str(issue) for issue in parsed.issues))
+        contacts.append(parsed.contact)
+    if not contacts:
+        raise InputError(f"{path}: no contact in the file")
+    return contacts
+
+
+def render_for_contact(
+    renderer: TemplateRenderer, config: EmailConfig, template: str, variant: str | None, contact: Contact,
+    stage: str | None = None, step: int = 1,
+) -> RenderedMessage:  # fmt: skip
+    """What `render` prints: the template for one contact with preview coupon and unsubscribe values."""
+    return renderer.render_message(template, variant, sample_context(contact, config, stage=stage, step=step))
+
+
+# -- lint --------------------------------------------------------------------------------------------------
+@dataclass
+class LintReport:
+    """Distinct problems (message → how many renders showed it, and the first combination that did)."""
+
+    renders: int = 0
+    problems: dict[str, tuple[int, str]] = field(default_factory=dict)
+
+    def add(self, message: str, where: str) -> None:
+        """Count a problem; the first combination is kept as the example."""
+        count, example = self.problems.get(message, (0, where))
+        self.problems[message] = (count + 1, example)
+
+    def lines(self) -> list[str]:
+        """One line per distinct problem (plus its example), then a total."""
+        out = [f"{msg}\n    ({n} of {self.renders} renders, e.g. {ex})" for msg, (n, ex) in self.problems.items()]
+        return [*out, f"{len(self.problems)} problem(s) in {self.renders} renders"]
+
+
+def _template_variants(renderer: TemplateRenderer, config: EmailConfig, template: str) -> list[str | None]:
+    configured = {v.name for steps in config.sequences.values() for s in steps if s.template == template
+                  for v in s.variants}  # fmt: skip
+    return [None, *sorted(set(renderer.variants(template)) | configured)]
+
+
+def check_rendered(rendered: RenderedMessage, context: dict[str, Any], hostile: bool) -> list[str]:
+    """Problems a render can have although it did not fail."""
+    problems = []
+    url = context["unsubscribe_url"]
+    if url not in rendered.text:
+        problems.append("the text part has no visible unsubscribe link ({{ unsubscribe_url }})")
+    if url.replace("&", "&amp;") not in rendered.html:
+        problems.append("the HTML part has no visible unsubscribe link ({{ unsubscribe_url }})")
+    if len(rendered.subject) > MAX_SUBJECT:
+        problems.append(f"the subject is longer than {MAX_SUBJECT} characters")
+    if _EXTERNAL.search(rendered.html):
+        problems.append("the HTML loads scripts or external resources (images, CSS, frames)")
+    if hostile and "<script>alert(1)</script>" in rendered.html:
+        problems.append("contact data reaches the HTML unescaped (a `|safe` or `Markup` on contact data?)")
+    return problems
+
+
+def lint(
+    renderer: TemplateRenderer, config: EmailConfig, segments: Sequence[str] = SEGMENTS,
+    stages: Sequence[str] | None = None, lifecycle: Sequence[str] = LIFECYCLE_STAGES,
+) -> LintReport:  # fmt: skip
+    """Render the whole matrix and collect every problem (including steps naming a missing template)."""
+    report = LintReport()
+    templates = renderer.templates()
+    for stage, steps in config.sequences.items():
+        for number, step in enumerate(steps, 1):
+            if step.template not in templates:
+                report.add(f"sequences.{stage}[{number}]: template {step.template!r} not found in {renderer.folder}",
+                           "config")  # fmt: skip
+    for template in templates:
+        for variant in _template_variants(renderer, config, template):
+            for sample_name, sample in SAMPLE_CONTACTS.items():
+                for segment in segments:
+                    for stage in stages or list(config.sequences):
+                        for life in lifecycle:
+                            contact = _with(sample, segment=segment, funnel_stage=stage, lifecycle_stage=life)
+                            where = f"{template}/{variant or '-'} × {sample_name} × {segment} × {stage} × {life}"
+                            report.renders += 1
+                            context = sample_context(contact, config, stage=stage)
+                            try:
+                                rendered = renderer.render_message(template, variant, context)
+                            except TemplateError as error:
+                                report.add(str(error), where)
+                                continue
+                            for problem in check_rendered(rendered, context, sample_name == "hostile"):
+                                report.add(f"{template}/{variant or '-'}: {problem}", where)
+    return report
+
+
+# -- the CLI -----------------------------------------------------------------------------------------------
+def add_email_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add `email render|lint|preview` to the CLI's sub-parsers (sets `handler` on the parsed args)."""
+    email = subparsers.add_parser("email", help="email templates: render, lint, preview")
+    email.set_defaults(handler=run_email_command)
+    commands = email.add_subparsers(dest="email_command", required=True)
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--templates", type=Path, help="templates folder (default: the config's, or the packaged)")
+    common.add_argument("--config", type=Path, help="YAML/JSON email section (EmailConfig); default: the sample")
+
+    render = commands.add_parser("render", parents=[common], help="render one template for one contact")
+    render.add_argument("template", help="template folder name")
+    render.add_argument("--contact", type=Path, help="JSON, JSON Lines or CSV file (default: a sample contact)")
+    render.add_argument("--contact-id", help="which contact of the file (default: the first)")
+    render.add_argument("--sample", choices=sorted(SAMPLE_CONTACTS), default="typical")
+    render.add_argument("--variant")
+    render.add_argument("--stage", help="funnel stage (default: the contact's)")
+    render.add_argument("--step", type=int, default=1)
+    render.add_argument("--out", type=Path, help="write subject.txt, body.txt, body.html here instead of stdout")
+
+    lint_cmd = commands.add_parser("lint", parents=[common], help="render every combination; report every error")
+    lint_cmd.add_argument("--segment", action="append", help="segments to try (default: the sample segments)")
+    lint_cmd.add_argument("--stage", action="append", help="funnel stages to try (default: the sequences')")
+
+    preview = commands.add_parser("preview", parents=[common], help="serve a local page of rendered templates")
+    preview.add_argument("--host", default="127.0.0.1", help="bind address (default: loopback only)")
+    preview.add_argument("--port", type=int, default=8025)
+
+
+def _setup(args: argparse.Namespace) -> tuple[TemplateRenderer, EmailConfig]:
+    config = load_email_config(args.config)
+    return TemplateRenderer(args.templates or config.templates, auto_reload=args.email_command == "preview"), config
+
+
+def _render(args: argparse.Namespace, renderer: TemplateRenderer, config: EmailConfig) -> int:
+    contact = SAMPLE_CONTACTS[args.sample]
+    if args.contact is not None:
+        contacts = load_contacts(args.contact)
+        matches = [c for c in contacts if args.contact_id in (None, c.contact_id)]
+        if not matches:
+            raise InputError(f"{args.contact}: no contact with id {args.contact_id!r}")
+        contact = matches[0]
+    rendered = render_for_contact(renderer, config, args.template, args.variant, contact, args.stage, args.step)
+    if args.out is not None:
+        args.out.mkdir(parents=True, exist_ok=True)
+        for name, text in (("subject.txt", rendered.subject + "\n"), ("body.txt", rendered.text),
+                           ("body.html", rendered.html)):  # fmt: skip
+            (args.out / name).write_text(text, encoding="utf-8")
+        print(f"wrote subject.txt, body.txt, body.html to {args.out}")
+    else:
+        print(f"Subject: {rendered.subject}\n\n{rendered.text}\n----- HTML -----\n{rendered.html}")
+    return 0
+
+
+def run_email_command(args: argparse.Namespace) -> int:
+    """Run `email render|lint|preview`; exit 0, 1 (lint found problems) or 2 (bad input)."""
+    try:
+        renderer, config = _setup(args)
+        if args.email_command == "render":
+            return _render(args, renderer, config)
+        if args.email_command == "lint":
+            report = lint(renderer, config, args.segment or SEGMENTS, args.stage)
+            for line in report.lines():
+                print(line, file=sys.stdout if not report.problems else sys.stderr)
+            return 1 if report.problems else 0
+        from .preview import serve_forever
+
+        return serve_forever(renderer, config, args.host, args.port)
+    except CrmActivationError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+
+
+__all__ = ["HOSTILE_TEXT", "add_email_commands", "lint", "load_contacts", "render_for_contact", "run_email_command"]

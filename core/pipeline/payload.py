@@ -1,0 +1,115 @@
+"""Turning a contact into one platform's payload: normalize, hash, and decide whether it is reachable there.
+
+Each connector declares an `IdentifierRule` per identifier kind; this module applies them. Values that
+arrive already SHA-256 hashed pass through untouched when the platform wants a hash. A contact with none of
+the platform's match keys is ineligible there, which is an outcome, not an error.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from ..sdk.contact import Contact
+from ..sdk.errors import InvalidIdentifier
+from ..sdk.identifier_kinds import PERSONAL_KINDS, IdentifierKind, is_sha256_hex
+from ..sdk.normalization import sha256_hex
+from ..sdk.types import IdentifierRule, Member
+
+
+@dataclass(frozen=True, slots=True)
+class IdentifierProblem:
+    """An identifier value a platform's rule refused (the reason never contains the value)."""
+
+    kind: IdentifierKind
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class PayloadOutcome:
+    """The member to push, or None with the reason the contact is unreachable on the platform."""
+
+    member: Member | None
+    problems: tuple[IdentifierProblem, ...]
+    ineligible_reason: str | None = None
+
+
+class PayloadBuilder:
+    """Applies one connector's identifier rules, with a cache shared by every platform's builder.
+
+    The cache is keyed by (normalizer, raw value, country, hashed): Meta and LinkedIn sharing an e-mail rule hash
+    an address once, and low-cardinality values (countries, states, cities) are hashed once per run, not once
+    per contact. `NormalizationCache` bounds its size so memory stays flat however many contacts stream by.
+    """
+
+    def __init__(self, platform: str, rules: Sequence[IdentifierRule], match_keys: frozenset[IdentifierKind]):
+        self.platform = platform
+        self.rules = tuple(rules)
+        self.match_keys = match_keys
+        #: payload fields that identify a person on their own (used to detect people in both holdout groups)
+        self.match_fields = frozenset(rule.key for rule in self.rules if rule.kind in match_keys)
+
+    def build(self, contact: Contact, cache: NormalizationCache) -> PayloadOutcome:
+        """The contact's member for this platform (normalized, hashed) or the reason it has none."""
+        fields: dict[str, str] = {}
+        problems: list[IdentifierProblem] = []
+        matched = False
+        country = contact.country
+        for rule in self.rules:
+            raw = contact.identifiers.get(rule.kind)
+            if not raw:
+                continue
+            value = self._value(rule, raw, country, cache)
+            if isinstance(value, InvalidIdentifier):
+                problems.append(IdentifierProblem(rule.kind, str(value)))
+                continue
+            fields[rule.key] = value
+            matched = matched or rule.kind in self.match_keys
+        if not matched:
+            keys = ", ".join(sorted(str(kind) for kind in self.match_keys))
+            return PayloadOutcome(None, tuple(problems), f"no usable identifier among: {keys}")
+        consent = {
+            "ad_user_data": contact.attributes.consent.ad_user_data,
+            "ad_personalization": contact.attributes.consent.ad_personalization,
+        }
+        return PayloadOutcome(Member(contact.contact_id, fields, country, consent), tuple(problems))
+
+    @staticmethod
+    def _value(
+        rule: IdentifierRule, raw: str, country: str | None, cache: NormalizationCache
+    ) -> str | InvalidIdentifier:
+        if rule.hashed and rule.kind in PERSONAL_KINDS and is_sha256_hex(raw):
+            return raw.lower()  # the CRM hashed it already; hashing again would make it unmatchable
+        key = (rule.normalize, raw, country, rule.hashed)
+        cached = cache.get(key)
+        if cached is not None:
+            return cached
+        try:
+            normalized = rule.normalize(raw, country)
+            result: str | InvalidIdentifier = sha256_hex(normalized) if rule.hashed else normalized
+        except InvalidIdentifier as problem:
+            result = problem
+        cache.put(key, result)
+        return result
+
+
+class NormalizationCache:
+    """Normalized (and hashed) values by (normalizer, raw value, country, hashed); emptied when it grows too big.
+
+    Emptying wholesale is cruder than LRU but costs nothing per lookup, and the values worth caching (a few
+    hundred countries, states and cities) are back in the cache within a handful of contacts.
+    """
+
+    def __init__(self, limit: int = 200_000) -> None:
+        self.limit = limit
+        self._values: dict[tuple[object, str, str | None, bool], str | InvalidIdentifier] = {}
+
+    def get(self, key: tuple[object, str, str | None, bool]) -> str | InvalidIdentifier | None:
+        """The cached result, or None."""
+        return self._values.get(key)
+
+    def put(self, key: tuple[object, str, str | None, bool], value: str | InvalidIdentifier) -> None:
+        """Remember a result."""
+        if len(self._values) >= self.limit:
+            self._values.clear()
+        self._values[key] = value

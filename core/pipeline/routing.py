@@ -1,0 +1,137 @@
+"""Routing one onboarded contact: holdout group, the platforms it is offered, and the members to push.
+
+This is the heart of the data flow — segmentation, holdout, eligibility and payload building, in that
+order — and it is pure: it returns a `RoutedContact` and touches no database, so the invariant "no control
+contact ever reaches a platform" can be tested here directly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from ..sdk.contact import Contact
+from ..sdk.summary import Outcome
+from ..sdk.types import Member
+from .eligibility import ChannelRules, ContactGate
+from .holdout import Group, assign_group, strata_key
+from .payload import IdentifierProblem, NormalizationCache, PayloadBuilder
+from .segmentation import Segmenter
+
+
+@dataclass(slots=True)
+class RoutedContact:
+    """Where one contact goes.
+
+    Attributes:
+        contact: the contact with its segment and funnel stage set.
+        group: holdout group.
+        stratum: the holdout stratum key.
+        offered: platforms its country and segment are offered (the treatment), for both groups.
+        reachable: platforms it would be pushed to (for control: would have been).
+        members: platform → member to push; always empty for control contacts.
+        withheld: for control contacts, their payload on every platform, whatever their country, consent or
+            suppression; kept only so the engine can keep off each platform the test contacts who share an
+            identifier with them (to the platform they are the same person).
+        outcome: the row's one outcome, and `reason` for held-out-less non-activations.
+        suppressed: platform → why it was kept off; unreachable: platform → why it cannot be matched there.
+        problems: identifier values a platform rule refused, by platform.
+    """
+
+    contact: Contact
+    group: Group
+    stratum: tuple[str, ...]
+    offered: tuple[str, ...] = ()
+    reachable: tuple[str, ...] = ()
+    members: dict[str, Member] = field(default_factory=dict)
+    withheld: dict[str, Member] = field(default_factory=dict)
+    outcome: Outcome = Outcome.INELIGIBLE
+    reason: str | None = None
+    suppressed: dict[str, str] = field(default_factory=dict)
+    unreachable: dict[str, str] = field(default_factory=dict)
+    problems: dict[str, tuple[IdentifierProblem, ...]] = field(default_factory=dict)
+
+
+class ContactRouter:
+    """Applies the campaign's rules to each contact."""
+
+    def __init__(
+        self,
+        *,
+        segmenter: Segmenter,
+        salt: str,
+        control_fraction: float,
+        strata: tuple[str, ...],
+        rules: ChannelRules,
+        gate: ContactGate,
+        builders: Mapping[str, PayloadBuilder],
+        default_stage: str,
+    ) -> None:
+        self.segmenter = segmenter
+        self.salt = salt
+        self.control_fraction = control_fraction
+        self.strata = strata
+        self.rules = rules
+        self.gate = gate
+        self.builders = builders
+        self.default_stage = default_stage
+        self.cache = NormalizationCache()
+
+    def stratum_of(self, contact: Contact) -> tuple[str, ...]:
+        """The contact's holdout stratum (country, segment by default)."""
+        values = [contact.country if name == "country" else contact.attributes.value(name) for name in self.strata]
+        return strata_key(str(v) if v is not None else None for v in values)
+
+    def route(self, contact: Contact) -> RoutedContact:
+        """Decide everything about one contact."""
+        contact = self.segmenter.apply(contact)
+        if not contact.attributes.funnel_stage:
+            contact = contact.model_copy(
+                update={"attributes": contact.attributes.model_copy(update={"funnel_stage": self.default_stage})}
+            )
+        group = assign_group(self.salt, contact.contact_id, self.control_fraction)
+        routed = RoutedContact(contact, group, self.stratum_of(contact))
+        routed.offered, not_offered = self.rules.offered(contact)
+        cache = self.cache
+        members = self._members(contact, routed, cache) if routed.offered else {}
+        routed.reachable = tuple(sorted(members))
+        if group is Group.CONTROL:
+            routed.outcome = Outcome.HELD_OUT
+            routed.withheld = self._every_payload(contact, cache)
+            return routed
+        if not routed.offered:
+            routed.outcome, routed.reason = Outcome.INELIGIBLE, not_offered
+            return routed
+        routed.members = members
+        if members:
+            routed.outcome = Outcome.ACTIVATED
+        elif routed.suppressed:
+            routed.outcome, routed.reason = Outcome.SUPPRESSED, sorted(routed.suppressed.values())[0]
+        else:
+            routed.outcome, routed.reason = Outcome.INELIGIBLE, sorted(routed.unreachable.values())[0]
+        return routed
+
+    def _every_payload(self, contact: Contact, cache: NormalizationCache) -> dict[str, Member]:
+        payloads = {}
+        for platform, builder in self.builders.items():
+            member = builder.build(contact, cache).member
+            if member is not None:
+                payloads[platform] = member
+        return payloads
+
+    def _members(self, contact: Contact, routed: RoutedContact, cache: NormalizationCache) -> dict[str, Member]:
+        members: dict[str, Member] = {}
+        everywhere = self.gate.contact_reason(contact)
+        for platform in routed.offered:
+            reason = everywhere or self.gate.platform_reason(contact, platform)
+            if reason:
+                routed.suppressed[platform] = reason
+                continue
+            built = self.builders[platform].build(contact, cache)
+            if built.problems:
+                routed.problems[platform] = built.problems
+            if built.member is None:
+                routed.unreachable[platform] = built.ineligible_reason or "unreachable"
+            else:
+                members[platform] = built.member
+        return members

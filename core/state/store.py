@@ -1,0 +1,371 @@
+"""The state database: audience ids, the membership each platform holds, the run, batch and holdout ledgers.
+
+SQLite by default (a file path in the campaign): embedded, transactional and fast enough to diff millions of
+memberships in SQL instead of in Python memory; PostgreSQL by URL when several hosts share state (see
+`database`). The diff runs in SQL on either. The membership table only changes after a platform
+acknowledged a batch, in the same transaction as the batch ledger; a run killed at any moment therefore
+leaves a state that a rerun diffs against correctly: acknowledged work is not redone, unacknowledged work is
+redone, and redoing an add or remove is harmless on every platform (membership is a set).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+import uuid
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager
+from pathlib import Path
+from typing import Any
+
+from ..sdk.types import AudienceRef, BatchResult, Member
+from .database import LOCK_WAIT_SECONDS, Database, open_database
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS audiences (
+    platform TEXT NOT NULL, audience_key TEXT NOT NULL, campaign TEXT NOT NULL,
+    remote_id TEXT NOT NULL, name TEXT NOT NULL, updated_at REAL NOT NULL,
+    PRIMARY KEY (platform, audience_key)
+);
+CREATE TABLE IF NOT EXISTS memberships (
+    platform TEXT NOT NULL, audience_key TEXT NOT NULL, contact_id TEXT NOT NULL,
+    campaign TEXT NOT NULL, fingerprint TEXT NOT NULL, payload TEXT NOT NULL, synced_at REAL NOT NULL,
+    PRIMARY KEY (platform, audience_key, contact_id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS memberships_campaign ON memberships (campaign, platform);
+CREATE TABLE IF NOT EXISTS runs (
+    run_id TEXT PRIMARY KEY, campaign TEXT NOT NULL, mode TEXT NOT NULL, started_at REAL NOT NULL,
+    finished_at REAL, status TEXT NOT NULL, summary TEXT
+);
+CREATE TABLE IF NOT EXISTS batches (
+    run_id TEXT NOT NULL, platform TEXT NOT NULL, audience_key TEXT NOT NULL, operation TEXT NOT NULL,
+    size INTEGER NOT NULL, received INTEGER NOT NULL, invalid INTEGER NOT NULL, job_id TEXT, at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS holdout (
+    campaign TEXT NOT NULL, contact_id TEXT NOT NULL, grp TEXT NOT NULL, country TEXT, segment TEXT,
+    offered TEXT NOT NULL, reachable TEXT NOT NULL, funnel_stage TEXT,
+    first_run TEXT NOT NULL, last_run TEXT NOT NULL,
+    PRIMARY KEY (campaign, contact_id)
+) WITHOUT ROWID;
+"""
+
+_TEMP = """
+CREATE TEMP TABLE IF NOT EXISTS desired (
+    platform TEXT NOT NULL, audience_key TEXT NOT NULL, contact_id TEXT NOT NULL,
+    fingerprint TEXT NOT NULL, payload TEXT NOT NULL,
+    PRIMARY KEY (platform, audience_key, contact_id)
+) WITHOUT ROWID;
+CREATE TEMP TABLE IF NOT EXISTS test_keys (
+    platform TEXT NOT NULL, value TEXT NOT NULL, audience_key TEXT NOT NULL, contact_id TEXT NOT NULL
+);
+CREATE TEMP TABLE IF NOT EXISTS control_keys (platform TEXT NOT NULL, value TEXT NOT NULL);
+CREATE TEMP TABLE IF NOT EXISTS ops (
+    id INTEGER PRIMARY KEY, platform TEXT NOT NULL, audience_key TEXT NOT NULL, operation TEXT NOT NULL,
+    contact_id TEXT NOT NULL, fingerprint TEXT NOT NULL, payload TEXT NOT NULL
+);
+"""
+
+
+def encode_member(member: Member) -> tuple[str, str]:
+    """The member's stored payload and its fingerprint (a change of payload means remove old, add new)."""
+    data = {"f": dict(member.fields), "c": member.country, "k": dict(member.consent)}
+    payload = json.dumps(data, sort_keys=True, separators=(",", ":"))
+    return payload, hashlib.blake2b(payload.encode(), digest_size=12).hexdigest()
+
+
+def decode_member(contact_id: str, payload: str) -> Member:
+    """Rebuild the member exactly as it was pushed (removals must repeat the added payload)."""
+    data = json.loads(payload)
+    return Member(contact_id, data["f"], data["c"], data["k"])
+
+
+class StateStore:
+    """The state database of one campaign job (several campaigns may share a file)."""
+
+    def __init__(self, target: str | Path | Database, password: str | None = None) -> None:
+        """Open (and create) the state database: a SQLite path, a `postgresql://` URL, or an open `Database`."""
+        self.db = target if isinstance(target, Database) else open_database(target, password=password)
+        self.db.apply_schema(SCHEMA + _TEMP)
+
+    def close(self) -> None:
+        """Close the connection."""
+        self.db.close()
+
+    # -- audiences --------------------------------------------------------------------------------------
+    def audience(self, platform: str, key: str) -> AudienceRef | None:
+        """The stored platform handle of an audience, if it was created before."""
+        row = self.db.execute(
+            "SELECT remote_id FROM audiences WHERE platform=? AND audience_key=?", (platform, key)
+        ).fetchone()
+        return AudienceRef(key=key, remote_id=row[0]) if row else None
+
+    def save_audience(self, platform: str, campaign: str, ref: AudienceRef, name: str) -> None:
+        """Remember an audience's platform id; when it changed (the old one was deleted), forget its members."""
+        with self.transaction():
+            old = self.audience(platform, ref.key)
+            if old is not None and old.remote_id != ref.remote_id:
+                self.db.execute("DELETE FROM memberships WHERE platform=? AND audience_key=?", (platform, ref.key))
+            self.db.execute(
+                "INSERT INTO audiences VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (platform, audience_key) DO UPDATE SET "
+                "campaign=excluded.campaign, remote_id=excluded.remote_id, name=excluded.name, "
+                "updated_at=excluded.updated_at",
+                (platform, ref.key, campaign, ref.remote_id, name, time.time()),
+            )
+
+    # -- runs -------------------------------------------------------------------------------------------
+    def start_run(self, campaign: str, mode: str, lock_wait: float = LOCK_WAIT_SECONDS) -> str:
+        """Take the campaign's run lock, open a run in the ledger and return its id.
+
+        Raises:
+            StateLockedError: another run of this campaign is still going on this state database.
+        """
+        self.db.lock_campaign(campaign, lock_wait)
+        run_id = time.strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:8]
+        self.db.execute(
+            "INSERT INTO runs (run_id, campaign, mode, started_at, status) VALUES (?, ?, ?, ?, 'running')",
+            (run_id, campaign, mode, time.time()),
+        )
+        return run_id
+
+    def finish_run(self, run_id: str, status: str, summary: dict[str, Any]) -> None:
+        """Close a run with its status and summary."""
+        self.db.execute(
+            "UPDATE runs SET finished_at=?, status=?, summary=? WHERE run_id=?",
+            (time.time(), status, json.dumps(summary, default=str), run_id),
+        )
+
+    def transaction(self) -> AbstractContextManager[None]:
+        """A context manager for one transaction (commit, or roll back on error)."""
+        return self.db.transaction()
+
+    # -- holdout ledger ---------------------------------------------------------------------------------
+    def record_holdout(self, campaign: str, run_id: str, rows: Sequence[tuple[Any, ...]]) -> None:
+        """Upsert ledger rows `(contact_id, group, country, segment, offered, reachable, funnel_stage)`.
+
+        A contact's group never changes (assignment is deterministic); the platforms it was offered and could be
+        reached on are refreshed each run, and `first_run` keeps when it entered the experiment. For control
+        contacts `reachable` says where they *would* have been pushed, so measurement can compare like with like.
+        """
+        with self.transaction():
+            self.db.executemany(
+                "INSERT INTO holdout VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (campaign, contact_id) DO UPDATE SET grp=excluded.grp, country=excluded.country, "
+                "segment=excluded.segment, offered=excluded.offered, reachable=excluded.reachable, "
+                "funnel_stage=excluded.funnel_stage, last_run=excluded.last_run",
+                [(campaign, *row, run_id, run_id) for row in rows],
+            )
+
+    def holdout_rows(self, campaign: str) -> list[tuple[Any, ...]]:
+        """The ledger of a campaign: (contact_id, group, country, segment, offered, reachable, funnel_stage)."""
+        return self.db.execute(
+            "SELECT contact_id, grp, country, segment, offered, reachable, funnel_stage FROM holdout "
+            "WHERE campaign=? ORDER BY contact_id",
+            (campaign,),
+        ).fetchall()
+
+    # -- desired membership and the diff ----------------------------------------------------------------
+    def reset_desired(self) -> None:
+        """Empty the staging tables before a run stages its desired membership."""
+        for table in ("desired", "ops", "test_keys", "control_keys"):
+            self.db.execute(f"DELETE FROM {table}")
+
+    def stage_desired(self, rows: Iterable[tuple[str, str, str, str, str]]) -> None:
+        """Stage `(platform, audience_key, contact_id, fingerprint, payload)` rows (one per contact and platform)."""
+        with self.transaction():
+            self.db.insert_rows("desired", rows, 5)
+
+    def stage_keys(self, test: Iterable[tuple[str, str, str, str]], control: Iterable[tuple[str, str]]) -> None:
+        """Stage match-key values of test members `(platform, value, audience_key, contact_id)` and of control."""
+        with self.transaction():
+            self.db.insert_rows("test_keys", test, 4)
+            self.db.insert_rows("control_keys", control, 2)
+
+    def drop_control_conflicts(self) -> dict[str, set[str]]:
+        """Remove desired members who share a match-key value with a control contact on the same platform.
+
+        Two CRM records with one e-mail address are one person to the platform: pushing the test record
+        would expose the control record too and bias the measured lift. Returns platform → contact ids dropped.
+        """
+        with self.transaction():
+            self.db.execute("CREATE INDEX IF NOT EXISTS control_keys_value ON control_keys (platform, value)")
+            rows = self.db.execute(
+                "SELECT DISTINCT t.platform, t.audience_key, t.contact_id FROM test_keys t "
+                "WHERE EXISTS (SELECT 1 FROM control_keys c WHERE c.platform=t.platform AND c.value=t.value)"
+            ).fetchall()
+            self.db.executemany("DELETE FROM desired WHERE platform=? AND audience_key=? AND contact_id=?", rows)
+        dropped: dict[str, set[str]] = {}
+        for platform, _, contact_id in rows:
+            dropped.setdefault(platform, set()).add(contact_id)
+        return dropped
+
+    def drop_duplicate_members(self, platform: str) -> dict[str, set[str]]:
+        """Keep one desired member per match-key value on a platform (the lowest contact id); drop the others.
+
+        For e-mail, two CRM records with one address would otherwise get the same message twice.
+        """
+        with self.transaction():
+            self.db.execute("CREATE INDEX IF NOT EXISTS test_keys_value ON test_keys (platform, value)")
+            rows = self.db.execute(
+                "SELECT DISTINCT t.audience_key, t.contact_id FROM test_keys t WHERE t.platform=? AND EXISTS ("
+                "  SELECT 1 FROM test_keys u WHERE u.platform=t.platform AND u.value=t.value"
+                "  AND u.contact_id < t.contact_id)",
+                (platform,),
+            ).fetchall()
+            self.db.executemany(
+                "DELETE FROM desired WHERE platform=? AND audience_key=? AND contact_id=?",
+                [(platform, key, contact_id) for key, contact_id in rows],
+            )
+        return {platform: {contact_id for _, contact_id in rows}} if rows else {}
+
+    def plan(self, campaign: str, platform: str, full: bool) -> dict[tuple[str, str], int]:
+        """Compute this platform's removes and adds into the ops table; return counts by (audience, operation).
+
+        Removes come first in id order: when a contact's payload changed, the old payload must leave before
+        the new one arrives, or removing the old one could remove the person matched by a shared key.
+        With `full`, every desired member is re-added (a refresh), not only the missing ones.
+        """
+        with self.transaction():
+            self.db.execute("DELETE FROM ops WHERE platform=?", (platform,))
+            self.db.execute(
+                "INSERT INTO ops (platform, audience_key, operation, contact_id, fingerprint, payload) "
+                "SELECT m.platform, m.audience_key, 'remove', m.contact_id, m.fingerprint, m.payload "
+                "FROM memberships m WHERE m.campaign=? AND m.platform=? AND NOT EXISTS ("
+                "  SELECT 1 FROM desired d WHERE d.platform=m.platform AND d.audience_key=m.audience_key"
+                "  AND d.contact_id=m.contact_id AND d.fingerprint=m.fingerprint) "
+                "ORDER BY m.audience_key, m.contact_id",
+                (campaign, platform),
+            )
+            self.db.execute(
+                "INSERT INTO ops (platform, audience_key, operation, contact_id, fingerprint, payload) "
+                "SELECT d.platform, d.audience_key, 'add', d.contact_id, d.fingerprint, d.payload "
+                "FROM desired d WHERE d.platform=? AND (? OR NOT EXISTS ("
+                "  SELECT 1 FROM memberships m WHERE m.platform=d.platform AND m.audience_key=d.audience_key"
+                "  AND m.contact_id=d.contact_id AND m.fingerprint=d.fingerprint)) "
+                "ORDER BY d.audience_key, d.contact_id",
+                (platform, full),
+            )
+            rows = self.db.execute(
+                "SELECT audience_key, operation, COUNT(*) FROM ops WHERE platform=? GROUP BY 1, 2", (platform,)
+            ).fetchall()
+        return {(key, op): n for key, op, n in rows}
+
+    def contacts_with_desired(self, contact_ids: Iterable[str]) -> set[str]:
+        """Which of these contacts still have at least one desired membership."""
+        ids = list(contact_ids)
+        found: set[str] = set()
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            rows = self.db.execute(f"SELECT DISTINCT contact_id FROM desired WHERE contact_id IN ({marks})", chunk)
+            found.update(row[0] for row in rows)
+        return found
+
+    def staged_payloads(self, platform: str) -> Iterator[str]:
+        """The staged payloads of a platform, in pages (the caller may write to other tables meanwhile)."""
+        last = ("", "")
+        while True:
+            rows = self.db.execute(
+                "SELECT audience_key, contact_id, payload FROM desired WHERE platform=? "
+                "AND (audience_key, contact_id) > (?, ?) ORDER BY audience_key, contact_id LIMIT 1000",
+                (platform, *last),
+            ).fetchall()
+            if not rows:
+                return
+            last = rows[-1][0], rows[-1][1]
+            yield from (payload for _, _, payload in rows)
+
+    def desired_counts(self, platform: str) -> dict[str, int]:
+        """Desired members per audience of a platform."""
+        rows = self.db.execute(
+            "SELECT audience_key, COUNT(*) FROM desired WHERE platform=? GROUP BY 1", (platform,)
+        ).fetchall()
+        return dict(rows)
+
+    def op_batches(self, platform: str, audience_key: str, operation: str, size: int) -> Iterator[list[Member]]:
+        """The planned operations of one audience in batches of at most `size` members."""
+        last = 0
+        while True:
+            rows = self.db.execute(
+                "SELECT id, contact_id, payload FROM ops WHERE platform=? AND audience_key=? AND operation=? "
+                "AND id>? ORDER BY id LIMIT ?",
+                (platform, audience_key, operation, last, size),
+            ).fetchall()
+            if not rows:
+                return
+            last = rows[-1][0]
+            yield [decode_member(contact_id, payload) for _, contact_id, payload in rows]
+
+    def desired_batches(self, platform: str, audience_key: str, size: int) -> Iterator[list[Member]]:
+        """The whole desired membership of an audience in batches (for replace)."""
+        last = ""
+        while True:
+            rows = self.db.execute(
+                "SELECT contact_id, payload FROM desired WHERE platform=? AND audience_key=? AND contact_id>? "
+                "ORDER BY contact_id LIMIT ?",
+                (platform, audience_key, last, size),
+            ).fetchall()
+            if not rows:
+                return
+            last = rows[-1][0]
+            yield [decode_member(contact_id, payload) for contact_id, payload in rows]
+
+    # -- acknowledged work ------------------------------------------------------------------------------
+    def apply_batch(
+        self,
+        run_id: str,
+        campaign: str,
+        platform: str,
+        audience_key: str,
+        operation: str,
+        members: Sequence[Member],
+        result: BatchResult,
+        refused: frozenset[str] = frozenset(),
+    ) -> None:
+        """Record an acknowledged batch: membership and batch ledger in one transaction.
+
+        `refused` are contact ids the platform rejected by name; they are not recorded as members, so the
+        next run offers them again.
+        """
+        now = time.time()
+        with self.transaction():
+            if operation == "add":
+                rows = []
+                for member in members:
+                    if member.contact_id in refused:
+                        continue
+                    payload, fingerprint = encode_member(member)
+                    rows.append((platform, audience_key, member.contact_id, campaign, fingerprint, payload, now))
+                self.db.executemany(
+                    "INSERT INTO memberships VALUES (?, ?, ?, ?, ?, ?, ?) "
+                    "ON CONFLICT (platform, audience_key, contact_id) DO UPDATE SET campaign=excluded.campaign, "
+                    "fingerprint=excluded.fingerprint, payload=excluded.payload, synced_at=excluded.synced_at",
+                    rows,
+                )
+            elif operation == "remove":
+                self.db.executemany(
+                    "DELETE FROM memberships WHERE platform=? AND audience_key=? AND contact_id=? AND fingerprint=?",
+                    [(platform, audience_key, m.contact_id, encode_member(m)[1]) for m in members],
+                )
+            self.db.execute(
+                "INSERT INTO batches VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (run_id, platform, audience_key, operation, len(members), result.received, result.invalid,
+                 result.job_id, now),
+            )
+
+    def replace_membership(self, run_id: str, campaign: str, platform: str, audience_key: str) -> None:
+        """After a platform confirmed a full replace, make the stored membership equal the desired one."""
+        with self.transaction():
+            self.db.execute("DELETE FROM memberships WHERE platform=? AND audience_key=?", (platform, audience_key))
+            self.db.execute(
+                "INSERT INTO memberships SELECT platform, audience_key, contact_id, ?, fingerprint, payload, ? "
+                "FROM desired WHERE platform=? AND audience_key=?",
+                (campaign, time.time(), platform, audience_key),
+            )
+
+    def members(self, platform: str, audience_key: str) -> dict[str, str]:
+        """Stored members of an audience: contact id → payload (for tests and audits)."""
+        rows = self.db.execute(
+            "SELECT contact_id, payload FROM memberships WHERE platform=? AND audience_key=?", (platform, audience_key)
+        ).fetchall()
+        return dict(rows)
