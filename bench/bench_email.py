@@ -78,7 +78,7 @@ def bench_render(n: int, processes: int) -> None:
         with multiprocessing.get_context("spawn").Pool(processes) as pool:
             rates = [n / seconds for seconds in pool.map(render_worker, [n] * processes)]
         print(f"render, {processes} processes: {sum(rates):8,.0f} messages/s in total "
-              f"({', '.join(f'{r:,.0f}' for r in rates)} per process, timed loops only)")  # fmt: skip
+              f"({', '.join(f'{r:,.0f}' for r in rates)} per process, timed loops only)")
 
 
 def free_port() -> int:
@@ -97,18 +97,18 @@ def contact(i: int) -> Contact:
         attributes=Attributes(funnel_stage=("awareness", "consideration", "conversion")[i % 3],
                               preferred_categories=("design", "video"), history={"last_project": "logo", "hires": 2},
                               consent=Consent(email_marketing=True)),
-    )  # fmt: skip
+    )
 
 
 def bench_delivery(n: int) -> None:
     port = free_port()
     server = subprocess.Popen([sys.executable, "-c", SERVER, str(port)], stdin=subprocess.PIPE,
-                              stdout=subprocess.PIPE, text=True)  # fmt: skip
+                              stdout=subprocess.PIPE, text=True)
     try:
         assert server.stdout is not None and server.stdout.readline().strip() == "ready"
         creds = EmailCredentials(smtp_host="127.0.0.1", smtp_port=port, smtp_starttls=False,
                                  coupon_key=SecretStr("bench-coupon-key-0123456789"),
-                                 unsubscribe_key=SecretStr("bench-unsub-key-0123456789"))  # fmt: skip
+                                 unsubscribe_key=SecretStr("bench-unsub-key-0123456789"))
         config = sample_config()
         renderer = TemplateRenderer()
         rendered = renderer.render_message("coupon-offer", None, sample_context(SAMPLE_CONTACTS["typical"], config))
@@ -118,7 +118,7 @@ def bench_delivery(n: int) -> None:
                           message_id=f"<bench{i}@mail.example.com>",
                           unsubscribe=links(key, "bench", str(i), config.unsubscribe_url, config.unsubscribe_mailbox))
             for i in range(n)
-        ]  # fmt: skip
+        ]
         with SmtpTransport(creds) as smtp:
             start = time.perf_counter()
             for i, message in enumerate(messages):

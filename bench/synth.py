@@ -119,21 +119,21 @@ COUNTRIES = {
     "JP": ("jp", 2.5, [("Tokyo", "13", "1##-####"), ("Osaka", "27", "5##-####")]),
     "SG": ("sg", 1.5, [("Singapore", "", "0#####")]),
     "NZ": ("en", 1.5, [("Auckland", "AUK", "10##"), ("Wellington", "WGN", "6011")]),
-}  # fmt: skip
+}
 CATEGORIES = [
     "web development", "design", "writing", "marketing", "video", "data science", "mobile apps",
     "translation", "accounting", "customer support",
-]  # fmt: skip
+]
 PROJECTS = [
     "logo design", "website redesign", "landing page", "mobile app", "blog articles", "seo audit",
     "product video", "data dashboard", "bookkeeping", "translation",
-]  # fmt: skip
+]
 PROVIDERS = ["mail", "inbox", "webmail", "post", "studio", "hq"]
 TRUE_SPELLINGS = ["true"] * 6 + ["yes", "1", "granted", "TRUE", "Y"]
 FALSE_SPELLINGS = ["false"] * 6 + ["no", "0", "denied", "FALSE", "N"]
 def _pattern(rng: random.Random, pattern: str) -> str:
     chars = [rng.choice("0123456789") if c == "#" else rng.choice("ABCDEFGHJKLMNPRSTUVWXY") if c == "@" else c
-             for c in pattern]  # fmt: skip
+             for c in pattern]
     return "".join(chars)
 
 

@@ -1,6 +1,6 @@
 """Amazon DSP advertiser audiences through the Amazon Ads AMC Audiences API.
 
-Contract (see ../shared/platform-apis.md section 5 and `config.py` for sources): create an audience with
+Contract (see docs/platform-apis.md section 5 and `settings.py` for sources): create an audience with
 `POST /amc/audiences/metadata` (targeting the DSP advertiser), check it with `GET /amc/audiences/metadata/{id}`,
 add and remove members with `POST /amc/audiences/records` (`action` CREATE or DELETE), which answers with a
 `jobRequestId`; the job's outcome, including per-record errors, is read from
@@ -87,15 +87,20 @@ class AmazonDspConnector(Connector):
     account_model = AmazonDspAccount
     credentials_model = AmazonDspCredentials
     identifier_rules = (
-        IdentifierRule(IdentifierKind.EMAIL, "email", norm.email_amazon, True, _HASHING_DOC),
-        IdentifierRule(IdentifierKind.PHONE, "phone", norm.phone_digits_with_country_code, True, _HASHING_DOC),
-        IdentifierRule(IdentifierKind.FIRST_NAME, "firstname", norm.alnum_lower_ascii, True, _HASHING_DOC),
-        IdentifierRule(IdentifierKind.LAST_NAME, "lastname", norm.alnum_lower_ascii, True, _HASHING_DOC),
-        IdentifierRule(IdentifierKind.CITY, "city", norm.alnum_lower_ascii, True, _HASHING_DOC),
-        IdentifierRule(IdentifierKind.STATE, "state", norm.alnum_lower_ascii, True, _HASHING_DOC),
-        IdentifierRule(IdentifierKind.ZIP, "postal", norm.alnum_lower_ascii, True, _HASHING_DOC),
+        IdentifierRule(IdentifierKind.EMAIL, "email", norm.email_amazon, hashed=True, source=_HASHING_DOC),
         IdentifierRule(
-            IdentifierKind.COUNTRY, "countryCode", norm.country_upper, False, _HASHING_DOC + " (countryCode, clear)"
+            IdentifierKind.PHONE, "phone", norm.phone_digits_with_country_code, hashed=True, source=_HASHING_DOC
+        ),
+        IdentifierRule(
+            IdentifierKind.FIRST_NAME, "firstname", norm.alnum_lower_ascii, hashed=True, source=_HASHING_DOC
+        ),
+        IdentifierRule(IdentifierKind.LAST_NAME, "lastname", norm.alnum_lower_ascii, hashed=True, source=_HASHING_DOC),
+        IdentifierRule(IdentifierKind.CITY, "city", norm.alnum_lower_ascii, hashed=True, source=_HASHING_DOC),
+        IdentifierRule(IdentifierKind.STATE, "state", norm.alnum_lower_ascii, hashed=True, source=_HASHING_DOC),
+        IdentifierRule(IdentifierKind.ZIP, "postal", norm.alnum_lower_ascii, hashed=True, source=_HASHING_DOC),
+        IdentifierRule(
+            IdentifierKind.COUNTRY, "countryCode", norm.country_upper,
+            hashed=False, source=_HASHING_DOC + " (countryCode, clear)"
         ),
     )
     # Names and places only help Amazon match alongside an e-mail or phone; alone they identify nobody.

@@ -60,13 +60,13 @@ CONSENT_VALUES = frozenset({CONSENT_GRANTED, CONSENT_DENIED, "NOT_APPLICABLE", "
 UK_EEA = frozenset(
     {"AT", "BE", "BG", "HR", "CY", "CZ", "DK", "EE", "FI", "FR", "DE", "GR", "HU", "IE", "IT", "LV", "LT", "LU", "MT",
      "NL", "PL", "PT", "RO", "SK", "SI", "ES", "SE", "IS", "LI", "NO", "GB", "UK"}
-)  # fmt: skip
+)
 
 #: Login with Amazon errors that a retry cannot fix (RFC 6749 §5.2 codes LwA returns).
 OAUTH_CONFIG_ERRORS = frozenset(
     {"invalid_grant", "invalid_client", "unauthorized_client", "invalid_scope", "unsupported_grant_type",
      "invalid_request"}
-)  # fmt: skip
+)
 
 
 # -- the record contract as the sandbox checks it (the connector builds records on its own) -----------------

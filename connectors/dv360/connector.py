@@ -1,6 +1,6 @@
 """Google Display & Video 360 Customer Match audiences through the DV360 API v4.
 
-Contract (see ../shared/platform-apis.md section 3): create with `POST /v4/firstPartyAndPartnerAudiences
+Contract (see docs/platform-apis.md section 3): create with `POST /v4/firstPartyAndPartnerAudiences
 ?advertiserId=`, look an audience up with `GET /v4/firstPartyAndPartnerAudiences/{id}?advertiserId=`, add and
 remove with `POST /v4/firstPartyAndPartnerAudiences/{id}:editCustomerMatchMembers` carrying an
 `addedContactInfoList` or a `removedContactInfoList`. Authentication is an OAuth 2.0 bearer token obtained from
@@ -86,13 +86,20 @@ class Dv360Connector(Connector):
     account_model = Dv360Account
     credentials_model = Dv360Credentials
     identifier_rules = (
-        IdentifierRule(IdentifierKind.EMAIL, HASHED_EMAILS, norm.email_trimmed_lower, True, _HASHING_DOC),
-        IdentifierRule(IdentifierKind.PHONE, HASHED_PHONES, norm.phone_e164, True, _HASHING_DOC),
-        IdentifierRule(IdentifierKind.FIRST_NAME, HASHED_FIRST_NAME, norm.name_trimmed_lower, True, _HASHING_DOC),
-        IdentifierRule(IdentifierKind.LAST_NAME, HASHED_LAST_NAME, norm.name_trimmed_lower, True, _HASHING_DOC),
-        IdentifierRule(IdentifierKind.ZIP, ZIP_CODES, norm.zip_clear, False, _HASHING_DOC + " (zip in clear)"),
+        IdentifierRule(IdentifierKind.EMAIL, HASHED_EMAILS, norm.email_trimmed_lower, hashed=True, source=_HASHING_DOC),
+        IdentifierRule(IdentifierKind.PHONE, HASHED_PHONES, norm.phone_e164, hashed=True, source=_HASHING_DOC),
         IdentifierRule(
-            IdentifierKind.COUNTRY, COUNTRY_CODE, norm.country_upper, False, _HASHING_DOC + " (country in clear)"
+            IdentifierKind.FIRST_NAME, HASHED_FIRST_NAME, norm.name_trimmed_lower, hashed=True, source=_HASHING_DOC
+        ),
+        IdentifierRule(
+            IdentifierKind.LAST_NAME, HASHED_LAST_NAME, norm.name_trimmed_lower, hashed=True, source=_HASHING_DOC
+        ),
+        IdentifierRule(
+            IdentifierKind.ZIP, ZIP_CODES, norm.zip_clear, hashed=False, source=_HASHING_DOC + " (zip in clear)"
+        ),
+        IdentifierRule(
+            IdentifierKind.COUNTRY, COUNTRY_CODE, norm.country_upper,
+            hashed=False, source=_HASHING_DOC + " (country in clear)"
         ),
     )
     # An address identifies someone only with first name, last name, zip and country together, which a set of

@@ -61,10 +61,10 @@ from .settings import (
 _CREATE_FIELDS = frozenset(
     {"displayName", "description", "audienceType", "firstPartyAndPartnerAudienceType", "membershipDurationDays",
      "contactInfoList"}
-)  # fmt: skip
+)
 _MEMBER_LISTS = (
     "addedContactInfoList", "removedContactInfoList", "addedMobileDeviceIdList", "removedMobileDeviceIdList"
-)  # fmt: skip
+)
 _HTTP_CODES = {"INVALID_ARGUMENT": 400, "UNAUTHENTICATED": 401, "PERMISSION_DENIED": 403, "NOT_FOUND": 404}
 
 
@@ -188,7 +188,7 @@ class Dv360Sandbox(SandboxApp):
         if collection == "advertisers" and name and method == "GET":
             advertiser = self._advertiser(name)
             return SandboxResponse(200, {"name": f"advertisers/{advertiser}", "advertiserId": advertiser,
-                                         "displayName": f"Sandbox advertiser {advertiser}"})  # fmt: skip
+                                         "displayName": f"Sandbox advertiser {advertiser}"})
         if collection == AUDIENCES and not name and method == "POST":
             return self._create(self._advertiser(request.param("advertiserId")), request)
         if collection == AUDIENCES and name and method == "GET" and ":" not in name:
@@ -222,7 +222,7 @@ class Dv360Sandbox(SandboxApp):
         expires = self.tokens.get(header.removeprefix("Bearer "))
         if expires is None or self.clock() >= expires:
             raise self.error("UNAUTHENTICATED", "Request had invalid authentication credentials. Expected OAuth 2 "
-                             "access token, login cookie or other valid authentication credential.")  # fmt: skip
+                             "access token, login cookie or other valid authentication credential.")
 
     def _advertiser(self, value: object) -> str:
         advertiser = str(value or "")
@@ -291,7 +291,7 @@ class Dv360Sandbox(SandboxApp):
         return {"name": f"{AUDIENCES}/{audience_id}", "firstPartyAndPartnerAudienceId": audience_id,
                 "displayName": audience.display_name, "description": audience.description,
                 "firstPartyAndPartnerAudienceType": FIRST_PARTY, "audienceType": AUDIENCE_TYPE,
-                "audienceSource": "DISPLAY_VIDEO_360", "membershipDurationDays": audience.duration}  # fmt: skip
+                "audienceSource": "DISPLAY_VIDEO_360", "membershipDurationDays": audience.duration}
 
     # -- body checks -----------------------------------------------------------------------------------------
     def _object(self, value: Any, what: str, allowed: Iterable[str]) -> dict[str, Any]:
@@ -300,7 +300,7 @@ class Dv360Sandbox(SandboxApp):
         unknown = sorted(set(value) - set(allowed))
         if unknown:
             raise self.bad(f'Invalid JSON payload received. Unknown name "{unknown[0]}" at \'{what}\': '
-                           "Cannot find field.")  # fmt: skip
+                           "Cannot find field.")
         return value
 
     def _contact_list(self, value: Any, where: str, allow_empty: bool) -> tuple[list[str], str]:
@@ -317,7 +317,7 @@ class Dv360Sandbox(SandboxApp):
                 raise self.bad(f"{where}.consent.{name}: invalid value")
             if status == ConsentStatus.DENIED:
                 raise self.bad(f"{where}.consent.{name} is CONSENT_STATUS_DENIED: users without consent cannot "
-                               "be uploaded")  # fmt: skip
+                               "be uploaded")
             labels.append(status.removeprefix("CONSENT_STATUS_"))
         infos = body.get("contactInfos", [])
         if not isinstance(infos, list) or (not infos and not allow_empty):
@@ -326,7 +326,7 @@ class Dv360Sandbox(SandboxApp):
         members = sum(count for _, count in checked)
         if members > self.max_members_per_request:
             raise self.bad(f"{where}: the size of members after splitting the contact_infos ({members}) must not "
-                           f"be greater than {self.max_members_per_request}")  # fmt: skip
+                           f"be greater than {self.max_members_per_request}")
         return [identity for identity, _ in checked], "/".join(labels)
 
     def _contact_info(self, value: Any, where: str) -> tuple[str, int]:
@@ -345,7 +345,7 @@ class Dv360Sandbox(SandboxApp):
         address = [name for name in ADDRESS_FIELDS if name in canonical]
         if address and len(address) != len(ADDRESS_FIELDS):
             raise self.bad(f"{where}: address matching needs hashedFirstName, hashedLastName, zipCodes and "
-                           "countryCode together")  # fmt: skip
+                           "countryCode together")
         count = len(canonical.get("hashedEmails", [])) + len(canonical.get("hashedPhoneNumbers", []))
         count += len(canonical.get(ZIP_CODES, []))  # one address per zip code
         if count == 0:

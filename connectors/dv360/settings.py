@@ -3,7 +3,7 @@
 The constants are the facts of the Display & Video 360 API v4 (`firstPartyAndPartnerAudiences`, its
 `editCustomerMatchMembers` method, `ContactInfoList`, `ContactInfo`, `Consent`) and of Google's OAuth 2.0 token
 endpoint, kept in one place so the connector and the sandbox cannot drift apart. See
-../shared/platform-apis.md section 3 for the sources.
+docs/platform-apis.md section 3 for the sources.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Meta (Facebook) customer-file Custom Audiences through the Marketing API.
 
-Contract (see ../shared/platform-apis.md section 1): create with `POST /act_{id}/customaudiences`, add with
+Contract (see docs/platform-apis.md section 1): create with `POST /act_{id}/customaudiences`, add with
 `POST /{audience}/users`, remove with `DELETE /{audience}/users` and the same payload, replace with
 `POST /{audience}/usersreplace` in a numbered session. Payloads are multi-key: a `schema` of field names and a
 2-D `data` array, "" where a contact lacks a field. Meta throttles with error codes inside 400 bodies, so
@@ -88,17 +88,22 @@ class FacebookConnector(Connector):
     account_model = FacebookAccount
     credentials_model = FacebookCredentials
     identifier_rules = (
-        IdentifierRule(IdentifierKind.EMAIL, "EMAIL", norm.email_trimmed_lower, True, _HASHING_DOC),
-        IdentifierRule(IdentifierKind.PHONE, "PHONE", norm.phone_digits_with_country_code, True, _HASHING_DOC),
-        IdentifierRule(IdentifierKind.FIRST_NAME, "FN", norm.name_letters_lower, True, _HASHING_DOC),
-        IdentifierRule(IdentifierKind.LAST_NAME, "LN", norm.name_letters_lower, True, _HASHING_DOC),
-        IdentifierRule(IdentifierKind.CITY, "CT", norm.city_meta, True, _HASHING_DOC),
-        IdentifierRule(IdentifierKind.STATE, "ST", norm.state_meta, True, _HASHING_DOC),
-        IdentifierRule(IdentifierKind.ZIP, "ZIP", norm.zip_meta, True, _HASHING_DOC),
-        IdentifierRule(IdentifierKind.COUNTRY, "COUNTRY", norm.country_lower, True, _HASHING_DOC),
-        IdentifierRule(IdentifierKind.MAID, "MADID", norm.maid_lower, False, _HASHING_DOC + " (MADID unhashed)"),
+        IdentifierRule(IdentifierKind.EMAIL, "EMAIL", norm.email_trimmed_lower, hashed=True, source=_HASHING_DOC),
         IdentifierRule(
-            IdentifierKind.EXTERNAL_ID, "EXTERN_ID", norm.external_id_trimmed, False, _HASHING_DOC + " (unhashed)"
+            IdentifierKind.PHONE, "PHONE", norm.phone_digits_with_country_code, hashed=True, source=_HASHING_DOC
+        ),
+        IdentifierRule(IdentifierKind.FIRST_NAME, "FN", norm.name_letters_lower, hashed=True, source=_HASHING_DOC),
+        IdentifierRule(IdentifierKind.LAST_NAME, "LN", norm.name_letters_lower, hashed=True, source=_HASHING_DOC),
+        IdentifierRule(IdentifierKind.CITY, "CT", norm.city_meta, hashed=True, source=_HASHING_DOC),
+        IdentifierRule(IdentifierKind.STATE, "ST", norm.state_meta, hashed=True, source=_HASHING_DOC),
+        IdentifierRule(IdentifierKind.ZIP, "ZIP", norm.zip_meta, hashed=True, source=_HASHING_DOC),
+        IdentifierRule(IdentifierKind.COUNTRY, "COUNTRY", norm.country_lower, hashed=True, source=_HASHING_DOC),
+        IdentifierRule(
+            IdentifierKind.MAID, "MADID", norm.maid_lower, hashed=False, source=_HASHING_DOC + " (MADID unhashed)"
+        ),
+        IdentifierRule(
+            IdentifierKind.EXTERNAL_ID, "EXTERN_ID", norm.external_id_trimmed,
+            hashed=False, source=_HASHING_DOC + " (unhashed)"
         ),
     )
     # Names, city, state, zip and country only help Meta match in combination; alone they identify nobody.

@@ -23,7 +23,7 @@ MAX_ROWS_PER_REQUEST = 10_000
 SCHEMA_KEYS = frozenset(
     {"EXTERN_ID", "EMAIL", "PHONE", "GEN", "DOBY", "DOBM", "DOBD", "LN", "FN", "FI", "CT", "ST", "ZIP", "MADID",
      "COUNTRY", "LOOKALIKE_VALUE"}
-)  # fmt: skip
+)
 #: Fields Meta takes in clear; every other schema field must be a lowercase SHA-256 hex digest.
 UNHASHED_KEYS = frozenset({"EXTERN_ID", "MADID", "LOOKALIKE_VALUE"})
 

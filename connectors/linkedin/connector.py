@@ -1,6 +1,6 @@
 """LinkedIn Matched Audiences: DMP segments of type USER, streamed to with batched add/remove elements.
 
-Contract (see ../shared/platform-apis.md §2): every call goes to the versioned `/rest` API with
+Contract (see docs/platform-apis.md §2): every call goes to the versioned `/rest` API with
 `LinkedIn-Version` and `X-Restli-Protocol-Version: 2.0.0`. A segment is created with `POST /rest/dmpSegments`
 (201, id in `x-linkedin-id` / `x-restli-id`) and found again with the `q=account` finder filtered by
 `sourceSegmentId` and `sourcePlatform`, which is what makes `ensure_audience` idempotent even without the
@@ -62,13 +62,23 @@ class LinkedInConnector(Connector):
     identifier_rules = (
         # LinkedIn: lowercase and no whitespace, then SHA-256 hex (RudderStack `linkedin_audience`; LinkedIn's page
         # only asks for 64 hex digits). The shared rule also trims, and refuses inner whitespace as bad data.
-        IdentifierRule(IdentifierKind.EMAIL, _EMAIL_KEY, norm.email_trimmed_lower, True, _DOC + " (SHA256_EMAIL)"),
+        IdentifierRule(
+            IdentifierKind.EMAIL, _EMAIL_KEY, norm.email_trimmed_lower, hashed=True, source=_DOC + " (SHA256_EMAIL)"
+        ),
         # Sent in clear as GOOGLE_AID or APPLE_IDFA per `LinkedInAccount.maid_id_type`, lowercased as partner
         # connectors send them (HCL Link: "only change all text to lowercase").
-        IdentifierRule(IdentifierKind.MAID, _MAID_KEY, norm.maid_lower, False, _DOC + " (GOOGLE_AID/APPLE_IDFA)"),
-        IdentifierRule(IdentifierKind.FIRST_NAME, "firstName", name_in_clear, False, _DOC + " (firstName, clear)"),
-        IdentifierRule(IdentifierKind.LAST_NAME, "lastName", name_in_clear, False, _DOC + " (lastName, clear)"),
-        IdentifierRule(IdentifierKind.COUNTRY, "country", norm.country_upper, False, _DOC + " (ISO alpha-2)"),
+        IdentifierRule(
+            IdentifierKind.MAID, _MAID_KEY, norm.maid_lower, hashed=False, source=_DOC + " (GOOGLE_AID/APPLE_IDFA)"
+        ),
+        IdentifierRule(
+            IdentifierKind.FIRST_NAME, "firstName", name_in_clear, hashed=False, source=_DOC + " (firstName, clear)"
+        ),
+        IdentifierRule(
+            IdentifierKind.LAST_NAME, "lastName", name_in_clear, hashed=False, source=_DOC + " (lastName, clear)"
+        ),
+        IdentifierRule(
+            IdentifierKind.COUNTRY, "country", norm.country_upper, hashed=False, source=_DOC + " (ISO alpha-2)"
+        ),
     )
     # Names and country only help LinkedIn match alongside an id; alone they are not a reliable match.
     match_keys = frozenset({IdentifierKind.EMAIL, IdentifierKind.MAID})

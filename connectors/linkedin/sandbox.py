@@ -270,7 +270,7 @@ class LinkedInSandbox(SandboxApp):
         view: dict[str, Any] = {"id": int(segment_id), "name": s.name, "account": s.account, "type": s.type,
                                 "sourcePlatform": s.source_platform, "status": "READY", "created": s.created,
                                 "destinations": [{"destination": "LINKEDIN", "status": "READY"}],
-                                "inputCount": len(s.members)}  # fmt: skip
+                                "inputCount": len(s.members)}
         if s.source_segment_id is not None:
             view["sourceSegmentId"] = s.source_segment_id
         return view
@@ -304,7 +304,7 @@ class LinkedInSandbox(SandboxApp):
             for segment_id, s in self.segments.items()
             if s.account == account and not s.deleted
             and source_id in (None, s.source_segment_id) and platform in (None, s.source_platform)
-        ]  # fmt: skip
+        ]
         start, count = int(request.param("start") or 0), request.param("count")
         page = found[start : start + int(count)] if count is not None else found[start:]
         return SandboxResponse(200, {"elements": page, "paging": {"start": start, "count": len(page), "links": []}})
@@ -320,7 +320,7 @@ class LinkedInSandbox(SandboxApp):
             raise self.invalid("/sourcePlatform", f"{platform} is not a sourcePlatform assigned to this application")
         segment_id = str(next(self._ids))
         self.segments[segment_id] = _Segment(body["name"], account, platform, source_id, body["type"],
-                                             int(self.clock() * 1000), self.warmup_requests)  # fmt: skip
+                                             int(self.clock() * 1000), self.warmup_requests)
         headers = {"x-restli-id": segment_id, "x-linkedin-id": segment_id, "Location": f"/dmpSegments/{segment_id}"}
         return SandboxResponse(201, headers=headers, raw=b"")
 

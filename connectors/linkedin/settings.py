@@ -2,7 +2,7 @@
 
 The constants are the facts of LinkedIn's Matched Audiences API (DMP Segments and DMP Segment Users, versioned
 `/rest` endpoints) in one place, so the connector and the sandbox cannot drift apart. Where a fact is not
-confirmed by LinkedIn's own pages (see ../shared/platform-apis.md §2), the comment says so and the value is the
+confirmed by LinkedIn's own pages (see docs/platform-apis.md §2), the comment says so and the value is the
 conservative reading.
 """
 

@@ -1,6 +1,6 @@
 """Xandr (Microsoft, ex-AppNexus) segments through the Batch Segment Service (BSS).
 
-Contract (see ../shared/platform-apis.md section 4): log in at `POST /auth` for a session token sent as
+Contract (see docs/platform-apis.md section 4): log in at `POST /auth` for a session token sent as
 `Authorization: <token>`, and log in again only when an answer says `NOAUTH`. Segments are created and found
 with the Segment Service (`/segment?member_id=`). Memberships change only through upload jobs: `POST
 /batch-segment` hands out a job and an upload URL, the segment file is posted there within minutes, and `GET
@@ -77,8 +77,12 @@ class XandrConnector(Connector):
     account_model = XandrAccount
     credentials_model = XandrCredentials
     identifier_rules = (
-        IdentifierRule(IdentifierKind.XANDR_UID, UID_KEY, xandr_uid, False, _DOCS + ": UID, the Xandr user id"),
-        IdentifierRule(IdentifierKind.MAID, DEVICE_KEY, norm.maid_lower, False, _DOCS + ": SEPARATOR5 device ids"),
+        IdentifierRule(
+            IdentifierKind.XANDR_UID, UID_KEY, xandr_uid, hashed=False, source=_DOCS + ": UID, the Xandr user id"
+        ),
+        IdentifierRule(
+            IdentifierKind.MAID, DEVICE_KEY, norm.maid_lower, hashed=False, source=_DOCS + ": SEPARATOR5 device ids"
+        ),
     )
     match_keys = frozenset({IdentifierKind.XANDR_UID, IdentifierKind.MAID})
     max_batch_size = MAX_MEMBERS_PER_UPLOAD

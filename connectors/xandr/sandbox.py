@@ -56,7 +56,7 @@ class _Segment:
 
     def view(self, segment_id: int) -> dict[str, Any]:
         return {"id": segment_id, "member_id": self.member_id, "code": self.code, "short_name": self.short_name,
-                "state": self.state, "expire_minutes": None}  # fmt: skip
+                "state": self.state, "expire_minutes": None}
 
 
 @dataclass
@@ -223,7 +223,7 @@ class XandrSandbox(SandboxApp):
         if not isinstance(auth, dict) or set(auth) != {"username", "password"}:
             raise self.error(400, "SYNTAX", 'the body must be {"auth": {"username": ..., "password": ...}}')
         if (auth["username"], auth["password"]) != (creds.username.get_secret_value(),
-                                                    creds.password.get_secret_value()):  # fmt: skip
+                                                    creds.password.get_secret_value()):
             raise self.error(401, "NOAUTH", "No match found for user/pass")
         now = self.clock()
         self.logins = [t for t in self.logins if now - t < self.auth_window_seconds]
@@ -315,7 +315,7 @@ class XandrSandbox(SandboxApp):
         job = _Job(next(self._job_seq), member, job_id, self.clock())
         self.jobs[job_id] = job
         view = {"job_id": job_id, "id": job.seq, "member_id": member, "last_modified": _now(),
-                "upload_url": f"{self.base_url}/segment-upload/{job_id}"}  # fmt: skip
+                "upload_url": f"{self.base_url}/segment-upload/{job_id}"}
         return _ok({"id": job.seq, "batch_segment_upload_job": view})
 
     def _upload(self, job_id: str, request: SandboxRequest) -> SandboxResponse:
@@ -388,7 +388,7 @@ class XandrSandbox(SandboxApp):
 
     def _view(self, job: _Job) -> dict[str, Any]:
         view: dict[str, Any] = {"job_id": job.job_id, "id": job.seq, "member_id": job.member_id,
-                                "phase": job.phase, "error_code": None, "last_modified": _now()}  # fmt: skip
+                                "phase": job.phase, "error_code": None, "last_modified": _now()}
         if job.phase == "completed" and job.outcome is not None:  # "most metadata only when completed"
             view |= job.outcome.counts | {"percent_complete": 100}
             view["error_log_lines"] = "\n".join(job.outcome.error_lines) or None

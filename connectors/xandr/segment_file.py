@@ -78,7 +78,7 @@ def write_lines(
     are digits or UUIDs; a value containing a separator would corrupt the line and is refused instead.
     """
     separators = {s for s in (fmt.separator_1, fmt.separator_2, fmt.separator_3, fmt.separator_4,
-                              fmt.separator_5) if s} | {"\n", "\r"}  # fmt: skip
+                              fmt.separator_5) if s} | {"\n", "\r"}
     for name in fmt.segment_fields:
         if any(s in seg_values[name] for s in separators):
             raise ValueError(f"xandr: the segment's {name} contains a separator of the member's file format")
@@ -210,7 +210,7 @@ def process_file(
     """
     counts = dict.fromkeys(("num_valid", "num_valid_user", *INVALID_COUNTERS), 0)
     bad_segments: dict[str, set[str]] = {name: set() for name in ("num_invalid_segment", "num_inactive_segment",
-                                                                  "num_unauth_segment")}  # fmt: skip
+                                                                  "num_unauth_segment")}
     by_code = {info.code.lower(): sid for sid, info in segments.items() if info.code}
     outcome = FileOutcome(counts, [], [], {})
     seen: set[str] = set()

@@ -94,7 +94,7 @@ DOMAIN_NUMBERS: dict[DeviceDomain, int] = {
     DeviceDomain.IDFA: 3, DeviceDomain.SHA1UDID: 4, DeviceDomain.MD5UDID: 5, DeviceDomain.OPENUDID: 7,
     DeviceDomain.AAID: 8, DeviceDomain.WINDOWSADID: 9, DeviceDomain.RIDA: 10, DeviceDomain.TIFA: 11,
     DeviceDomain.VIDA: 12, DeviceDomain.LGUDID: 13,
-}  # fmt: skip
+}
 DOMAINS_BY_NUMBER = {number: domain for domain, number in DOMAIN_NUMBERS.items()}
 #: Schemes whose ids are UUIDs: the ones a CRM's `maid` column (IDFA or AAID) can fill.
 UUID_DOMAINS = frozenset({DeviceDomain.IDFA, DeviceDomain.AAID, DeviceDomain.RIDA, DeviceDomain.TIFA})
@@ -139,7 +139,7 @@ class BssFileFormat(BaseModel):
     def _consistent(self) -> BssFileFormat:
         # The docs allow SEPARATOR1 == SEPARATOR3; every other pair must differ.
         named = [("separator_1", self.separator_1), ("separator_2", self.separator_2),
-                 ("separator_4", self.separator_4), ("separator_5", self.separator_5)]  # fmt: skip
+                 ("separator_4", self.separator_4), ("separator_5", self.separator_5)]
         present = [value for _, value in named if value is not None]
         if len(set(present)) != len(present) or self.separator_3 in present[1:]:
             raise ValueError("separators must differ from each other (only separator_1 may equal separator_3)")

@@ -1,10 +1,9 @@
 """The email channel's settings: `EmailConfig` (campaign file, never secrets) and `EmailCredentials` (environment).
 
-`EmailConfig` is a frozen pydantic model in the style of `core/config.py`, so the lead can hook it into the
-campaign schema as it is (for instance as `platforms.email.account` or a top-level `email:` section) and the
-campaign loader's line-numbered error reporting applies unchanged. `EmailCredentials` subclasses the connector
-`Credentials` base, so `core.credentials.load_credentials(EmailCredentials, "email", platform_config)` reads it
-from `CRM_ACTIVATION_EMAIL_<FIELD>` variables (renamable with `credentials_env`) like any other connector's.
+`EmailConfig` is the campaign file's top-level `email:` section, a frozen pydantic model like the rest of the
+schema, so the loader's line-numbered error reporting applies to it. `EmailCredentials` subclasses the connector
+`Credentials` base, so `load_credentials(EmailCredentials, "email", platform_config)` reads it from
+`CRM_ACTIVATION_EMAIL_<FIELD>` variables (renamable with `credentials_env`) like any other connector's.
 
 A sequence is keyed by funnel stage; each stage is an ordered list of steps. Delays count in days from the day
 the contact entered the stage's sequence (step 1 on day 0, step 2 on day 3, ...), not from the previous send:

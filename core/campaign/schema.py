@@ -3,7 +3,7 @@
 A campaign file (YAML) says where the audience comes from, how contacts are segmented, how the holdout is
 drawn, which channels each country and segment may get, which audience and creative each funnel stage uses on
 each platform, and where state lives. Secrets never appear here: credentials come from environment variables
-(see `PlatformConfig.credentials_env`). Loading with line numbers is in `campaign_file.py`.
+(see `PlatformConfig.credentials_env`). Loading with line numbers is in `loader.py`.
 """
 
 from __future__ import annotations

@@ -254,7 +254,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "email":
         return int(args.handler(args))
     commands = {"run": _run, "connectors": _connectors, "sandbox": _sandbox, "report": _report,
-                "simulate-conversions": _simulate, "simulate": _simulate}  # fmt: skip
+                "simulate-conversions": _simulate, "simulate": _simulate}
     try:
         return commands[args.command](args, console)
     except StateLockedError as error:  # a scheduler can tell "still running" from "broken"

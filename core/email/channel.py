@@ -133,7 +133,7 @@ class EmailChannel:
         enrollment, _ = self.ledger.enroll(cid, stage, today)
         last = self.ledger.last_sent_on(cid)
         due = due_step(steps, enrollment, self.ledger.done_steps(cid, stage), today, False, last,
-                       self.config.min_gap_days)  # fmt: skip
+                       self.config.min_gap_days)
         if due is None:
             return EmailOutcome(cid, "not_due", stage)
         hour, source = send_hour(contact.attributes.history, self.config.default_send_hour)
@@ -181,21 +181,21 @@ class EmailChannel:
         days = self.config.coupon.valid_days
         expires = (issued + timedelta(days=days)).date().isoformat() if days else None
         return {"code": code, "amount": self.config.coupon.amount, "currency": self.config.coupon.currency,
-                "expires_on": expires}  # fmt: skip
+                "expires_on": expires}
 
     def _send(self, claim: Claim, contact: Contact, now: datetime) -> EmailOutcome:
         cid = contact.contact_id
         at = now.timestamp()
         address = sendable_address(contact) or ""
         unsubscribe = links(self.credentials.unsubscribe_key, self.campaign, cid, self.config.unsubscribe_url,
-                            self.config.unsubscribe_mailbox)  # fmt: skip
+                            self.config.unsubscribe_mailbox)
         self.tokens.record_token(unsubscribe.token, self.campaign, cid)
         try:
             context = build_context(
                 contact, campaign=self.campaign, stage=claim.stage, step=claim.step, unsubscribe_url=unsubscribe.https,
                 coupon=self._coupon(cid, now), campaign_name=self.campaign_name, default_locale=self.config.locale,
                 extra=self.config.template_values(),
-            )  # fmt: skip
+            )
             rendered = self.renderer.render_message(claim.template, claim.variant or None, context)
         except CrmActivationError as error:  # a template bug concerns everyone: stop, keep the step pending
             self.ledger.mark_deferred(claim, None, f"not sent: {type(error).__name__}", at)
@@ -210,7 +210,7 @@ class EmailChannel:
                 rendered, from_address=self.config.from_address, to_address=address, message_id=claim.message_id,
                 unsubscribe=unsubscribe, to_name=context["full_name"], reply_to=self.config.reply_to,
                 feedback_id=feedback, date=now,
-            )  # fmt: skip
+            )
         except ValueError as error:
             self.ledger.mark_failed(claim, None, f"cannot build the message: {error}", at)
             return EmailOutcome(cid, "failed_permanent", claim.stage, claim.step, claim.variant, str(error))
@@ -228,4 +228,4 @@ class EmailChannel:
         else:
             self.ledger.mark_deferred(claim, delivery.code, delivery.detail, at)
         return EmailOutcome(cid, delivery.status, claim.stage, claim.step, claim.variant, delivery.detail,
-                            claim.resumed)  # fmt: skip
+                            claim.resumed)

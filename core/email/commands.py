@@ -91,7 +91,7 @@ def load_contacts(path: Path, default_stage: str = "awareness") -> list[Contact]
 def render_for_contact(
     renderer: TemplateRenderer, config: EmailConfig, template: str, variant: str | None, contact: Contact,
     stage: str | None = None, step: int = 1,
-) -> RenderedMessage:  # fmt: skip
+) -> RenderedMessage:
     """What `render` prints: the template for one contact with preview coupon and unsubscribe values."""
     return renderer.render_message(template, variant, sample_context(contact, config, stage=stage, step=step))
 
@@ -117,7 +117,7 @@ class LintReport:
 
 def _template_variants(renderer: TemplateRenderer, config: EmailConfig, template: str) -> list[str | None]:
     configured = {v.name for steps in config.sequences.values() for s in steps if s.template == template
-                  for v in s.variants}  # fmt: skip
+                  for v in s.variants}
     return [None, *sorted(set(renderer.variants(template)) | configured)]
 
 
@@ -141,7 +141,7 @@ def check_rendered(rendered: RenderedMessage, context: dict[str, Any], hostile: 
 def lint(
     renderer: TemplateRenderer, config: EmailConfig, segments: Sequence[str] = SEGMENTS,
     stages: Sequence[str] | None = None, lifecycle: Sequence[str] = LIFECYCLE_STAGES,
-) -> LintReport:  # fmt: skip
+) -> LintReport:
     """Render the whole matrix and collect every problem (including steps naming a missing template)."""
     report = LintReport()
     templates = renderer.templates()
@@ -149,7 +149,7 @@ def lint(
         for number, step in enumerate(steps, 1):
             if step.template not in templates:
                 report.add(f"sequences.{stage}[{number}]: template {step.template!r} not found in {renderer.folder}",
-                           "config")  # fmt: skip
+                           "config")
     for template in templates:
         for variant in _template_variants(renderer, config, template):
             for sample_name, sample in SAMPLE_CONTACTS.items():
@@ -216,7 +216,7 @@ def _render(args: argparse.Namespace, renderer: TemplateRenderer, config: EmailC
     if args.out is not None:
         args.out.mkdir(parents=True, exist_ok=True)
         for name, text in (("subject.txt", rendered.subject + "\n"), ("body.txt", rendered.text),
-                           ("body.html", rendered.html)):  # fmt: skip
+                           ("body.html", rendered.html)):
             (args.out / name).write_text(text, encoding="utf-8")
         print(f"wrote subject.txt, body.txt, body.html to {args.out}")
     else:

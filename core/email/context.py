@@ -23,7 +23,7 @@ COUNTRY_LOCALES = {
     "US": "en_US", "CA": "en_CA", "GB": "en_GB", "IE": "en_IE", "AU": "en_AU", "NZ": "en_NZ", "IN": "en_IN",
     "SG": "en_SG", "DE": "de_DE", "AT": "de_AT", "CH": "de_CH", "FR": "fr_FR", "BE": "fr_BE", "ES": "es_ES",
     "MX": "es_MX", "IT": "it_IT", "NL": "nl_NL", "PT": "pt_PT", "BR": "pt_BR", "SE": "sv_SE", "JP": "ja_JP",
-}  # fmt: skip
+}
 _MAX_DEPTH = 4
 _MAX_TEXT = 2_000
 

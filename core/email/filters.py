@@ -32,10 +32,10 @@ _NUMBER_STYLE: dict[str, tuple[str, str, bool, bool]] = {
     "ja": (",", ".", True, False),
 }
 _SYMBOLS = {"USD": "$", "EUR": "€", "GBP": "£", "CAD": "CA$", "AUD": "A$", "JPY": "¥", "INR": "₹", "CHF": "CHF",
-            "SEK": "kr", "BRL": "R$", "MXN": "MX$", "NZD": "NZ$", "SGD": "S$", "PLN": "zł"}  # fmt: skip
+            "SEK": "kr", "BRL": "R$", "MXN": "MX$", "NZD": "NZ$", "SGD": "S$", "PLN": "zł"}
 _ZERO_DECIMAL = frozenset({"JPY", "KRW"})
 _MONTHS = ("January", "February", "March", "April", "May", "June", "July", "August", "September", "October",
-           "November", "December")  # fmt: skip
+           "November", "December")
 _DATE_FORMATS = {"iso": "%Y-%m-%d"}
 
 

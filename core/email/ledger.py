@@ -112,9 +112,9 @@ class SendLedger:
                     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'sending', ?, 1, ?, ?)",
                     (self.campaign, contact_id, stage, step, template, variant, scheduled_hour, hour_source,
                      message_id, now, run_id),
-                )  # fmt: skip
+                )
                 return Claim(self.campaign, contact_id, stage, step, template, variant, scheduled_hour, message_id,
-                             1, False)  # fmt: skip
+                             1, False)
             if row[8] not in PENDING:
                 return None
             self.db.execute(
@@ -132,7 +132,7 @@ class SendLedger:
             "WHERE campaign=? AND contact_id=? AND stage=? AND step=?",
             (status, code, detail[:500], when if sent else None, claim.campaign, claim.contact_id,
              claim.stage, claim.step),
-        )  # fmt: skip
+        )
 
     def mark_sent(self, claim: Claim, code: int = 250, detail: str = "", at: float | None = None) -> None:
         """The server accepted the message."""

@@ -60,7 +60,7 @@ def index_page(items: list[PreviewItem]) -> str:
     cards = []
     for i, it in enumerate(items):
         head = (f'<h2 id="m{i}">{e(it.template)} <small>variant: {e(it.variant or "default")} · '
-                f"contact: {e(it.sample)}</small></h2>")  # fmt: skip
+                f"contact: {e(it.sample)}</small></h2>")
         if it.rendered is None:
             cards.append(f'<section class="card">{head}<pre class="err">{e(it.error or "")}</pre></section>')
             continue

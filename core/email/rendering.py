@@ -198,7 +198,7 @@ class TemplateRenderer:
         subject = _LINE_SPACE.sub(" ", subject).strip()
         if not subject:
             raise TemplateError("the subject is empty", template=self.part_name(template, variant, PARTS[0]),
-                                kind="render")  # fmt: skip
+                                kind="render")
         return RenderedMessage(subject=subject, text=text, html=html)
 
     def variables(self, name: str) -> set[str]:

@@ -66,7 +66,7 @@ SAMPLE_CONTACTS: dict[str, Contact] = {
         segment="medium_potential", lifecycle_stage="loyal", funnel_stage="conversion",
         preferred_categories=("Übersetzung",), history={"last_project": "Produktvideo", "hires": 12},
     ),
-}  # fmt: skip
+}
 
 
 def sample_config() -> EmailConfig:
@@ -88,7 +88,7 @@ def sample_config() -> EmailConfig:
             ),
         },
         coupon=CouponConfig(prefix="WB100", amount=100, currency="USD", valid_days=30),
-    )  # fmt: skip
+    )
 
 
 def sample_context(
@@ -102,11 +102,11 @@ def sample_context(
         code = derive_code(PREVIEW_KEY.get_secret_value().encode(), campaign, contact.contact_id, config.coupon.prefix)
         expires = (datetime.now(UTC) + timedelta(days=config.coupon.valid_days or 30)).date().isoformat()
         coupon = {"code": code, "amount": config.coupon.amount, "currency": config.coupon.currency,
-                  "expires_on": expires if config.coupon.valid_days else None}  # fmt: skip
+                  "expires_on": expires if config.coupon.valid_days else None}
     return build_context(
         contact, campaign=campaign, stage=stage, step=step, unsubscribe_url=unsubscribe.https, coupon=coupon,
         campaign_name="Preview campaign", default_locale=config.locale, extra=config.template_values(),
-    )  # fmt: skip
+    )
 
 
 def with_attributes(contact: Contact, **changes: Any) -> Contact:

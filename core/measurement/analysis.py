@@ -74,7 +74,7 @@ def _day_json(point: DayPoint) -> dict[str, Any]:
     return {
         "day": point.day, "cumulative": flat(point.cumulative), "anytime": flat(point.anytime),
         "anytime_p": point.anytime_p, "daily": flat(point.daily),
-    }  # fmt: skip
+    }
 
 
 def report_days(ledger: Ledger, conversions: ConversionData, window_days: int) -> int:
@@ -99,7 +99,7 @@ def cost_function(costs: dict[str, float]) -> Callable[[str], float] | None:
 def analyse(
     ledger: Ledger, conversions: ConversionData, config: MeasurementConfig, holdout: HoldoutConfig,
     days: int | None = None,
-) -> MeasurementReport:  # fmt: skip
+) -> MeasurementReport:
     """Compare test with control for every KPI and cut.
 
     Args:
@@ -176,7 +176,7 @@ def _result(cut: CutCounts, kpi: str, small: bool, config: MeasurementConfig, ho
         randomized=cut.randomized, srm_p=srm_p, srm_mismatch=srm_p is not None and srm_p < holdout.srm_alpha,
         value_test=cut.value[kpi]["test"], value_control=cut.value[kpi]["control"],
         cost_per_test_contact=cut.cost_test / n_t[-1] if config.costs and n_t[-1] else None,
-    )  # fmt: skip
+    )
 
 
 def _account(conversions: ConversionData) -> dict[str, Any]:

@@ -67,7 +67,7 @@ def conversions_source(loaded: LoadedCampaign, config: MeasurementConfig, overri
 
 def build_report(
     loaded: LoadedCampaign, out_dir: Path, conversions: Path | None = None, state: str | Path | None = None,
-) -> ReportFiles:  # fmt: skip
+) -> ReportFiles:
     """Read the ledger and the conversions, analyse, and write every output file into `out_dir`.
 
     Raises:
@@ -90,7 +90,7 @@ def build_report(
 
 def simulate_conversions(
     loaded: LoadedCampaign, out: Path, state: str | Path | None = None, seed: int = 1, noise: float = 0.002,
-) -> tuple[int, Path]:  # fmt: skip
+) -> tuple[int, Path]:
     """Write simulated conversions for the campaign's real ledger, and the true uplifts next to them.
 
     The truth file (`OUT` with `.truth.json`) holds the expected relative uplift of each KPI overall and per
@@ -115,7 +115,7 @@ def simulate_conversions(
 
 def simulate_campaign(
     loaded: LoadedCampaign, contacts: int, state: str | Path, conversions: Path, seed: int = 1, noise: float = 0.002,
-) -> tuple[int, Path]:  # fmt: skip
+) -> tuple[int, Path]:
     """Simulate a whole Upwork-like experiment under the campaign's id: a ledger in `state`, and conversions.
 
     The ledger (25 countries, 3 segments, treatments by country; see `simulate.SimulationSpec`) is recorded

@@ -103,7 +103,7 @@ class ConversionReader:
     def __init__(
         self, ledger: Ledger, kpis: Iterable[KpiConfig], window_days: int, rejects: RejectsWriter,
         columns: dict[str, str] | None = None,
-    ) -> None:  # fmt: skip
+    ) -> None:
         self.ledger = ledger
         self.kpi_of = {event: kpi.name for kpi in kpis for event in kpi.event_names}
         self.window_days = window_days

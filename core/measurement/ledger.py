@@ -145,4 +145,4 @@ def _with_variant(exposure: Exposure, variant: str) -> Exposure:
     return Exposure(
         exposure.contact_id, exposure.group, exposure.country, exposure.segment, exposure.treatment,
         exposure.reachable, exposure.entered_at, variant,
-    )  # fmt: skip
+    )

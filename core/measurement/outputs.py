@@ -21,7 +21,7 @@ from .report_html import render_html
 from .results import flat
 
 _DAILY_FIELDS = ("n_test", "conv_test", "n_control", "conv_control", "rate_test", "rate_control", "diff",
-                 "diff_low", "diff_high", "uplift", "uplift_low", "uplift_high", "p_value")  # fmt: skip
+                 "diff_low", "diff_high", "uplift", "uplift_low", "uplift_high", "p_value")
 
 
 def write_outputs(report: MeasurementReport, out_dir: Path) -> dict[str, Path]:

@@ -78,7 +78,7 @@ def recommend(results: list[CutResult]) -> list[Recommendation]:
                 r for r in results
                 if r.kpi == kpi and r.dimension == dimension and NONE_LABEL not in _treatments(r)
                 and r.final.cumulative.diff is not None
-            ]  # fmt: skip
+            ]
             chosen.sort(key=lambda r: (not r.small, _score(r)), reverse=True)  # small cuts last, flagged
             rows += [_row(r, rank) for rank, r in enumerate(chosen, start=1)]
     return rows
@@ -115,4 +115,4 @@ def _row(result: CutResult, rank: int) -> Recommendation:
         incremental=c.incremental, incremental_low=c.incremental_low, incremental_high=c.incremental_high,
         cost_per_contact=cost, per_cost=per_cost, per_cost_low=low, per_cost_high=high,
         cost_per_incremental=per_incremental, verdict=verdict, small=result.small,
-    )  # fmt: skip
+    )

@@ -73,7 +73,7 @@ def _kpi_section(report: MeasurementReport, kpi: str, level: int) -> str:
         SeriesPoint(p.day, p.cumulative.uplift, (p.cumulative.uplift_low, p.cumulative.uplift_high),
                     (p.anytime.uplift_low, p.anytime.uplift_high))
         for p in overall.days
-    ]  # fmt: skip
+    ]
     daily = [
         SeriesPoint(p.day, p.daily.uplift, (p.daily.uplift_low, p.daily.uplift_high), (None, None))
         for p in overall.days
@@ -106,7 +106,7 @@ def _forest_row(cut: CutResult) -> ForestRow:
 
 def _table(report: MeasurementReport, kpi: str, level: int) -> str:
     head = ("cut", "test", "control", "rate test", "rate control", "diff", "uplift", f"fixed {level}%",
-            f"always-valid {level}%", "incremental", "p", "q", "ratio check p", "flags")  # fmt: skip
+            f"always-valid {level}%", "incremental", "p", "q", "ratio check p", "flags")
     rows = ["<table><tr>" + "".join(f"<th>{escape(h)}</th>" for h in head) + "</tr>"]
     for dimension in ("overall", "segment", "treatment", "variant", "country"):
         for cut in report.of_dimension(kpi, dimension):
@@ -125,7 +125,7 @@ def _table(report: MeasurementReport, kpi: str, level: int) -> str:
                 fmt.pct(c.diff, 2, True), fmt.pct(c.uplift, 1, True), fmt.interval(c.uplift_low, c.uplift_high),
                 fmt.interval(a.uplift_low, a.uplift_high), fmt.number(c.incremental), fmt.p_value(c.p_value),
                 fmt.p_value(cut.q_value), fmt.p_value(cut.srm_p),
-            ]  # fmt: skip
+            ]
             rows.append(
                 f"<tr><td>{escape(cut.key)}</td>" + "".join(f'<td class="n">{escape(v)}</td>' for v in cells)
                 + f"<td>{' '.join(flags)}</td></tr>"
@@ -141,7 +141,7 @@ def _ranking(report: MeasurementReport) -> str:
     costed = any(r.per_cost is not None for r in rows)
     head = ["kpi", "dimension", "rank", "cut", "test contacts", "incr. per 1,000 test contacts", "interval",
             "incremental conversions", "verdict"] + (["incr. per 1,000 spent", "cost per incr. conversion"]
-                                                     if costed else [])  # fmt: skip
+                                                     if costed else [])
     out = [
         "<h2>Spend ranking</h2><p class=\"note\">Incremental conversions per test contact (and per unit of cost, "
         "when costs are configured), fixed-horizon intervals. Overlapping intervals mean the order between two "
@@ -152,13 +152,13 @@ def _ranking(report: MeasurementReport) -> str:
         span = (
             "n/e" if r.per_contact_low is None or r.per_contact_high is None
             else f"[{r.per_contact_low * 1000:+.1f}, {r.per_contact_high * 1000:+.1f}]"
-        )  # fmt: skip
+        )
         cells = [r.kpi, r.dimension, str(r.rank), r.cut + (" (small)" if r.small else ""), f"{r.n_test:,}",
                  fmt.number(None if r.per_contact is None else r.per_contact * 1000), span,
-                 fmt.number(r.incremental), r.verdict]  # fmt: skip
+                 fmt.number(r.incremental), r.verdict]
         if costed:
             cells += [fmt.number(None if r.per_cost is None else r.per_cost * 1000),
-                      "n/e" if r.cost_per_incremental is None else f"{r.cost_per_incremental:,.2f}"]  # fmt: skip
+                      "n/e" if r.cost_per_incremental is None else f"{r.cost_per_incremental:,.2f}"]
         out.append("<tr>" + "".join(f"<td>{escape(c)}</td>" for c in cells) + "</tr>")
     out.append("</table>")
     return "".join(out)
@@ -169,7 +169,7 @@ def _account(report: MeasurementReport) -> str:
     rows = [
         ("rows read", account["rows_read"]), ("counted for a KPI", account["accepted"]),
         ("contact not in the experiment", account["not_in_experiment"]),
-    ]  # fmt: skip
+    ]
     rows += [(f"rejected: {reason}", n) for reason, n in account["rejected"].items()]
     rows += [(f"converted contacts: {kpi}", n) for kpi, n in account["converters"].items()]
     cells = "".join(f"<tr><td>{escape(str(k))}</td><td class=\"n\">{n:,}</td></tr>" for k, n in rows)

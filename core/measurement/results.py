@@ -72,5 +72,5 @@ class CutResult:
             "srm_p_value": self.srm_p, "srm_mismatch": self.srm_mismatch, "small": self.small,
             "randomized": self.randomized, "value_test": self.value_test, "value_control": self.value_control,
             "cost_per_test_contact": self.cost_per_test_contact,
-        }  # fmt: skip
+        }
         return record

@@ -76,7 +76,7 @@ class AnytimeInterval:
 def anytime_interval(
     conv_test: int, n_test: int, conv_control: int, n_control: int, alpha: float = 0.05,
     prior_effect: float = PRIOR_EFFECT,
-) -> AnytimeInterval:  # fmt: skip
+) -> AnytimeInterval:
     """The always-valid intervals for the difference and the relative uplift at one look.
 
     Args:

@@ -56,10 +56,10 @@ class SimulationSpec:
         ("US", 40), ("GB", 8), ("CA", 6), ("AU", 6), ("IN", 5), ("DE", 4), ("FR", 3), ("NL", 2.5), ("ES", 2),
         ("IT", 2), ("BR", 2), ("MX", 1.5), ("SE", 1.5), ("IE", 1.5), ("CH", 1.5), ("BE", 1.2), ("DK", 1.2),
         ("NO", 1.2), ("FI", 1), ("AT", 1), ("PT", 1), ("PL", 1), ("SG", 1.5), ("NZ", 1.2), ("JP", 1.5),
-    )  # fmt: skip
+    )
     segments: tuple[tuple[str, float, float], ...] = (
         ("high_potential", 0.2, 1.8), ("medium_potential", 0.35, 1.0), ("low_potential", 0.45, 0.5),
-    )  # fmt: skip
+    )
     kpis: tuple[KpiTruth, ...] = (
         KpiTruth("account_created", 0.06, {"high_potential": 0.8, "medium_potential": 0.35, "low_potential": 0.15}),
         KpiTruth("first_job_post", 0.03, {"high_potential": 0.3, "medium_potential": 0.15, "low_potential": 0.05}),
@@ -196,7 +196,7 @@ def write_ledger(store: StateStore, campaign: str, rows: Sequence[tuple[Any, ...
 def simulate_events(
     spec: SimulationSpec, contacts: Iterable[Exposure], kpis: Sequence[str], start: float, seed: int = 1,
     noise: float = 0.0, events: Sequence[str] | None = None,
-) -> list[tuple[str, str, str, str]]:  # fmt: skip
+) -> list[tuple[str, str, str, str]]:
     """Conversion events (contact_id, event, ISO timestamp, value) for a ledger, with the spec's true uplift.
 
     Args:

@@ -105,7 +105,7 @@ def compare(conv_test: int, n_test: int, conv_control: int, n_control: int, alph
         uplift, low, high,
         diff * n_test, (diff - half) * n_test, (diff + half) * n_test,
         z, two_sided_p(z) if se0 > 0 else 1.0, note,
-    )  # fmt: skip
+    )
 
 
 def relative_uplift(

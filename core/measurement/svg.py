@@ -80,7 +80,7 @@ def _pct(value: float) -> str:
 
 
 def series_chart(title: str, points: Sequence[SeriesPoint], x_label: str = "day", width: int = 560,
-                 height: int = 240, bands: bool = True) -> str:  # fmt: skip
+                 height: int = 240, bands: bool = True) -> str:
     """A time series of relative uplift with the always-valid band, the fixed-horizon band and the estimate."""
     left, right, top, bottom = 56, 12, 26, 34
     # Early days have huge intervals: fit the range to the second half of the series.
@@ -199,7 +199,7 @@ def _runs(items: Sequence[tuple[Any, ...]]) -> list[list[tuple[Any, ...]]]:
 
 
 def _bands(items: Sequence[tuple[float, float | None, float | None]], sx: _Scale, sy: _Scale, color: str,
-           name: str, opacity: float = 1.0) -> list[str]:  # fmt: skip
+           name: str, opacity: float = 1.0) -> list[str]:
     shapes = []
     for run in _runs(items):
         upper = [f"{sx(x):.1f},{sy(hi):.1f}" for x, _, hi in run]
@@ -219,7 +219,7 @@ def _polylines(items: Sequence[tuple[int, float | None]], sx: _Scale, sy: _Scale
     for run in _runs(items):
         coords = " ".join(f"{sx(x):.1f},{sy(y):.1f}" for x, y in run)
         lines.append(f'<polyline class="estimate" points="{coords}" fill="none" stroke="{POINT_COLOR}" '
-                     'stroke-width="2"/>')  # fmt: skip
+                     'stroke-width="2"/>')
     return lines
 
 

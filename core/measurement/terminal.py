@@ -62,7 +62,7 @@ def _cells(cut: CutResult) -> list[str]:
         fmt.pct(c.uplift, 1, True), fmt.interval(c.uplift_low, c.uplift_high),
         fmt.interval(a.uplift_low, a.uplift_high), fmt.number(c.incremental), fmt.p_value(c.p_value),
         fmt.p_value(cut.q_value), ", ".join(flags),
-    ]  # fmt: skip
+    ]
 
 
 def _print_ranking(report: MeasurementReport, console: Console) -> None:
@@ -80,7 +80,7 @@ def _print_ranking(report: MeasurementReport, console: Console) -> None:
         span = (
             "n/e" if r.per_contact_low is None or r.per_contact_high is None
             else f"[{r.per_contact_low * 1000:+.1f}, {r.per_contact_high * 1000:+.1f}]"
-        )  # fmt: skip
+        )
         cells = [r.kpi, str(r.rank), r.cut + (" (small)" if r.small else ""), fmt.number(per_k), span, r.verdict]
         if costed:
             cells.append(fmt.number(None if r.per_cost is None else r.per_cost * 1000))

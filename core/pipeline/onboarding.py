@@ -61,7 +61,7 @@ STANDARD_COLUMNS: tuple[str, ...] = (
 _BOOLEANS = {
     "true": True, "false": False, "yes": True, "no": False, "y": True, "n": False,
     "1": True, "0": False, "granted": True, "denied": False, "t": True, "f": False,
-}  # fmt: skip
+}
 _INT = re.compile(r"-?(?:0|[1-9][0-9]*)")
 _FLOAT = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+(?:[eE][-+]?[0-9]+)?|[eE][-+]?[0-9]+)|-?\.[0-9]+")
 _CATEGORY_SPLIT = re.compile(r"[|;]")
@@ -86,7 +86,7 @@ COUNTRY_ALIASES = {
     "IRELAND": "IE", "PRT": "PT", "PORTUGAL": "PT", "POL": "PL", "POLAND": "PL", "AUT": "AT", "AUSTRIA": "AT",
     "CHE": "CH", "SWITZERLAND": "CH", "IND": "IN", "INDIA": "IN", "BRA": "BR", "BRAZIL": "BR", "MEX": "MX",
     "MEXICO": "MX", "JPN": "JP", "JAPAN": "JP", "SGP": "SG", "SINGAPORE": "SG", "NZL": "NZ", "NEW ZEALAND": "NZ",
-}  # fmt: skip
+}
 
 
 @dataclass(frozen=True, slots=True)

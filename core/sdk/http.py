@@ -13,7 +13,7 @@ import random
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import KW_ONLY, dataclass, field
 from email.utils import parsedate_to_datetime
 from enum import StrEnum
 from pathlib import Path
@@ -121,9 +121,10 @@ class NoAuth(Authenticator):
 
 @dataclass
 class HeaderToken(Authenticator):
-    """A static token in a header, e.g. `Authorization: Bearer <token>`."""
+    """A static token in a header, e.g. `Authorization: Bearer <token>` (header and prefix by keyword only)."""
 
     token: str
+    _: KW_ONLY
     header: str = "Authorization"
     prefix: str = "Bearer "
 

@@ -69,7 +69,7 @@ US_STATES = {
     "tennessee": "tn", "texas": "tx", "utah": "ut", "vermont": "vt", "virginia": "va", "washington": "wa",
     "westvirginia": "wv", "wisconsin": "wi", "wyoming": "wy", "puertorico": "pr", "guam": "gu",
     "usvirginislands": "vi", "virginislands": "vi", "americansamoa": "as", "northernmarianaislands": "mp",
-}  # fmt: skip
+}
 _US_STATE_CODES = frozenset(US_STATES.values())
 
 _EMAIL_SHAPE = re.compile(r"^[^@\s]+@(?:[^@\s.]+\.)+[^@\s.]{2,}$")

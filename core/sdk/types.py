@@ -7,7 +7,7 @@ these types without importing the class that drives HTTP.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import KW_ONLY, dataclass, field
 from enum import StrEnum
 from typing import Any
 
@@ -35,13 +35,15 @@ class IdentifierRule:
         kind: which contact identifier feeds the field.
         key: the platform's own field name (Meta `EMAIL`, LinkedIn `SHA256_EMAIL`, ...).
         normalize: the platform's published normalization for the kind.
-        hashed: whether the platform wants the normalized value SHA-256 hashed (lowercase hex).
+        hashed: whether the platform wants the normalized value SHA-256 hashed (lowercase hex); keyword only,
+            like `source`, so that `True` never lands in the wrong place.
         source: where the rule is documented, so a reviewer can check it.
     """
 
     kind: IdentifierKind
     key: str
     normalize: Normalizer
+    _: KW_ONLY
     hashed: bool
     source: str = ""
 

@@ -142,4 +142,4 @@ DEFAULT_VECTORS: tuple[IdentifierVector, ...] = (
         for kind in (IdentifierKind.FIRST_NAME, IdentifierKind.LAST_NAME, IdentifierKind.CITY, IdentifierKind.STATE,
                      IdentifierKind.ZIP, IdentifierKind.EXTERNAL_ID, IdentifierKind.UID2, IdentifierKind.RAMPID)
     ),
-)  # fmt: skip
+)

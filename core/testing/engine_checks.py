@@ -66,7 +66,7 @@ def write_campaign(contract: ContractDeclaration, folder: Path, contacts: list[C
                 "funnel_stage": contact.attributes.funnel_stage or STAGES[number % len(STAGES)],
                 "consent_ad_user_data": _CONSENT[consent.ad_user_data],
                 "consent_ad_personalization": _CONSENT[consent.ad_personalization],
-            })  # fmt: skip
+            })
     account = minimal_settings(contract.account)
     campaign = {
         "campaign": CAMPAIGN_ID,

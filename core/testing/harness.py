@@ -235,7 +235,7 @@ class SandboxHarness:
         with self.app.lock:
             entries = list(self.app.requests[-limit:])
         return "; ".join(f"{e['method']} {e['path']} -> {e['status']}{' ' + e['fault'] if e['fault'] else ''}"
-                         for e in entries)  # fmt: skip
+                         for e in entries)
 
 
 def loads_body(entry: dict[str, Any]) -> Any:

@@ -55,7 +55,7 @@ def check_declarations(contract: ContractDeclaration) -> None:
     moved = cls.for_sandbox(contract.account, _PROBE_URL)
     assert moved.base_url and moved.base_url.startswith(_PROBE_URL), "for_sandbox does not move base_url"
     stray = [name for name, value in moved if isinstance(value, str) and value.startswith(("http://", "https://"))
-             and not value.startswith(_PROBE_URL)]  # fmt: skip
+             and not value.startswith(_PROBE_URL)]
     assert not stray, f"for_sandbox leaves these endpoints on the real platform: {stray}"
 
 

@@ -141,4 +141,4 @@ DEFAULT_FAULT_SCENARIOS: tuple[FaultScenario, ...] = (
     # A timeout is answered after the sandbox applied the request: the retry re-sends work already done.
     FaultScenario(name="timeout", plan=FaultPlan(timeout_rate=0.2, timeout_seconds=0.6, seed=2), fault="timeout",
                   membership=FAULTED_MEMBERSHIP),
-)  # fmt: skip
+)

@@ -141,7 +141,7 @@ def test_faults_still_reach_the_intended_end_state(campaign: CampaignDir, facebo
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
 def test_run_killed_midway_resumes_without_losing_or_repeating_work(campaign: CampaignDir, facebook, synth,
-                                                                   backend, request):  # fmt: skip
+                                                                   backend, request):
     app, _ = facebook
     state = "state.sqlite" if backend == "sqlite" else request.getfixturevalue("postgres_url")
     campaign.write_contacts(list(synth.generate_contacts(1200, seed=9)))
@@ -204,6 +204,6 @@ def test_a_repeated_contact_id_keeps_the_first_row_and_rejects_the_others(campai
     with open(campaign.folder / "rejects.csv") as handle:
         duplicates = [r for r in csv.DictReader(handle) if r["reason"] == "duplicate contact_id"]
     assert [(r["row"], r["field"], r["row_rejected"]) for r in duplicates] == [
-        ("32", "contact_id", "yes"), ("33", "contact_id", "yes"), ("34", "contact_id", "yes")]  # fmt: skip
+        ("32", "contact_id", "yes"), ("33", "contact_id", "yes"), ("34", "contact_id", "yes")]
     ledger = sqlite3.connect(campaign.folder / "state.sqlite").execute("SELECT COUNT(*) FROM holdout")
     assert ledger.fetchone()[0] == 30

@@ -48,18 +48,18 @@ def test_cli_run_rerun_and_report_on_a_postgres_url(campaign_dir: CampaignDir, f
 
     conversions = campaign_dir.folder / "conversions.csv"
     done = campaign_dir.run("simulate-conversions", str(campaign_dir.yaml), "--state", postgres_url,
-                            "--out", str(conversions))  # fmt: skip
+                            "--out", str(conversions))
     assert done.returncode == 0, done.stderr
     out = str(campaign_dir.folder / "report")
     done = campaign_dir.run("report", str(campaign_dir.yaml), "--state", postgres_url, "--json",
-                            "--conversions", str(conversions), "--out", out)  # fmt: skip
+                            "--conversions", str(conversions), "--out", out)
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)
     assert sum(report["contacts"].values()) == summary["rows_read"] - summary["outcomes"]["rejected"]
 
 
 def test_campaign_file_url_with_the_password_from_password_env(campaign_dir: CampaignDir, facebook, synth,
-                                                               postgres_url, monkeypatch):  # fmt: skip
+                                                               postgres_url, monkeypatch):
     from postgres_server import PASSWORD
 
     monkeypatch.delenv("PGPASSWORD")
@@ -87,7 +87,7 @@ def test_a_password_written_into_the_campaign_file_is_refused_and_not_echoed(cam
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
 def test_a_second_run_of_a_running_campaign_exits_3_and_sends_nothing(campaign_dir: CampaignDir, facebook, synth,
-                                                                      backend, request):  # fmt: skip
+                                                                      backend, request):
     app, _ = facebook
     target: str | Path = (
         campaign_dir.folder / "state.sqlite" if backend == "sqlite" else request.getfixturevalue("postgres_url")

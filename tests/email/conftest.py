@@ -100,7 +100,7 @@ class SmtpServer:
         values: dict[str, Any] = {
             "smtp_host": "127.0.0.1", "smtp_port": self.port, "smtp_starttls": False, "smtp_timeout": 10,
             "coupon_key": SecretStr(COUPON_KEY), "unsubscribe_key": SecretStr(UNSUB_KEY),
-        }  # fmt: skip
+        }
         values.update(changes)
         return EmailCredentials(**values)
 
@@ -144,11 +144,11 @@ def start_smtp() -> Iterator[Callable[..., SmtpServer]]:
 
 def make_contact(contact_id: str, stage: str = "awareness", **attributes: Any) -> Contact:
     identifiers = {IdentifierKind.EMAIL: f"{contact_id}@example.com", IdentifierKind.FIRST_NAME: "Ada",
-                   IdentifierKind.LAST_NAME: "Lovelace", IdentifierKind.COUNTRY: "US"}  # fmt: skip
+                   IdentifierKind.LAST_NAME: "Lovelace", IdentifierKind.COUNTRY: "US"}
     identifiers.update(attributes.pop("identifiers", {}))
     attributes.setdefault("consent", Consent(email_marketing=True))
     return Contact(contact_id=contact_id, identifiers=identifiers,
-                   attributes=Attributes(funnel_stage=stage, **attributes))  # fmt: skip
+                   attributes=Attributes(funnel_stage=stage, **attributes))
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -55,7 +55,7 @@ def test_claim_mark_protocol(db):
     assert ledger.status("c1", "awareness", 1) == ("sent", "<m1@x>", 2)
     with pytest.raises(IntegrityError):  # the UNIQUE key itself, whatever the code does
         db.execute("INSERT INTO email_sends (campaign, contact_id, stage, step, template, status, message_id, "
-                   "attempts, attempted_at) VALUES ('wb', 'c1', 'awareness', 1, 't', 'sent', 'x', 1, 0)")  # fmt: skip
+                   "attempts, attempted_at) VALUES ('wb', 'c1', 'awareness', 1, 't', 'sent', 'x', 1, 0)")
 
 
 def test_crash_between_claim_and_mark_resends_with_the_same_message_id(tmp_path, smtp_server):

@@ -35,10 +35,10 @@ def test_lint_reports_every_problem_at_once(tmp_path, capsys):
     (folder / "we-miss-you" / "warm" / "subject.txt.j2").write_text("{{ first_nam }}, hi\n", encoding="utf-8")
     html = folder / "success-stories" / "body.html.j2"
     html.write_text(html.read_text(encoding="utf-8").replace("{{ first_name|first_name }}", "{{ first_name|safe }}"),
-                    encoding="utf-8")  # fmt: skip
+                    encoding="utf-8")
     text = folder / "coupon-reminder" / "body.txt.j2"
     text.write_text(text.read_text(encoding="utf-8").replace('{% include "_layout/footer.txt.j2" %}', ""),
-                    encoding="utf-8")  # fmt: skip
+                    encoding="utf-8")
     (folder / "coupon-offer" / "body.txt.j2").write_text("{% if %}\n", encoding="utf-8")
     assert run(["email", "lint", "--templates", str(folder)]) == 1
     err = capsys.readouterr().err
@@ -75,7 +75,7 @@ def test_render_one_contact_from_csv_to_stdout(tmp_path, capsys):
 def test_render_from_json_to_files(tmp_path, capsys):
     contact = tmp_path / "contact.json"
     contact.write_text(json.dumps({"contact_id": "J1", "email": "j@example.de", "first_name": "Jonas", "country": "DE",
-                                   "funnel_stage": "conversion"}), encoding="utf-8")  # fmt: skip
+                                   "funnel_stage": "conversion"}), encoding="utf-8")
     assert run(["email", "render", "coupon-offer", "--contact", str(contact), "--out", str(tmp_path / "out")]) == 0
     subject = (tmp_path / "out" / "subject.txt").read_text(encoding="utf-8")
     assert subject == "Jonas, 100\u00a0$ off your next hire is yours\n"  # German number style

@@ -30,7 +30,7 @@ def chromium(url: str, work: Path) -> tuple[str, Path]:
          "--disable-background-networking", "--disable-component-update", "--disable-sync",
          f"--user-data-dir={work / 'profile'}", f"--screenshot={shot}", "--window-size=1280,1600", "--dump-dom", url],
         capture_output=True, text=True, timeout=120, check=False,
-    )  # fmt: skip
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     return result.stdout, shot
 

@@ -197,9 +197,9 @@ def test_context_is_plain_values_only():
         "c1", identifiers={IdentifierKind.FIRST_NAME: "b" * 64}, preferred_categories=("design",),
         history={"last_project": "logo", "when": __import__("datetime").date(2026, 1, 2), "obj": object()},
         lifecycle_stage="lapsing", extra={"locale": "fr-FR"},
-    )  # fmt: skip
+    )
     context = build_context(contact, campaign="wb", stage="awareness", step=1, unsubscribe_url="https://u.example/t",
-                            coupon={"code": "WB-1", "amount": 100, "currency": "USD", "expires_on": None})  # fmt: skip
+                            coupon={"code": "WB-1", "amount": 100, "currency": "USD", "expires_on": None})
     assert context["first_name"] == "" and context["last_name"] == "Lovelace" and context["locale"] == "fr_FR"
     assert context["history"]["when"] == "2026-01-02" and context["history"]["obj"].startswith("<object")
     allowed = (str, int, float, bool, type(None), list, dict)

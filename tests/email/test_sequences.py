@@ -14,7 +14,7 @@ from crm_activation.email.sequences import Enrollment, assign_variant, due_step,
 
 D0 = date(2026, 11, 2)
 STEPS = (StepConfig(template="a", delay_days=0), StepConfig(template="b", delay_days=3),
-         StepConfig(template="c", delay_days=7))  # fmt: skip
+         StepConfig(template="c", delay_days=7))
 ENROLLED = Enrollment("awareness", D0)
 
 
@@ -75,7 +75,7 @@ def test_stage_change_restarts_at_the_new_stage_step_one_and_is_recorded(db):
     assert due_step(STEPS, moved, ledger.done_steps("c1", "consideration"), day(5), False).step == 1
     rows = db.execute("SELECT stage, enrolled_on, ended_on, end_reason FROM email_enrollments ORDER BY id").fetchall()
     assert rows == [("awareness", "2026-11-02", "2026-11-06", "stage changed to consideration"),
-                    ("consideration", "2026-11-06", None, None)]  # fmt: skip
+                    ("consideration", "2026-11-06", None, None)]
     back, _ = ledger.enroll("c1", "awareness", day(9))  # back to awareness: step 1 there was already sent
     assert due_step(STEPS, back, ledger.done_steps("c1", "awareness"), day(9), False) is None
     assert due_step(STEPS, back, ledger.done_steps("c1", "awareness"), day(12), False).step == 2

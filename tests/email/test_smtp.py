@@ -31,14 +31,14 @@ def message_for(recipient: str, sample: str = "hostile", step: int = 1):
     mid = message_id(KEY, "wb", recipient, "awareness", step, CONFIG.from_domain)
     msg = build_message(rendered, from_address=CONFIG.from_address, to_address=recipient, message_id=mid,
                         unsubscribe=unsubscribe, to_name='Ann "<b>" Lee', feedback_id="wb:awareness-1:warm:fh",
-                        date=datetime(2026, 11, 2, 15, 0, tzinfo=UTC))  # fmt: skip
+                        date=datetime(2026, 11, 2, 15, 0, tzinfo=UTC))
     return msg, unsubscribe, mid
 
 
 def transport(server, sleeps: list[float] | None = None, **kwargs) -> SmtpTransport:
     record = sleeps if sleeps is not None else []
     return SmtpTransport(server.credentials(**kwargs.pop("credentials", {})), sleep=record.append,
-                         initial_wait=0.01, max_wait=0.05, **kwargs)  # fmt: skip
+                         initial_wait=0.01, max_wait=0.05, **kwargs)
 
 
 def test_message_arrives_with_headers_parts_and_escaping(smtp_server):
@@ -158,7 +158,7 @@ def test_unreachable_relay_stops_the_channel_after_retries():
     from .conftest import free_port
 
     creds = EmailCredentials(smtp_host="127.0.0.1", smtp_port=free_port(), smtp_starttls=False, smtp_timeout=2,
-                             unsubscribe_key=KEY)  # fmt: skip
+                             unsubscribe_key=KEY)
     sleeps: list[float] = []
     msg, _, _ = message_for("x@example.com", "typical")
     with (
@@ -174,7 +174,7 @@ def test_auth_over_plain_connection(start_smtp):
     # aiosmtpd refuses AUTH before TLS unless told otherwise; this test checks the login itself, the STARTTLS
     # test below checks AUTH the way production uses it.
     server = start_smtp(authenticator=authenticator(b"mailer", b"s3cret-pass"), auth_required=True,
-                        auth_require_tls=False)  # fmt: skip
+                        auth_require_tls=False)
     creds = {"smtp_username": SecretStr("mailer"), "smtp_password": SecretStr("s3cret-pass")}
     msg, _, _ = message_for("a@example.com", "typical")
     with transport(server, credentials=creds) as smtp:
@@ -197,7 +197,7 @@ def self_signed(tmp_path_factory):
          "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(folder / "key.pem"),
          "-out", str(folder / "cert.pem")],
         check=True, capture_output=True,
-    )  # fmt: skip
+    )
     return folder / "cert.pem", folder / "key.pem"
 
 
@@ -206,7 +206,7 @@ def test_starttls_and_auth(start_smtp, self_signed):
     server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     server_ctx.load_cert_chain(cert, key)
     server = start_smtp(tls_context=server_ctx, require_starttls=True, auth_required=True,
-                        authenticator=authenticator(b"mailer", b"s3cret-pass"))  # fmt: skip
+                        authenticator=authenticator(b"mailer", b"s3cret-pass"))
     client_ctx = ssl.create_default_context(cafile=str(cert))  # verifies the certificate and the host name
     creds = {"smtp_username": SecretStr("mailer"), "smtp_password": SecretStr("s3cret-pass"), "smtp_starttls": True}
     msg, _, _ = message_for("tls@example.com", "typical")
@@ -226,10 +226,10 @@ def test_message_builder_refuses_header_injection():
     unsubscribe = links(KEY, "wb", "c", CONFIG.unsubscribe_url, CONFIG.unsubscribe_mailbox)
     with pytest.raises(ValueError):
         build_message(rendered, from_address=CONFIG.from_address, to_address="not-an-address", message_id="<a@b>",
-                      unsubscribe=unsubscribe)  # fmt: skip
+                      unsubscribe=unsubscribe)
     with pytest.raises(ValueError):
         build_message(rendered, from_address=CONFIG.from_address, to_address="a@b.example",
-                      message_id="<a@b>\r\nBcc: x@y", unsubscribe=unsubscribe)  # fmt: skip
+                      message_id="<a@b>\r\nBcc: x@y", unsubscribe=unsubscribe)
     msg = build_message(rendered, from_address=CONFIG.from_address, to_address="a@b.example", message_id="<a@b>",
-                        unsubscribe=unsubscribe, to_name="Eve\r\nBcc: x@y.example")  # fmt: skip
+                        unsubscribe=unsubscribe, to_name="Eve\r\nBcc: x@y.example")
     assert msg["Bcc"] is None and "\n" not in str(msg["To"])

@@ -22,7 +22,7 @@ def simulated(tmp_path_factory):
     folder = tmp_path_factory.mktemp("sim")
     campaign = write_campaign(folder, MEASUREMENT)
     code = main(["simulate", str(campaign), "--contacts", "25000", "--state", str(folder / "sim.sqlite"),
-                 "--conversions", str(folder / "conversions.csv"), "--seed", "3"])  # fmt: skip
+                 "--conversions", str(folder / "conversions.csv"), "--seed", "3"])
     assert code == 0
     return folder, campaign
 
@@ -31,7 +31,7 @@ def test_report_recovers_the_simulated_truth(simulated, capsys):
     folder, campaign = simulated
     capsys.readouterr()
     code = main(["report", str(campaign), "--state", str(folder / "sim.sqlite"), "--json",
-                 "--conversions", str(folder / "conversions.csv"), "--out", str(folder / "report")])  # fmt: skip
+                 "--conversions", str(folder / "conversions.csv"), "--out", str(folder / "report")])
     assert code == 0
     report = json.loads(capsys.readouterr().out)
     truth = json.loads((folder / "conversions.truth.json").read_text())["uplift"]
@@ -51,18 +51,18 @@ def test_report_recovers_the_simulated_truth(simulated, capsys):
     assert overall["uplift_low"] > 0.2  # the Upwork-like +34%-and-more is found
     assert report["conversions"]["not_in_experiment"] > 0 and report["conversions"]["rejected"]
     for name in ("report.json", "summary.csv", "daily.csv", "recommendations.csv", "report.html",
-                 "conversion-rejects.csv"):  # fmt: skip
+                 "conversion-rejects.csv"):
         assert (folder / "report" / name).stat().st_size > 0, name
 
 
 def test_terminal_report_and_simulate_conversions_on_an_existing_ledger(simulated, capsys, tmp_path):
     folder, campaign = simulated
     code = main(["simulate-conversions", str(campaign), "--state", str(folder / "sim.sqlite"),
-                 "--out", str(tmp_path / "again.csv"), "--seed", "9", "--noise", "0"])  # fmt: skip
+                 "--out", str(tmp_path / "again.csv"), "--seed", "9", "--noise", "0"])
     assert code == 0 and (tmp_path / "again.truth.json").exists()
     capsys.readouterr()
     code = main(["report", str(campaign), "--state", str(folder / "sim.sqlite"),
-                 "--conversions", str(tmp_path / "again.csv"), "--out", str(tmp_path / "out")])  # fmt: skip
+                 "--conversions", str(tmp_path / "again.csv"), "--out", str(tmp_path / "out")])
     out = capsys.readouterr().out
     assert code == 0
     assert "account_created (cumulative)" in out and "spend ranking" in out and "always-valid" in out
@@ -72,7 +72,7 @@ def test_terminal_report_and_simulate_conversions_on_an_existing_ledger(simulate
 def test_refuses_to_simulate_into_an_existing_ledger(simulated, capsys):
     folder, campaign = simulated
     code = main(["simulate", str(campaign), "--contacts", "10", "--state", str(folder / "sim.sqlite"),
-                 "--conversions", str(folder / "x.csv")])  # fmt: skip
+                 "--conversions", str(folder / "x.csv")])
     assert code == 2 and "already holds a ledger" in capsys.readouterr().err
 
 
@@ -81,13 +81,13 @@ def test_input_errors_exit_2(simulated, capsys, tmp_path):
     state = str(folder / "sim.sqlite")
     out = str(tmp_path / "out")
     assert main(["report", str(campaign), "--state", state, "--conversions", str(tmp_path / "none.csv"),
-                 "--out", out]) == 2  # fmt: skip
+                 "--out", out]) == 2
     assert "input file not found" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()  # nothing written when an input is missing
     assert main(["report", str(campaign), "--state", state, "--out", str(tmp_path / "o")]) == 2
     assert "pass --conversions FILE" in capsys.readouterr().err
     assert main(["report", str(campaign), "--state", str(tmp_path / "missing.sqlite"), "--out", out,
-                 "--conversions", str(folder / "conversions.csv")]) == 2  # fmt: skip
+                 "--conversions", str(folder / "conversions.csv")]) == 2
     assert "state database not found" in capsys.readouterr().err
     assert not (tmp_path / "missing.sqlite").exists()
 

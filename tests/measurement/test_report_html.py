@@ -33,7 +33,7 @@ def render(page: Path, work: Path) -> tuple[str, str, Path]:
          f"--user-data-dir={work / 'profile'}", f"--screenshot={shot}", "--window-size=1280,2000",
          "--enable-logging=stderr", "--v=0", "--dump-dom", page.resolve().as_uri()],
         capture_output=True, text=True, timeout=120, check=False,
-    )  # fmt: skip
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     return result.stdout, result.stderr, shot
 
@@ -51,7 +51,7 @@ def report_page(tmp_path_factory) -> Path:
     store = StateStore(folder / "state.sqlite")  # a segment name a CRM export could carry
     run = store.db.execute("SELECT run_id FROM runs").fetchone()[0]
     store.record_holdout(CAMPAIGN_ID, run, [(f"h{i}", ("test", "control")[i % 2], "US", HOSTILE, "email", "email",
-                                             "awareness") for i in range(40)])  # fmt: skip
+                                             "awareness") for i in range(40)])
     store.close()
     built = build_report(loaded, folder / "out", folder / "conversions.csv", folder / "state.sqlite")
     return built.files["html"]

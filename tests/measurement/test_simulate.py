@@ -61,7 +61,7 @@ def test_truth_no_channel_no_uplift_and_cut_truths():
     p_control, p_test = rates(spec, spec.kpi("hire"), none)
     assert p_control == p_test > 0
     contacts = [Exposure(f"{i}", "test", "US", s, "email", ("email",), 0.0)
-                for i, s in enumerate(["high_potential", "low_potential"] * 50)]  # fmt: skip
+                for i, s in enumerate(["high_potential", "low_potential"] * 50)]
     truth = truth_table(spec, contacts, ["account_created"])["account_created"]
     assert truth["segment=high_potential"] == pytest.approx(0.8 * 0.6)
     assert truth["overall"] == pytest.approx(expected_uplift(spec, "account_created", contacts))
@@ -71,7 +71,7 @@ def test_truth_no_channel_no_uplift_and_cut_truths():
 def test_events_respect_entry_and_window():
     spec = SimulationSpec(days=10)
     contacts = [Exposure(f"c{i}", "test" if i % 2 else "control", "US", "high_potential", "email", ("email",),
-                         1000.25 + (i % 3) * 86_400) for i in range(3000)]  # fmt: skip
+                         1000.25 + (i % 3) * 86_400) for i in range(3000)]
     rows = simulate_events(spec, contacts, ["account_created"], 1000.25, seed=3, events=["signup"])
     entered = {c.contact_id: c.entered_at for c in contacts}
     for cid, event, moment, _ in rows:

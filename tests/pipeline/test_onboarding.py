@@ -96,7 +96,7 @@ def test_column_mapping_and_renames() -> None:
     [("true", True), ("FALSE", False), ("yes", True), ("No", False), ("y", True), ("N", False), ("1", True),
      ("0", False), ("granted", True), ("Denied", False), ("", None), ("  ", None), (True, True), (0, False),
      (None, None)],
-)  # fmt: skip
+)
 def test_booleans(text: Any, expected: bool | None) -> None:
     assert parse_bool(text) is expected
     parsed = parser().parse(row({"contact_id": "c", "consent_email": text}))
@@ -211,7 +211,7 @@ def test_jsonl_native_values() -> None:
     ("text", "expected"),
     [("12", 12), ("-3", -3), ("0", 0), ("0.25", 0.25), ("-.5", -0.5), ("1e3", 1000.0), ("1.5E-2", 0.015),
      ("007", "007"), ("1_000", "1_000"), ("12a", "12a"), (" 4 ", 4), ("", None), ("٣", "٣"), ("+5", "+5")],
-)  # fmt: skip
+)
 def test_typed_values(text: str, expected: Any) -> None:
     result = typed_value(text)
     assert result == expected and type(result) is type(expected)

@@ -59,7 +59,13 @@ FAULTS = {scenario.name: scenario for scenario in DEFAULT_FAULT_SCENARIOS}
 def with_rule(cls: type, kind: IdentifierKind, **changes: Any) -> tuple[IdentifierRule, ...]:
     """The class's identifier rules with one rule changed."""
     return tuple(
-        IdentifierRule(r.kind, r.key, changes.get("normalize", r.normalize), changes.get("hashed", r.hashed), r.source)
+        IdentifierRule(
+            r.kind,
+            r.key,
+            changes.get("normalize", r.normalize),
+            hashed=changes.get("hashed", r.hashed),
+            source=r.source,
+        )
         if r.kind == kind
         else r
         for r in cls.identifier_rules
@@ -132,7 +138,7 @@ class RowPerIdentifierFacebook(FacebookConnector):
     def payload(self, members: Sequence[Member]) -> dict[str, Any]:
         schema = [key for key in self.schema_order if any(m.fields.get(key) for m in members)]
         rows = [[value if column == key else "" for column in schema]
-                for m in members for key, value in m.fields.items() if value and key in schema]  # fmt: skip
+                for m in members for key, value in m.fields.items() if value and key in schema]
         return {"schema": schema, "data": rows}
 
 
@@ -142,7 +148,7 @@ class MisalignedLinkedIn(LinkedInConnector):
     def _send(self, action: str, audience: AudienceRef, members: Sequence[Member]) -> BatchResult:
         elements = [self.element(action, m) for m in members]
         response = self._request("POST", f"/dmpSegments/{audience.remote_id}/users", json_body={"elements": elements},
-                                 headers={"X-RestLi-Method": "BATCH_CREATE"})  # fmt: skip
+                                 headers={"X-RestLi-Method": "BATCH_CREATE"})
         shifted = [*members[1:], members[0]]
         return _batch_result(response.json(), shifted, elements)
 
@@ -273,7 +279,7 @@ CASES = (
     Broken("token-in-error-message", FB, LeakyFacebook, CREDENTIALS, r"the ConfigError \(and its chain\) contains"),
     Broken("dry-run-sends", FB, SendsDuringDryRunFacebook, DRY_RUN, "a dry run reached the sandbox"),
     Broken("control-group-seeded", FB, SeedingFacebook, HOLDOUT, "control-group contacts reached the sandbox"),
-)  # fmt: skip
+)
 
 
 @pytest.mark.parametrize("case", CASES, ids=[case.name for case in CASES])
@@ -282,7 +288,7 @@ def test_the_kit_fails_a_broken_connector(case: Broken, tmp_path, monkeypatch) -
     method = getattr(contract, case.test)
     wanted = method.__code__.co_varnames[1 : method.__code__.co_argcount]
     available = {"tmp_path": tmp_path, "monkeypatch": monkeypatch, "fault_scenario": case.fault,
-                 "membership_scenario": BASIC_MEMBERSHIP}  # fmt: skip
+                 "membership_scenario": BASIC_MEMBERSHIP}
     try:
         with pytest.raises(AssertionError, match=case.match):
             method(**{name: available[name] for name in wanted})

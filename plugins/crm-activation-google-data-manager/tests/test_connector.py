@@ -79,7 +79,7 @@ def to_member(index: int, consent=None, *, full: bool = False, email: str | None
     if full:
         raw |= {IdentifierKind.PHONE: f"(415) 555-{index:04d}", IdentifierKind.FIRST_NAME: " Mary Ann ",
                 IdentifierKind.LAST_NAME: f"O'Neil{chr(97 + index % 26)}", IdentifierKind.ZIP: "94103-1234",
-                IdentifierKind.COUNTRY: "us"}  # fmt: skip
+                IdentifierKind.COUNTRY: "us"}
     fields = {}
     for kind, value in raw.items():
         rule = GoogleDataManagerConnector.rule_for(kind)
@@ -130,7 +130,7 @@ def test_declarations() -> None:
     assert {(i["key"], i["hashed"]) for i in described["identifiers"]} == {
         ("emailAddress", True), ("phoneNumber", True), ("givenName", True), ("familyName", True),
         ("postalCode", False), ("regionCode", False),
-    }  # fmt: skip
+    }
     assert all(rule.source for rule in GoogleDataManagerConnector.identifier_rules)
 
 
@@ -277,7 +277,7 @@ def test_request_bodies_follow_the_contract(sandbox) -> None:
         "operatingAccount": {"accountType": "GOOGLE_ADS", "accountId": "1234567890"},
         "productDestinationId": ref.remote_id,
         "loginAccount": {"accountType": "GOOGLE_ADS", "accountId": "5550001111"},
-    }]  # fmt: skip
+    }]
     assert ingest["encoding"] == remove["encoding"] == "HEX"
     assert ingest["termsOfService"] == {"customerMatchTermsOfServiceStatus": "ACCEPTED"}
     fields = batch[0].fields
@@ -288,7 +288,7 @@ def test_request_bodies_follow_the_contract(sandbox) -> None:
                          "regionCode": "US", "postalCode": "94103"}},
         ]},
         "consent": {"adUserData": "CONSENT_GRANTED", "adPersonalization": "CONSENT_GRANTED"},
-    }  # fmt: skip
+    }
     assert ingest["audienceMembers"][1]["consent"]["adPersonalization"] == "CONSENT_STATUS_UNSPECIFIED"
     assert "termsOfService" not in remove and all("consent" not in m for m in remove["audienceMembers"])
     logged = [r for r in app.requests if "/userLists" in r["path"]]
@@ -344,7 +344,7 @@ def ingest_body(destination: dict, audience_members: list[dict]) -> dict:
 
 def post_ingest(server: SandboxServer, body: dict) -> requests.Response:
     grant = {"grant_type": "refresh_token", "client_id": CLIENT_ID, "client_secret": CLIENT_SECRET,
-             "refresh_token": REFRESH_TOKEN}  # fmt: skip
+             "refresh_token": REFRESH_TOKEN}
     token = requests.post(f"{server.url}/token", data=grant, timeout=5).json()["access_token"]
     headers = {"Authorization": f"Bearer {token}"}
     return requests.post(f"{server.url}/v1/audienceMembers:ingest", json=body, headers=headers, timeout=10)
@@ -488,7 +488,7 @@ http: {max_attempts: 8, initial_wait: 0.001, max_wait: 0.01, read_timeout: 0.5}
 def cli(folder: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "CRM_ACTIVATION_GOOGLE_DATA_MANAGER_CLIENT_ID": CLIENT_ID,
            "CRM_ACTIVATION_GOOGLE_DATA_MANAGER_CLIENT_SECRET": CLIENT_SECRET,
-           "CRM_ACTIVATION_GOOGLE_DATA_MANAGER_REFRESH_TOKEN": REFRESH_TOKEN}  # fmt: skip
+           "CRM_ACTIVATION_GOOGLE_DATA_MANAGER_REFRESH_TOKEN": REFRESH_TOKEN}
     command = Path(sys.executable).with_name("crm-activation")
     return subprocess.run([str(command), *args], cwd=folder, env=env, capture_output=True, text=True, timeout=120)
 

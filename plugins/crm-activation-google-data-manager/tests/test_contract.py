@@ -46,7 +46,7 @@ class TestGoogleDataManagerContract(ConnectorContract):
                          note="Google's formatter trims and lowercases; its hashing drops inner whitespace"),
         IdentifierVector(kind=IdentifierKind.ZIP, raw="SW1A 1AA", country="GB", normalized="SW1A 1AA"),
         IdentifierVector(kind=IdentifierKind.COUNTRY, raw="gb", normalized="GB"),
-    )  # fmt: skip
+    )
 
     def sandbox_audiences(self, app: SandboxApp) -> set[str]:
         accounts = app.state()["accounts"].values()

@@ -168,7 +168,7 @@ def test_account_settings_follow_the_region() -> None:
     assert fe.base_url == "https://advertising-api-fe.amazon.com"
     assert fe.token_url == "https://api.amazon.co.jp/auth/o2/token"
     for bad in ({"advertiser_id": "adv-1"}, {"region": "US"}, {"ttl_seconds": -1}, {"country_code": "Narnia"},
-                {"job_wait_seconds": -1}):  # fmt: skip
+                {"job_wait_seconds": -1}):
         with pytest.raises(ValidationError):
             AmazonDspAccount(**({"advertiser_id": "1"} | bad))
 
@@ -221,7 +221,7 @@ def test_external_user_id_is_keyed_stable_and_valid() -> None:
         (400, {"message": "records[0]: action must be CREATE or DELETE"}, None),
         (200, {"error": "invalid_grant"}, None),
     ],
-)  # fmt: skip
+)
 def test_classifier_reads_amazon_error_bodies(status: int, body: dict, expected: Action | None) -> None:
     assert AmazonDspConnector.classify_response(HttpResponse(status, {}, json.dumps(body).encode())) is expected
 
@@ -278,7 +278,7 @@ def test_tokens_refused_on_first_use_are_a_configuration_error(sandbox, creds) -
         ("refresh_token", "Atzr|IwEBIrevokedREFRESH999999", "invalid_grant"),
         ("client_secret", "amzn1.oa2-cs.v1.wrongSECRET99", "invalid_client"),
     ],
-)  # fmt: skip
+)
 def test_refused_credentials_are_a_configuration_error_without_secrets(sandbox, creds, log_file, field, value, code):
     app, server = sandbox
     wrong = creds.model_copy(update={field: SecretStr(value)})
@@ -429,7 +429,7 @@ def test_country_less_records_in_the_eu_region_need_consent(sandbox, creds) -> N
     connector = make_connector(server, creds, AmazonDspAccount(advertiser_id=ACCOUNT.advertiser_id, region="EU"))
     audience = connector.ensure_audience(SPEC, None)
     batch = [to_member("none", {IdentifierKind.EMAIL: "a@example.com"}, None, None),
-             to_member("yes", {IdentifierKind.EMAIL: "b@example.com"}, None, True)]  # fmt: skip
+             to_member("yes", {IdentifierKind.EMAIL: "b@example.com"}, None, True)]
     result = connector.add_members(audience, batch)
     assert [r.contact_id for r in result.rejections] == ["none"]
     assert ids_of(app, audience) == {ext("yes")}
@@ -467,7 +467,7 @@ def test_malformed_records_are_refused_whole_and_bad_values_per_record(sandbox, 
     ]
     assert ids_of(app, audience) == ids_for(good)
     for broken in ({"externalUserId": "crm id with spaces"}, {"action": "ADD"}, {"hashedPII": [{"zip": "x"}]},
-                   {"countryCode": "UK"}):  # fmt: skip
+                   {"countryCode": "UK"}):
         with pytest.raises(FatalError) as caught:
             post_records(connector, audience, [record_for(good[0]) | broken])
         assert caught.value.response.status == 400 and "records[0]" in caught.value.response.json()["message"]

@@ -35,7 +35,7 @@ class AmazonDspContract(ConnectorContract):
         IdentifierVector(kind=IdentifierKind.PHONE, raw="+1 (415) 555-0123", normalized="14155550123"),
         IdentifierVector(kind=IdentifierKind.CITY, raw="São Paulo", normalized="saopaulo", country="BR"),
         IdentifierVector(kind=IdentifierKind.COUNTRY, raw="uk", normalized="GB"),
-    )  # fmt: skip
+    )
 
     def sandbox_audiences(self, app: AmazonDspSandbox) -> set[str]:
         return set(app.state()["audiences"])

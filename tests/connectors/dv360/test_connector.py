@@ -144,7 +144,7 @@ def test_account_settings_are_validated() -> None:
     assert ACCOUNT.membership_duration_days == 540
     assert ACCOUNT.token_url == "https://oauth2.googleapis.com/token"
     for bad in ({"advertiser_id": "adv-1"}, {"advertiser_id": "1", "membership_duration_days": 0},
-                {"advertiser_id": "1", "membership_duration_days": 541}):  # fmt: skip
+                {"advertiser_id": "1", "membership_duration_days": 541}):
         with pytest.raises(ValidationError):
             Dv360Account(**bad)
 
@@ -326,7 +326,7 @@ def test_sandbox_refuses_a_bad_creation(sandbox, creds) -> None:
     connector = make_connector(server, creds)
     good = {"displayName": "x", "audienceType": "CUSTOMER_MATCH_CONTACT_INFO", "membershipDurationDays": "30"}
     for change in ({"membershipDurationDays": "10000"}, {"audienceType": "CUSTOMER_MATCH_DEVICE_ID"},
-                   {"displayName": ""}, {"bogus": 1}):  # fmt: skip
+                   {"displayName": ""}, {"bogus": 1}):
         with pytest.raises(FatalError, match="INVALID_ARGUMENT"):
             path = "/v4/firstPartyAndPartnerAudiences"
             connector.http.request("POST", path, params={"advertiserId": ADVERTISER}, json_body=good | change)
@@ -369,7 +369,7 @@ def test_consent_splits_a_batch_and_denied_contacts_are_refused(sandbox, creds) 
     ]
     assert "DENIED" not in json.dumps(app.requests)
     assert app.state()["audiences"][audience.remote_id]["consent"] == {
-        "GRANTED/GRANTED": 4, "UNSPECIFIED/UNSPECIFIED": 2, "GRANTED/UNSPECIFIED": 1}  # fmt: skip
+        "GRANTED/GRANTED": 4, "UNSPECIFIED/UNSPECIFIED": 2, "GRANTED/UNSPECIFIED": 1}
     assert rows_of(app, audience) == rows_for(batch)
 
 
@@ -388,7 +388,7 @@ def test_address_is_sent_only_when_complete(sandbox, creds) -> None:
             {"hashedEmails": [sha256_hex("a@example.com")]},
         ],
         key=canonical,
-    )  # fmt: skip
+    )
 
 
 def test_malformed_contacts_are_refused_before_sending(sandbox, creds) -> None:
@@ -402,7 +402,7 @@ def test_malformed_contacts_are_refused_before_sending(sandbox, creds) -> None:
         Member("hashed-zip", {"hashedFirstName": sha256_hex("a"), "hashedLastName": sha256_hex("b"),
                               "zipCodes": sha256_hex("94103"), "countryCode": "US"}),
         Member("names-only", {"hashedFirstName": sha256_hex("a"), "hashedLastName": sha256_hex("b")}),
-    ]  # fmt: skip
+    ]
     result = connector.add_members(audience, good + bad)
     assert result.received == 3
     assert [r.contact_id for r in result.rejections] == ["raw-email", "upper-hash", "hashed-zip", "names-only"]
@@ -450,7 +450,7 @@ def test_batches_over_the_limit_are_refused_by_connector_and_sandbox(sandbox, cr
                             IdentifierKind.FIRST_NAME: "A", IdentifierKind.LAST_NAME: "B",
                             IdentifierKind.ZIP: "94103", IdentifierKind.COUNTRY: "US"})
         for i in range(20)
-    ]  # fmt: skip
+    ]
     with pytest.raises(FatalError, match="after splitting"):
         connector.add_members(audience, rich)
     connector.add_members(audience, rich[:16])  # 48 members
@@ -535,6 +535,6 @@ def test_dry_run_records_the_token_request_masked_and_sends_nothing(sandbox, cre
         ("POST", "dry-run-spring-sale-awareness:editCustomerMatchMembers"),
     ]
     assert lines[0]["body"] == {"grant_type": "refresh_token", "client_id": "***", "client_secret": "***",
-                                "refresh_token": "***"}  # fmt: skip
+                                "refresh_token": "***"}
     assert all(line["headers"]["Authorization"] == "***" for line in lines[1:])
     assert lines[3]["body"]["addedContactInfoList"]["consent"]["adUserData"] == GRANTED

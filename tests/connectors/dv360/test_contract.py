@@ -38,7 +38,7 @@ class Dv360Contract(ConnectorContract):
         IdentifierVector(kind=IdentifierKind.FIRST_NAME, raw=" Mary Ann ", normalized="maryann"),
         IdentifierVector(kind=IdentifierKind.ZIP, raw="94103-1234", normalized="94103"),
         IdentifierVector(kind=IdentifierKind.COUNTRY, raw="gb", normalized="GB"),
-    )  # fmt: skip
+    )
 
     def sandbox_audiences(self, app: Dv360Sandbox) -> set[str]:
         return {aid for aid, audience in app.state()["audiences"].items() if not audience["deleted"]}

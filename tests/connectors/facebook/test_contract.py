@@ -28,7 +28,7 @@ class FacebookContract(ConnectorContract):
         IdentifierVector(kind=IdentifierKind.MAID, raw="6D92078A-8246-4BA4-AE5B-76104861E7DC",
                          normalized="6d92078a-8246-4ba4-ae5b-76104861e7dc"),
         IdentifierVector(kind=IdentifierKind.EXTERNAL_ID, raw=" crm-1 ", normalized="crm-1"),
-    )  # fmt: skip
+    )
 
     def sandbox_audiences(self, app: FacebookSandbox) -> set[str]:
         return {aid for aid, audience in app.state()["audiences"].items() if not audience["deleted"]}

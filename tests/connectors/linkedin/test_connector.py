@@ -133,7 +133,7 @@ def test_registers_through_the_entry_point() -> None:
 def test_account_and_credentials_are_validated() -> None:
     assert ACCOUNT.ad_account_id == "507404993" and ACCOUNT.account_urn == "urn:li:sponsoredAccount:507404993"
     for bad in ({"ad_account_id": "act_1"}, {"source_platform": "segment"}, {"api_version": "2026-08"},
-                {"api_version": "202613"}, {"maid_id_type": "IDFA"}):  # fmt: skip
+                {"api_version": "202613"}, {"maid_id_type": "IDFA"}):
         with pytest.raises(ValidationError):
             LinkedInAccount(**({"ad_account_id": "1", "source_platform": "X"} | bad))
     with pytest.raises(ValidationError, match="source_platform"):
@@ -268,7 +268,7 @@ def test_duplicate_segments_converge_on_the_oldest(sandbox) -> None:
     _, server = sandbox
     connector = make_connector(server)
     body = {"name": "dup", "account": ACCOUNT.account_urn, "sourcePlatform": "CRM_ACTIVATION",
-            "sourceSegmentId": SPEC.key, "type": "USER", "destinations": [{"destination": "LINKEDIN"}]}  # fmt: skip
+            "sourceSegmentId": SPEC.key, "type": "USER", "destinations": [{"destination": "LINKEDIN"}]}
     headers = {"LinkedIn-Version": "202608", "X-Restli-Protocol-Version": "2.0.0"}
     ids = [connector.http.request("POST", "/rest/dmpSegments", json_body=body, headers=headers) for _ in range(2)]
     oldest = ids[0].headers["x-linkedin-id"]  # as a create retried after a timeout leaves behind
@@ -339,7 +339,7 @@ def test_elements_carry_typed_ids_and_clear_fields(sandbox) -> None:
         "p1",
         {IdentifierKind.EMAIL: "ann@example.com", IdentifierKind.MAID: MAID, IdentifierKind.FIRST_NAME: "Ann",
          IdentifierKind.LAST_NAME: "Lee", IdentifierKind.COUNTRY: "us"},
-    )  # fmt: skip
+    )
     for maid_type in ("GOOGLE_AID", "APPLE_IDFA"):
         app.reset()
         account = ACCOUNT.model_copy(update={"maid_id_type": maid_type})
@@ -460,7 +460,7 @@ def test_an_expired_token_is_refreshed_transparently(tmp_path: Path) -> None:
         assert ids_of(app, audience) == ids_for(members(0, 20))
         assert [r["status"] for r in app.requests if r["path"] != "/rest/dmpSegments"] == [
             401, 200, 200, 401, 200, 200
-        ]  # fmt: skip
+        ]
         assert len(app.issued) == 2 and connector.http.auth.token == app.issued[-1]
         assert connector.http.redactor.redact(app.issued[-1]) == "***"
     log = (tmp_path / "linkedin.jsonl").read_text()

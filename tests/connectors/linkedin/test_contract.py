@@ -32,7 +32,7 @@ class LinkedInContract(ConnectorContract):
                          note="names in clear, as the member spells them"),
         IdentifierVector(kind=IdentifierKind.FIRST_NAME, raw="A" * 36, normalized=None, note="over 35 characters"),
         IdentifierVector(kind=IdentifierKind.COUNTRY, raw="gb", normalized="GB"),
-    )  # fmt: skip
+    )
 
     def sandbox_audiences(self, app: LinkedInSandbox) -> set[str]:
         return {sid for sid, segment in app.state()["segments"].items() if not segment["deleted"]}

@@ -548,6 +548,6 @@ def test_dry_run_records_requests_without_the_password_or_token(sandbox, creds, 
     assert [(line["method"], line["url"].split("?")[0].rsplit("/", 1)[-1]) for line in lines] == [
         ("POST", "auth"), ("GET", "batch-segment"), ("GET", "segment"), ("POST", "segment"),
         ("POST", "batch-segment"), ("POST", "dry"), ("GET", "batch-segment"),
-    ]  # fmt: skip
+    ]
     assert lines[0]["body"] == {"auth": {"username": USERNAME, "password": "***"}}
     assert lines[5]["body"].splitlines() == [f"{uid(i)},{audience.remote_id}:0" for i in range(3)]

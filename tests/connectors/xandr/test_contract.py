@@ -25,7 +25,7 @@ class XandrContract(ConnectorContract):
         IdentifierVector(kind=IdentifierKind.XANDR_UID, raw=" 5727816213491965430 ", normalized="5727816213491965430"),
         IdentifierVector(kind=IdentifierKind.XANDR_UID, raw=str(2**64), normalized=None, note="above 64 bits"),
         IdentifierVector(kind=IdentifierKind.XANDR_UID, raw="a" * 64, normalized=None, note="a hash is no user id"),
-    )  # fmt: skip
+    )
 
     def sandbox_audiences(self, app: XandrSandbox) -> set[str]:
         return set(app.state()["segments"])

@@ -90,12 +90,12 @@ class GoogleDataManagerConnector(Connector):
     account_model = GoogleDataManagerAccount
     credentials_model = GoogleDataManagerCredentials
     identifier_rules = (
-        IdentifierRule(IdentifierKind.EMAIL, EMAIL, email_data_manager, True, SOURCE),
-        IdentifierRule(IdentifierKind.PHONE, PHONE, norm.phone_e164, True, SOURCE),
-        IdentifierRule(IdentifierKind.FIRST_NAME, GIVEN_NAME, norm.name_trimmed_lower, True, SOURCE),
-        IdentifierRule(IdentifierKind.LAST_NAME, FAMILY_NAME, norm.name_trimmed_lower, True, SOURCE),
-        IdentifierRule(IdentifierKind.ZIP, POSTAL_CODE, norm.zip_clear, False, _CLEAR),
-        IdentifierRule(IdentifierKind.COUNTRY, REGION_CODE, norm.country_upper, False, _CLEAR),
+        IdentifierRule(IdentifierKind.EMAIL, EMAIL, email_data_manager, hashed=True, source=SOURCE),
+        IdentifierRule(IdentifierKind.PHONE, PHONE, norm.phone_e164, hashed=True, source=SOURCE),
+        IdentifierRule(IdentifierKind.FIRST_NAME, GIVEN_NAME, norm.name_trimmed_lower, hashed=True, source=SOURCE),
+        IdentifierRule(IdentifierKind.LAST_NAME, FAMILY_NAME, norm.name_trimmed_lower, hashed=True, source=SOURCE),
+        IdentifierRule(IdentifierKind.ZIP, POSTAL_CODE, norm.zip_clear, hashed=False, source=_CLEAR),
+        IdentifierRule(IdentifierKind.COUNTRY, REGION_CODE, norm.country_upper, hashed=False, source=_CLEAR),
     )
     # An address identifies someone only with all four parts, which a set of single kinds cannot say, so
     # address-only contacts are ineligible (as for DV360); the address is sent alongside e-mail and phone.
@@ -141,7 +141,7 @@ class GoogleDataManagerConnector(Connector):
             self.http.request(
                 "GET", f"/v1/{self.account.parent}/userLists", params={"pageSize": 1}, headers=self._login_header(),
                 dry_run_result={"userLists": []},
-            )  # fmt: skip
+            )
         except FatalError as error:
             status = google_error(response_of(error)).get("status", "refused")
             raise ConfigError(f"{self.platform}: account {self.account.parent} could not be read ({status})") from None
@@ -153,7 +153,7 @@ class GoogleDataManagerConnector(Connector):
             found = self._get(str(pinned).strip())
             if found is None:
                 raise ConfigError(f"{self.platform}: audience {spec.name!r}: user list {pinned} does not exist in "
-                                  f"{self.account.parent}")  # fmt: skip
+                                  f"{self.account.parent}")
             return self._usable(spec, found)
         if known is not None:
             found = self._get(known.remote_id)
@@ -166,7 +166,7 @@ class GoogleDataManagerConnector(Connector):
             created = self.http.request(
                 "POST", f"/v1/{self.account.parent}/userLists", json_body=self._new_list(spec),
                 headers=self._login_header(), dry_run_result=self.dry_run_audience(spec),
-            ).json()  # fmt: skip
+            ).json()
         except FatalError:
             # A create that timed out after Google applied it is retried and refused as a duplicate name: the
             # list exists, so find it; anything else is a real refusal.
@@ -179,7 +179,7 @@ class GoogleDataManagerConnector(Connector):
     def dry_run_audience(self, spec: AudienceSpec) -> dict[str, Any]:
         """What the create call answers in a dry run: an id no user list can have (ids are numeric)."""
         return {"id": "dry-run-" + re.sub(r"[^A-Za-z0-9_-]", "-", spec.key), "displayName": spec.name,
-                "ingestedUserListInfo": {"uploadKeyTypes": [UPLOAD_KEY_CONTACT_ID]}}  # fmt: skip
+                "ingestedUserListInfo": {"uploadKeyTypes": [UPLOAD_KEY_CONTACT_ID]}}
 
     def add_members(self, audience: AudienceRef, members: Sequence[Member]) -> BatchResult:
         """One ingest request; each member carries its own consent; denied or malformed members are refused."""
@@ -194,7 +194,7 @@ class GoogleDataManagerConnector(Connector):
         request_id = None
         if sendable:
             request_id = self._send(INGEST_PATH, audience, sendable, {
-                "termsOfService": {"customerMatchTermsOfServiceStatus": TERMS_ACCEPTED}})  # fmt: skip
+                "termsOfService": {"customerMatchTermsOfServiceStatus": TERMS_ACCEPTED}})
         return BatchResult(received=len(sendable), rejections=tuple(rejections), job_id=request_id)
 
     def remove_members(self, audience: AudienceRef, members: Sequence[Member]) -> BatchResult:
@@ -211,7 +211,7 @@ class GoogleDataManagerConnector(Connector):
         and polling every batch would double the requests against the 300-a-minute project quota.
         """
         response = self.http.request("GET", REQUEST_STATUS_PATH, params={"requestId": request_id},
-                                     dry_run_result={"requestStatusPerDestination": []})  # fmt: skip
+                                     dry_run_result={"requestStatusPerDestination": []})
         return list(response.json().get("requestStatusPerDestination") or [])
 
     # -- payloads --------------------------------------------------------------------------------------------
@@ -224,7 +224,7 @@ class GoogleDataManagerConnector(Connector):
         }
         if account.login_account_type is not None:
             destination["loginAccount"] = {"accountType": account.login_account_type.value,
-                                           "accountId": account.login_account_id}  # fmt: skip
+                                           "accountId": account.login_account_id}
         return destination
 
     def audience_member(self, member: Member) -> dict[str, Any]:
@@ -254,7 +254,7 @@ class GoogleDataManagerConnector(Connector):
     def _send(self, path: str, audience: AudienceRef, members: list[dict[str, Any]], extra: dict[str, Any]) -> str:
         body = {"destinations": [self.destination(audience)], "audienceMembers": members, "encoding": ENCODING}
         response = self.http.request("POST", path, json_body={**body, **extra},
-                                     dry_run_result={"requestId": "dry-run-request"})  # fmt: skip
+                                     dry_run_result={"requestId": "dry-run-request"})
         return str(response.json().get("requestId") or "")
 
     # -- user lists ------------------------------------------------------------------------------------------
@@ -271,7 +271,7 @@ class GoogleDataManagerConnector(Connector):
             return self.http.request(
                 "GET", f"/v1/{self.account.parent}/userLists/{list_id}", headers=self._login_header(),
                 dry_run_result={"id": list_id, "ingestedUserListInfo": {"uploadKeyTypes": [UPLOAD_KEY_CONTACT_ID]}},
-            ).json()  # fmt: skip
+            ).json()
         except FatalError as error:
             if google_error(response_of(error)).get("status") == "NOT_FOUND":
                 return None
@@ -283,7 +283,7 @@ class GoogleDataManagerConnector(Connector):
         response = self.http.request(
             "GET", f"/v1/{self.account.parent}/userLists", params={"filter": f'display_name = "{quoted}"'},
             headers=self._login_header(), dry_run_result={"userLists": []},
-        )  # fmt: skip
+        )
         lists = [item for item in response.json().get("userLists") or () if item.get("displayName") == name]
         return lists[0] if lists else None
 

@@ -3,7 +3,7 @@
 Sources: "Format user data" (developers.google.com/data-manager/api/get-started/formatting) and Google's own
 formatter in the Data Manager utility library (`google.ads.datamanager_util.Formatter`). Where the shared rules in
 `crm_activation.normalization` give the same value they are reused, so a contact hashes alike for this connector
-and for DV360, as ../shared/platform-apis.md asks:
+and for DV360, as docs/platform-apis.md asks:
 
 - phone: `phone_e164` ("Include the plus sign (+) and the country code. All characters after the plus sign must
   be digits"). Google's formatter only strips non-digits; ours also parses national formats with the contact's

@@ -54,10 +54,10 @@ from .settings import (
 )
 
 _INGEST_FIELDS = {"destinations", "audienceMembers", "consent", "validateOnly", "encoding", "encryptionInfo",
-                  "termsOfService"}  # fmt: skip
+                  "termsOfService"}
 _REMOVE_FIELDS = {"destinations", "audienceMembers", "validateOnly", "encoding", "encryptionInfo"}
 _LIST_FIELDS = {"name", "displayName", "description", "membershipStatus", "integrationCode", "membershipDuration",
-                "ingestedUserListInfo", "targetNetworkInfo"}  # fmt: skip
+                "ingestedUserListInfo", "targetNetworkInfo"}
 _DESTINATION_FIELDS = {"reference", "loginAccount", "linkedAccount", "operatingAccount", "productDestinationId"}
 
 
@@ -84,7 +84,7 @@ class GoogleDataManagerSandbox(SandboxApp):
     platform = "google_data_manager"
 
     def __init__(self, credentials: Credentials, faults: FaultPlan | None = None, accounts: Iterable[str] | None = None,
-                 token_lifetime: int = 3599, clock: Callable[[], float] = time.monotonic) -> None:  # fmt: skip
+                 token_lifetime: int = 3599, clock: Callable[[], float] = time.monotonic) -> None:
         if not isinstance(credentials, GoogleDataManagerCredentials):
             raise TypeError("GoogleDataManagerSandbox needs GoogleDataManagerCredentials")
         super().__init__(credentials, faults)
@@ -120,7 +120,7 @@ class GoogleDataManagerSandbox(SandboxApp):
             "displayName": ul.display_name, "membershipDuration": ul.duration, "deleted": ul.deleted,
             "members": len(ul.members), "member_rows": [row(i) for i in sorted(ul.members)],
             "consent": dict(Counter(ul.members.values())),
-        } for list_id, ul in lists.items()} for account, lists in self.lists.items()}}  # fmt: skip
+        } for list_id, ul in lists.items()} for account, lists in self.lists.items()}}
 
     # -- dispatch --------------------------------------------------------------------------------------------
     def handle(self, request: SandboxRequest) -> SandboxResponse:
@@ -206,7 +206,7 @@ class GoogleDataManagerSandbox(SandboxApp):
                 "readOnly": False, "displayName": ul.display_name, "description": ul.description,
                 "membershipStatus": MEMBERSHIP_OPEN, "membershipDuration": ul.duration, "accessReason": "OWNED",
                 "ingestedUserListInfo": {"uploadKeyTypes": [UPLOAD_KEY_CONTACT_ID],
-                                         "contactIdInfo": {"dataSourceType": FIRST_PARTY}}}  # fmt: skip
+                                         "contactIdInfo": {"dataSourceType": FIRST_PARTY}}}
 
     def _list_lists(self, account: str, filter_text: str | None) -> SandboxResponse:
         live = {i: ul for i, ul in self.lists.get(account, {}).items() if not ul.deleted}
@@ -269,7 +269,7 @@ class GoogleDataManagerSandbox(SandboxApp):
             )
         default = consent(body.get("consent"), "consent") if ingest else {}
         checked = [member(m, f"audience_members.audience_members[{i}]", default, ingest)
-                   for i, m in enumerate(members)]  # fmt: skip
+                   for i, m in enumerate(members)]
         request_id = secrets.token_hex(16)
         if body.get("validateOnly") is True:
             return SandboxResponse(200, {"requestId": request_id})

@@ -24,7 +24,7 @@ from .settings import (
 )
 
 CODES = {"INVALID_ARGUMENT": 400, "UNAUTHENTICATED": 401, "PERMISSION_DENIED": 403, "NOT_FOUND": 404,
-         "ALREADY_EXISTS": 409, "RESOURCE_EXHAUSTED": 429, "UNAVAILABLE": 503}  # fmt: skip
+         "ALREADY_EXISTS": 409, "RESOURCE_EXHAUSTED": 429, "UNAVAILABLE": 503}
 _HASHED = ("emailAddress", "phoneNumber")
 #: A member as the sandbox keeps it: its identifiers as sorted (kind, value) pairs, an address as sorted pairs too.
 #: Tuples rather than JSON: building 10,000 identities per request must stay far below the client's timeout.
@@ -40,7 +40,7 @@ def google_error(status: str, message: str, reason: str | None = None, field_pat
     details: list[dict[str, Any]] = [
         {"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": reason or status,
          "domain": "datamanager.googleapis.com"}
-    ]  # fmt: skip
+    ]
     if reason:
         violation = {"field": field_path, "description": message, "reason": reason}
         details.append({"@type": "type.googleapis.com/google.rpc.BadRequest", "fieldViolations": [violation]})
@@ -99,7 +99,7 @@ def member(value: Any, where: str, default: dict[str, str], ingest: bool) -> tup
     if ingest and len(effective) != len(_CONSENTS):
         raise bad("REQUIRED_FIELD_MISSING", f"{where}.consent", "State both adUserData and adPersonalization.")
     label = "/".join(effective[k].removeprefix("CONSENT_") for k in _CONSENTS if k in effective)
-    return identity, label  # fmt: skip
+    return identity, label
 
 
 def identifier(value: Any, where: str) -> tuple[str, Any]:
