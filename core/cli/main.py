@@ -22,18 +22,18 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextC
 
 from ..campaign.loader import load_campaign
 from ..campaign.schema import EMAIL_CHANNEL
-from ..email.commands import add_email_commands
 from ..email.smtp_relay import SmtpSandbox
 from ..pipeline.engine import Engine, RunOptions, RunProgress
 from ..sdk.errors import ConfigError, CrmActivationError
 from ..sdk.plugins import collect_connectors, make_plugin_manager
 from ..sdk.redaction import PROCESS_REDACTOR, get_logger
 from ..sdk.sandbox import FaultPlan
-from ..state.database import LOCK_WAIT_SECONDS, StateLockedError, is_postgres_url
+from ..state.database import LOCK_WAIT_SECONDS, StateLockedError
 from .display import print_connectors, print_summary
+from .email import add_email_commands
 from .local_sandboxes import start_sandboxes
-
-STATE_HELP = "state database: a SQLite path or a postgresql:// URL (overrides the campaign's)"
+from .measurement import add_measurement_commands, report, simulate
+from .options import STATE_HELP, state_target
 
 log = get_logger("crm_activation.cli")
 
@@ -69,7 +69,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--dry-run", action="store_true", help="write the requests to --outbox instead of sending")
     run.add_argument("--outbox", type=Path, default=Path("outbox"), help="dry-run output folder (JSON lines)")
     run.add_argument("--rejects", type=Path, help="CSV of rejected rows and identifiers (file, row, field, reason)")
-    run.add_argument("--state", type=_state_target, help=STATE_HELP)
+    run.add_argument("--state", type=state_target, help=STATE_HELP)
     run.add_argument(
         "--lock-wait", type=float, default=LOCK_WAIT_SECONDS, metavar="SECONDS",
         help="wait this long for a previous run of the campaign to finish before exiting 3 (default 10)",
@@ -92,37 +92,9 @@ def _parser() -> argparse.ArgumentParser:
     sandbox.add_argument("--port-base", type=int, default=8800, help="first port; one port per platform")
     sandbox.add_argument("--log-dir", type=Path, help="folder for JSON-lines request logs")
     sandbox.add_argument("--faults", help='fault plan as JSON, e.g. {"throttle_rate": 0.1}')
-    _measurement_parsers(commands)
+    add_measurement_commands(commands)
     add_email_commands(commands)
     return parser
-
-
-def _measurement_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    report = commands.add_parser("report", help="measure the incremental effect: uplift by KPI, cut and day")
-    report.add_argument("campaign", type=Path, help="the campaign YAML file")
-    report.add_argument("--conversions", type=Path, help="events CSV or JSON Lines (overrides the campaign's)")
-    report.add_argument("--out", type=Path, default=Path("out/report"), help="folder for report.html, CSV, JSON")
-    report.add_argument("--state", type=_state_target, help=STATE_HELP)
-    report.add_argument("--json", action="store_true", help="print the latest results as JSON")
-
-    simulated = commands.add_parser(
-        "simulate-conversions", help="write simulated conversions with a known uplift for the campaign's ledger"
-    )
-    simulated.add_argument("campaign", type=Path, help="the campaign YAML file")
-    simulated.add_argument("--out", type=Path, required=True, help="the conversions CSV to write")
-    simulated.add_argument("--state", type=_state_target, help=STATE_HELP)
-    simulated.add_argument("--seed", type=int, default=1)
-    simulated.add_argument("--noise", type=float, default=0.002, help="share of bad rows added (default 0.002)")
-
-    simulate = commands.add_parser("simulate", help="simulate a whole Upwork-like experiment under the campaign's id")
-    simulate.add_argument("campaign", type=Path, help="the campaign YAML file (its id and measurement settings)")
-    simulate.add_argument("--contacts", type=int, default=50_000)
-    simulate.add_argument(
-        "--state", type=_state_target, required=True, help="a new state database (path or URL) for the simulated ledger"
-    )
-    simulate.add_argument("--conversions", type=Path, required=True, help="the conversions CSV to write")
-    simulate.add_argument("--seed", type=int, default=1)
-    simulate.add_argument("--noise", type=float, default=0.002, help="share of bad rows added (default 0.002)")
 
 
 def _endpoint(spec: str) -> tuple[str, str]:
@@ -210,36 +182,6 @@ def _sandbox(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
-def _report(args: argparse.Namespace, console: Console) -> int:
-    from ..measurement.commands import build_report
-    from ..measurement.terminal import print_report
-
-    built = build_report(load_campaign(args.campaign), args.out, args.conversions, args.state)
-    if args.json:
-        print(json.dumps(built.report.to_json(series=False), indent=2))
-    else:
-        print_report(built.report, console, {name: str(path) for name, path in built.files.items()})
-    return 0
-
-
-def _simulate(args: argparse.Namespace, console: Console) -> int:
-    from ..measurement.commands import simulate_campaign, simulate_conversions
-
-    loaded = load_campaign(args.campaign)
-    if args.command == "simulate":
-        rows, truth = simulate_campaign(loaded, args.contacts, args.state, args.conversions, args.seed, args.noise)
-        out = args.conversions
-    else:
-        rows, truth = simulate_conversions(loaded, args.out, args.state, args.seed, args.noise)
-        out = args.out
-    console.print(f"{rows:,} conversion rows written to {out}; true uplifts in {truth}")
-    return 0
-
-
-def _state_target(text: str) -> str | Path:
-    return text if is_postgres_url(text) else Path(text)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script."""
     args = _parser().parse_args(argv)
@@ -253,8 +195,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     if args.command == "email":
         return int(args.handler(args))
-    commands = {"run": _run, "connectors": _connectors, "sandbox": _sandbox, "report": _report,
-                "simulate-conversions": _simulate, "simulate": _simulate}
+    commands = {"run": _run, "connectors": _connectors, "sandbox": _sandbox, "report": report,
+                "simulate-conversions": simulate, "simulate": simulate}
     try:
         return commands[args.command](args, console)
     except StateLockedError as error:  # a scheduler can tell "still running" from "broken"

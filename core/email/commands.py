@@ -1,8 +1,7 @@
-"""Tools for email teams: `crm-activation email render | lint | preview`.
+"""What the e-mail team's commands do: `crm-activation email render | lint | preview`.
 
-`add_email_commands(subparsers)` adds the `email` command group to the CLI's sub-parsers and sets
-`handler=run_email_command` on it, so `cli.main` only needs `if args.command == "email": return args.handler(args)`
-(or an entry `"email": lambda args, console: args.handler(args)` in its command table).
+The arguments and the printing live in the console wing (`cli/email.py`); these functions take paths and
+objects and return results, so the tests and other tools call them directly.
 
 - `render TEMPLATE --contact FILE`: one template for one contact (a JSON object, a JSON list, JSON Lines or a
   CSV with the audience's columns; `--contact-id` picks a row) to stdout, or `--out DIR` for subject.txt,
@@ -19,10 +18,8 @@ and variants; without it the built-in sample config that fits the packaged templ
 
 from __future__ import annotations
 
-import argparse
 import json
 import re
-import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,7 +33,7 @@ from ..campaign.schema import SourceConfig
 from ..pipeline.onboarding import ContactParser
 from ..pipeline.sources import SourceRow, open_rows
 from ..sdk.contact import Contact
-from ..sdk.errors import CrmActivationError, InputError
+from ..sdk.errors import InputError
 from .rendering import RenderedMessage, TemplateError, TemplateRenderer
 from .samples import HOSTILE_TEXT, LIFECYCLE_STAGES, SAMPLE_CONTACTS, SEGMENTS, sample_config, sample_context
 from .samples import with_attributes as _with
@@ -170,77 +167,4 @@ def lint(
     return report
 
 
-# -- the CLI -----------------------------------------------------------------------------------------------
-def add_email_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Add `email render|lint|preview` to the CLI's sub-parsers (sets `handler` on the parsed args)."""
-    email = subparsers.add_parser("email", help="email templates: render, lint, preview")
-    email.set_defaults(handler=run_email_command)
-    commands = email.add_subparsers(dest="email_command", required=True)
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--templates", type=Path, help="templates folder (default: the config's, or the packaged)")
-    common.add_argument("--config", type=Path, help="YAML/JSON email section (EmailConfig); default: the sample")
-
-    render = commands.add_parser("render", parents=[common], help="render one template for one contact")
-    render.add_argument("template", help="template folder name")
-    render.add_argument("--contact", type=Path, help="JSON, JSON Lines or CSV file (default: a sample contact)")
-    render.add_argument("--contact-id", help="which contact of the file (default: the first)")
-    render.add_argument("--sample", choices=sorted(SAMPLE_CONTACTS), default="typical")
-    render.add_argument("--variant")
-    render.add_argument("--stage", help="funnel stage (default: the contact's)")
-    render.add_argument("--step", type=int, default=1)
-    render.add_argument("--out", type=Path, help="write subject.txt, body.txt, body.html here instead of stdout")
-
-    lint_cmd = commands.add_parser("lint", parents=[common], help="render every combination; report every error")
-    lint_cmd.add_argument("--segment", action="append", help="segments to try (default: the sample segments)")
-    lint_cmd.add_argument("--stage", action="append", help="funnel stages to try (default: the sequences')")
-
-    preview = commands.add_parser("preview", parents=[common], help="serve a local page of rendered templates")
-    preview.add_argument("--host", default="127.0.0.1", help="bind address (default: loopback only)")
-    preview.add_argument("--port", type=int, default=8025)
-
-
-def _setup(args: argparse.Namespace) -> tuple[TemplateRenderer, EmailConfig]:
-    config = load_email_config(args.config)
-    return TemplateRenderer(args.templates or config.templates, auto_reload=args.email_command == "preview"), config
-
-
-def _render(args: argparse.Namespace, renderer: TemplateRenderer, config: EmailConfig) -> int:
-    contact = SAMPLE_CONTACTS[args.sample]
-    if args.contact is not None:
-        contacts = load_contacts(args.contact)
-        matches = [c for c in contacts if args.contact_id in (None, c.contact_id)]
-        if not matches:
-            raise InputError(f"{args.contact}: no contact with id {args.contact_id!r}")
-        contact = matches[0]
-    rendered = render_for_contact(renderer, config, args.template, args.variant, contact, args.stage, args.step)
-    if args.out is not None:
-        args.out.mkdir(parents=True, exist_ok=True)
-        for name, text in (("subject.txt", rendered.subject + "\n"), ("body.txt", rendered.text),
-                           ("body.html", rendered.html)):
-            (args.out / name).write_text(text, encoding="utf-8")
-        print(f"wrote subject.txt, body.txt, body.html to {args.out}")
-    else:
-        print(f"Subject: {rendered.subject}\n\n{rendered.text}\n----- HTML -----\n{rendered.html}")
-    return 0
-
-
-def run_email_command(args: argparse.Namespace) -> int:
-    """Run `email render|lint|preview`; exit 0, 1 (lint found problems) or 2 (bad input)."""
-    try:
-        renderer, config = _setup(args)
-        if args.email_command == "render":
-            return _render(args, renderer, config)
-        if args.email_command == "lint":
-            report = lint(renderer, config, args.segment or SEGMENTS, args.stage)
-            for line in report.lines():
-                print(line, file=sys.stdout if not report.problems else sys.stderr)
-            return 1 if report.problems else 0
-        from .preview import serve_forever
-
-        return serve_forever(renderer, config, args.host, args.port)
-    except CrmActivationError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-
-
-__all__ = ["HOSTILE_TEXT", "add_email_commands", "lint", "load_contacts", "render_for_contact", "run_email_command"]
+__all__ = ["HOSTILE_TEXT", "lint", "load_contacts", "load_email_config", "render_for_contact"]

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from crm_activation.email.commands import add_email_commands, lint
+from crm_activation.cli.email import add_email_commands
+from crm_activation.email.commands import lint
 from crm_activation.email.rendering import TemplateRenderer, packaged_templates
 from crm_activation.email.samples import sample_config
 

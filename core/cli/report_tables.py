@@ -9,9 +9,9 @@ from __future__ import annotations
 from rich.console import Console
 from rich.table import Table
 
-from . import fmt
-from .analysis import MeasurementReport
-from .results import CutResult
+from ..measurement import fmt
+from ..measurement.analysis import MeasurementReport
+from ..measurement.results import CutResult
 
 SHOWN = ("overall", "segment", "treatment", "variant")
 
