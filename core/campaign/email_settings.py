@@ -160,10 +160,6 @@ class EmailConfig(BaseModel):
         """The packaged defaults overlaid with the campaign's `template_vars`."""
         return {**DEFAULT_TEMPLATE_VARS, **self.template_vars}
 
-    def variant_names(self) -> set[str]:
-        """Every variant name of every step (lint renders each)."""
-        return {v.name for steps in self.sequences.values() for s in steps for v in s.variants}
-
 
 class EmailCredentials(Credentials):
     """SMTP relay settings and the channel's keys, read from the environment only.

@@ -9,7 +9,6 @@ nothing else). Filters that need the message's locale or campaign read them from
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
 from datetime import date, datetime
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -163,8 +162,3 @@ FILTERS: dict[str, Any] = {
     "track": track,
     "one_line": one_line,
 }
-
-
-def filter_names() -> Iterable[str]:
-    """The names templates can use, for the docs test."""
-    return FILTERS.keys()

@@ -50,7 +50,6 @@ CREATE TABLE IF NOT EXISTS email_enrollments (
 CREATE INDEX IF NOT EXISTS email_enrollments_contact ON email_enrollments (campaign, contact_id, ended_on);
 """
 PENDING = ("sending", "deferred")
-TERMINAL = ("sent", "failed_permanent", "cancelled")
 _COLUMNS = "contact_id, stage, step, template, variant, scheduled_hour, message_id, attempts, status"
 
 
@@ -145,10 +144,6 @@ class SendLedger:
     def mark_deferred(self, claim: Claim, code: int | None, detail: str, at: float | None = None) -> None:
         """Transient failures outlasted this run's retries; nothing was accepted, the next run sends it."""
         self._finish(claim, "deferred", code, detail, sent=False, at=at)
-
-    def mark_cancelled(self, claim: Claim, reason: str, at: float | None = None) -> None:
-        """A pending step that must not go out any more (the contact was suppressed meanwhile)."""
-        self._finish(claim, "cancelled", None, reason, sent=False, at=at)
 
     def cancel(self, contact_id: str, stage: str, step: int, reason: str, at: float | None = None) -> bool:
         """Cancel a pending step (the contact was suppressed meanwhile); False when it was not pending."""

@@ -38,7 +38,6 @@ from jinja2 import (
     TemplateSyntaxError,
     Undefined,
     UndefinedError,
-    nodes,
 )
 from jinja2.exceptions import SecurityError
 from jinja2.exceptions import TemplateError as JinjaTemplateError
@@ -200,12 +199,6 @@ class TemplateRenderer:
             raise TemplateError("the subject is empty", template=self.part_name(template, variant, PARTS[0]),
                                 kind="render")
         return RenderedMessage(subject=subject, text=text, html=html)
-
-    def variables(self, name: str) -> set[str]:
-        """Top-level variables a file reads (for lint and docs): parse only, nothing is rendered."""
-        source = self.env.loader.get_source(self.env, name)[0]  # type: ignore[union-attr]
-        ast = self.env.parse(source)
-        return {node.name for node in ast.find_all(nodes.Name) if node.ctx == "load"}
 
     def _runtime_error(self, name: str, exc: Exception) -> TemplateError:
         template, line = _template_frame(exc, self.folder) or (name, None)
