@@ -1,9 +1,16 @@
-"""The e-mail phase of a run: deliver the due step to each test-group contact the engine routed to e-mail.
+"""E-mail as one of the run's channels: deliver the due step to each test-group contact the engine routed here.
 
 The engine stages those contacts like any platform's members (so the holdout-contamination guard applies to
-e-mail addresses too), then hands them here after the ad platforms were pushed. E-mail is not an audience on
-a remote platform: enrollment, sequencing and the exactly-once send ledger live in the state database
-(see `ledger.py`).
+e-mail addresses too), then, after the ad platforms were pushed, calls `EmailDelivery.push`. What e-mail asks
+of the engine it declares as a `pipeline.channels.Channel`:
+
+- its member is the address itself, trimmed and lower-cased, sent in clear (`EMAIL_PAYLOAD`);
+- e-mail consent and unsubscribes gate it, not ad consent;
+- the whole contact is staged, not just its address: names, history and coupons personalize the message;
+- two contacts with one address would get every message twice, so all but one are held back after staging.
+
+E-mail is not an audience on a remote platform: enrollment, sequencing and the exactly-once send ledger live
+in the state database (see `ledger.py`).
 """
 
 from __future__ import annotations
@@ -14,17 +21,33 @@ from datetime import UTC, datetime
 from ..campaign.credentials import load_credentials
 from ..campaign.email_settings import EmailConfig, EmailCredentials
 from ..campaign.loader import LoadedCampaign
-from ..campaign.schema import PlatformConfig
+from ..campaign.schema import EMAIL_CHANNEL, Campaign, PlatformConfig
+from ..pipeline.channels import HeldBack, channel_phase
+from ..pipeline.payload import PayloadBuilder
+from ..pipeline.platform_sync import audience_specs
 from ..pipeline.suppression import SuppressionList
 from ..sdk.contact import Contact
-from ..sdk.summary import PlatformSummary
+from ..sdk.identifier_kinds import IdentifierKind
+from ..sdk.normalization import email_trimmed_lower
+from ..sdk.redaction import Redactor, remember_secrets
+from ..sdk.summary import PlatformSummary, StageCounts
+from ..sdk.types import IdentifierRule, Member
 from ..state.database import Database
+from ..state.store import StateStore
 from .channel import EmailChannel
 from .rendering import TemplateRenderer
 from .smtp import SmtpTransport
 from .suppression import EmailSuppression
 
-PLATFORM = "email"
+PLATFORM = EMAIL_CHANNEL
+#: Why a staged contact gets no e-mail when another contact of the run has the same address.
+DUPLICATE_ADDRESS = "another contact has the same e-mail address"
+#: How the e-mail channel reaches a contact: the address itself, trimmed and lower-cased (sent in clear).
+EMAIL_PAYLOAD = PayloadBuilder(
+    PLATFORM,
+    (IdentifierRule(IdentifierKind.EMAIL, "email", email_trimmed_lower, hashed=False),),
+    frozenset({IdentifierKind.EMAIL}),
+)
 
 
 def email_credentials(smtp_override: tuple[str, int] | None = None) -> EmailCredentials:
@@ -36,6 +59,54 @@ def email_credentials(smtp_override: tuple[str, int] | None = None) -> EmailCred
         update = {"smtp_host": host, "smtp_port": port, "smtp_starttls": False, "smtp_ssl": False}
         credentials = credentials.model_copy(update=update)
     return credentials
+
+
+class EmailDelivery:
+    """The e-mail channel of one run (see `pipeline.channels.Channel`)."""
+
+    name = PLATFORM
+    payload = EMAIL_PAYLOAD
+    email_consent = True
+    requests = 0
+
+    def __init__(
+        self,
+        loaded: LoadedCampaign,
+        campaign: Campaign,
+        config: EmailConfig,
+        *,
+        dry_run: bool,
+        smtp: tuple[str, int] | None,
+        redactor: Redactor,
+    ) -> None:
+        self.loaded = loaded
+        self.campaign = campaign
+        self.config = config
+        self.dry_run = dry_run
+        self.smtp = smtp
+        self.redactor = redactor
+
+    def staged(self, contact: Contact, member: Member) -> tuple[str, str]:
+        """The whole contact as JSON (names, history, coupon personalize the message); no fingerprint to diff."""
+        return contact.model_dump_json(), ""
+
+    def hold_back(self, state: StateStore) -> HeldBack:
+        """Keep one contact per address: the others would receive every message twice."""
+        return HeldBack(state.drop_duplicate_members(self.name), DUPLICATE_ADDRESS)
+
+    def push(self, state: StateStore, summary: PlatformSummary, run_id: str) -> None:
+        """Send each staged test contact its due step (not in dry runs: nothing is sent)."""
+        desired = state.desired_counts(self.name)
+        for stage, spec in audience_specs(self.campaign, None).items():
+            summary.stages[stage] = StageCounts(audience=f"sequence: {stage}", desired=desired.get(spec.key, 0))
+        if self.dry_run:
+            summary.messages["not sent: dry run"] = summary.eligible
+            return
+        with channel_phase(self.name, summary, self.redactor):
+            credentials = email_credentials(self.smtp)
+            remember_secrets(credentials.secret_values())
+            contacts = (Contact.model_validate_json(payload) for payload in state.staged_payloads(self.name))
+            deliver(self.loaded, self.config, credentials, state.db, contacts, summary, run_id)
 
 
 def deliver(

@@ -9,6 +9,7 @@ ineligible (no channel for its country/segment, or no usable identifier anywhere
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Collection, Mapping
 from enum import StrEnum
 from typing import Any
 
@@ -51,6 +52,23 @@ class PlatformSummary(BaseModel):
     messages: dict[str, int] = Field(default_factory=dict, description="e-mail: contacts by delivery outcome")
     suppressed_reasons: dict[str, int] = Field(default_factory=dict)
     unreachable_reasons: dict[str, int] = Field(default_factory=dict)
+
+    def count_offered(self, *, eligible: bool, suppressed: str | None = None, unreachable: str | None = None) -> None:
+        """Count one test contact offered this platform: eligible, else suppressed, else unreachable (why)."""
+        self.offered += 1
+        if eligible:
+            self.eligible += 1
+        elif suppressed is not None:
+            self.count_suppressed(suppressed)
+        else:
+            self.unreachable += 1
+            reason = "unreachable" if unreachable is None else unreachable
+            self.unreachable_reasons[reason] = self.unreachable_reasons.get(reason, 0) + 1
+
+    def count_suppressed(self, reason: str, n: int = 1) -> None:
+        """Count `n` contacts kept off this platform for `reason`."""
+        self.suppressed += n
+        self.suppressed_reasons[reason] = self.suppressed_reasons.get(reason, 0) + n
 
 
 class BalanceRow(BaseModel):
@@ -99,6 +117,21 @@ class RunSummary(BaseModel):
         }.get(outcome)
         if bucket is not None:
             bucket[reason] = bucket.get(reason, 0) + 1
+
+    def hold_back(self, dropped: Mapping[str, Collection[str]], reason: str, no_platform_left: int) -> None:
+        """Account for staged members taken back after staging (by platform), for `reason`.
+
+        They were counted eligible; they count as suppressed on their platform instead, and `no_platform_left`
+        of their rows, which are left with no platform at all, move from activated to suppressed.
+        """
+        for platform, contact_ids in dropped.items():
+            platform_summary = self.platforms[platform]
+            platform_summary.eligible -= len(contact_ids)
+            platform_summary.count_suppressed(reason, len(contact_ids))
+        self.outcomes[Outcome.ACTIVATED.value] -= no_platform_left
+        self.outcomes[Outcome.SUPPRESSED.value] += no_platform_left
+        if no_platform_left:
+            self.suppressed_reasons[reason] = self.suppressed_reasons.get(reason, 0) + no_platform_left
 
     def check_reconciles(self) -> None:
         """Raise when outcomes do not add up to the rows read: a row was lost or counted twice."""

@@ -1,0 +1,71 @@
+"""The audience as a stream of accepted contacts: parsed, unique by contact id, enriched from the match table.
+
+Everything that can refuse a whole row before routing happens here, so the rows refused are written to the
+rejects file and counted (as rejected, with the reason) where they are refused, and only contacts worth
+routing flow on. Memory stays flat however large the audience: rows are read one at a time and the ids seen
+so far are kept on disk (`SeenIds`); only the identity match table, when there is one, is held whole.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+from ..campaign.schema import AudienceSourceConfig
+from ..sdk.contact import Contact
+from ..sdk.summary import Outcome, RunSummary
+from .identity_table import IdentityTable
+from .onboarding import ContactParser
+from .rejects import RejectsWriter
+from .seen_ids import SeenIds
+from .sources import open_rows
+
+
+class ContactStream:
+    """Iterate once to read the audience; rows read, field issues and rejected rows go to `summary` and `rejects`."""
+
+    def __init__(
+        self,
+        audience: AudienceSourceConfig,
+        base_dir: Path,
+        default_stage: str,
+        summary: RunSummary,
+        rejects: RejectsWriter,
+    ) -> None:
+        self.audience = audience
+        self.base_dir = base_dir
+        self.parser = ContactParser(audience.columns, default_stage)
+        self.summary = summary
+        self.rejects = rejects
+        self.identity: IdentityTable | None = None
+
+    @property
+    def identity_stats(self) -> dict[str, int] | None:
+        """How many contacts the match table gave each identifier kind (None without a match table)."""
+        return self.identity.stats if self.identity is not None else None
+
+    def __iter__(self) -> Iterator[Contact]:
+        audience, summary, rejects = self.audience, self.summary, self.rejects
+        if audience.identity_table:
+            self.identity = IdentityTable.load(audience.identity_table, self.base_dir)
+        identity = self.identity
+        seen = SeenIds()
+        try:
+            for row in open_rows(audience.source, self.base_dir):
+                summary.rows_read += 1
+                parsed = self.parser.parse(row)
+                for issue in parsed.issues:
+                    rejects.write(issue.source, issue.row, issue.field, issue.reason, fatal=issue.fatal)
+                    summary.field_issues += 0 if issue.fatal else 1
+                contact = parsed.contact
+                if contact is None:
+                    fatal = next((i for i in parsed.issues if i.fatal), None)
+                    summary.count(Outcome.REJECTED, f"{fatal.field}: {fatal.reason}" if fatal else "unreadable row")
+                    continue
+                if not seen.add(contact.contact_id):
+                    rejects.write(row.source, row.row, "contact_id", "duplicate contact_id", fatal=True)
+                    summary.count(Outcome.REJECTED, "contact_id: duplicate contact_id")
+                    continue
+                yield identity.enrich(contact) if identity is not None else contact
+        finally:
+            seen.close()

@@ -1,0 +1,46 @@
+"""How a run is asked for, beyond the campaign file: `RunOptions`, and the `RunProgress` callbacks it reports to.
+
+They live apart from the engine so that whatever assembles the engine's parts (`channel_plan`) can read them
+without importing the engine that imports it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..sdk.http import RetryPolicy
+from ..state.database import LOCK_WAIT_SECONDS
+
+
+class RunProgress:
+    """Progress callbacks; the CLI draws bars, tests and library users get these no-ops."""
+
+    def rows(self, n: int) -> None:
+        """`n` more input rows were processed."""
+
+    def platform_started(self, platform: str, total: int) -> None:
+        """A platform starts pushing `total` member operations."""
+
+    def pushed(self, platform: str, n: int) -> None:
+        """`n` more member operations were acknowledged."""
+
+
+@dataclass
+class RunOptions:
+    """How to run a campaign, beyond the campaign file itself."""
+
+    dry_run: bool = False
+    outbox: Path | None = None
+    rejects: Path | None = None
+    state: str | Path | None = None
+    lock_wait: float = LOCK_WAIT_SECONDS
+    base_urls: Mapping[str, str] = field(default_factory=dict)
+    policy: RetryPolicy | None = None
+    sleep: Any = time.sleep
+    mode: str | None = None
+    platforms: tuple[str, ...] | None = None
+    smtp: tuple[str, int] | None = None

@@ -1,0 +1,99 @@
+"""Staging the run's desired membership in the state database, in chunks, as routed contacts stream by.
+
+For each test contact, every channel's member (in the form the channel keeps, see `Channel.staged`) and its
+match keys; for each control contact, its match keys on every channel; for both, a holdout ledger row (not in
+dry runs). Once everything is staged, `drop_control_conflicts` takes back the test members who share an
+identifier with a control contact: to the platform they are the same person, and pushing them would
+contaminate the control group.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..campaign.schema import Campaign
+from ..state.store import StateStore
+from .channels import Channel, HeldBack
+from .platform_sync import audience_key
+from .routing import RoutedContact
+
+#: Rows held in memory before they are written in one transaction.
+CHUNK = 20_000
+CONFLICT = "shares an identifier with a control-group contact"
+
+
+@dataclass
+class _Rows:
+    """Rows waiting to be written to the state database in one transaction."""
+
+    desired: list[tuple[str, str, str, str, str]] = field(default_factory=list)
+    test_keys: list[tuple[str, str, str, str]] = field(default_factory=list)
+    control_keys: list[tuple[str, str]] = field(default_factory=list)
+    ledger: list[tuple[Any, ...]] = field(default_factory=list)
+
+    def full(self) -> bool:
+        return max(len(self.desired), len(self.test_keys), len(self.ledger)) >= CHUNK
+
+    def clear(self) -> None:
+        for rows in (self.desired, self.test_keys, self.control_keys, self.ledger):
+            rows.clear()
+
+
+class Stager:
+    """Stages routed contacts for one run; call `flush` after the last one."""
+
+    def __init__(
+        self, state: StateStore, campaign: Campaign, channels: Sequence[Channel], run_id: str, *, dry_run: bool
+    ) -> None:
+        self.state = state
+        self.campaign = campaign
+        self.run_id = run_id
+        self.dry_run = dry_run
+        self.channels = {channel.name: channel for channel in channels}
+        self.match_fields = {channel.name: channel.payload.match_fields for channel in channels}
+        self.rows = _Rows()
+
+    def add(self, routed: RoutedContact) -> None:
+        """Stage one routed contact (written once a chunk is full)."""
+        rows = self.rows
+        contact = routed.contact
+        stage = contact.attributes.funnel_stage or self.campaign.funnel.first_stage
+        key = audience_key(self.campaign.campaign, stage)
+        for platform, member in routed.members.items():
+            payload, fingerprint = self.channels[platform].staged(contact, member)
+            rows.desired.append((platform, key, member.contact_id, fingerprint, payload))
+            fields = self.match_fields[platform]
+            rows.test_keys.extend(
+                (platform, value, key, member.contact_id) for f, value in member.fields.items() if f in fields
+            )
+        for platform, member in routed.withheld.items():
+            fields = self.match_fields[platform]
+            rows.control_keys.extend((platform, v) for f, v in member.fields.items() if f in fields)
+        rows.ledger.append(
+            (
+                contact.contact_id,
+                routed.group.value,
+                contact.country,
+                contact.attributes.segment,
+                "+".join(routed.offered),
+                "+".join(routed.reachable),
+                stage,
+            )
+        )
+        if rows.full():
+            self.flush()
+
+    def flush(self) -> None:
+        """Write what is waiting."""
+        rows = self.rows
+        self.state.stage_desired(rows.desired)
+        self.state.stage_keys(rows.test_keys, rows.control_keys)
+        if not self.dry_run:
+            self.state.record_holdout(self.campaign.campaign, self.run_id, rows.ledger)
+        rows.clear()
+
+    def drop_control_conflicts(self) -> HeldBack:
+        """Take back the staged test members who share an identifier with a control contact."""
+        return HeldBack(self.state.drop_control_conflicts(), CONFLICT)
