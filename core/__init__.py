@@ -5,6 +5,7 @@ This module is the public API that connectors and plugins may use; anything not 
 
 from .sdk import normalization
 from .sdk.connector import Connector
+from .sdk.contact import Attributes, Consent, Contact
 from .sdk.errors import (
     AuthExpiredError,
     ConfigError,
@@ -29,6 +30,9 @@ from .sdk.identifier_kinds import IdentifierKind, is_sha256_hex
 from .sdk.oauth import RefreshTokenAuth, oauth_error
 from .sdk.plugins import hookimpl
 from .sdk.sandbox import FaultPlan, SandboxApp, SandboxError, SandboxRequest, SandboxResponse, SandboxServer
+from .sdk.sandbox_audiences import SandboxAudience, member_key
+from .sdk.sandbox_oauth import RefreshTokenEndpoint
+from .sdk.summary import BalanceRow, Outcome, PlatformSummary, RunSummary, StageCounts
 from .sdk.types import (
     AccountConfig,
     AudienceRef,
@@ -46,15 +50,19 @@ __version__ = "0.1.0"
 __all__ = [
     "AccountConfig",
     "Action",
+    "Attributes",
     "AudienceRef",
     "AudienceSpec",
     "AuthExpiredError",
     "Authenticator",
+    "BalanceRow",
     "BatchResult",
     "Capability",
     "ConfigError",
     "Connector",
     "ConnectorError",
+    "Consent",
+    "Contact",
     "Credentials",
     "CrmActivationError",
     "FatalError",
@@ -65,20 +73,27 @@ __all__ = [
     "IdentifierRule",
     "InvalidIdentifier",
     "Member",
+    "Outcome",
     "PlatformHttp",
+    "PlatformSummary",
     "QueryToken",
     "RateLimitedError",
     "RecordRejection",
     "RefreshTokenAuth",
+    "RefreshTokenEndpoint",
     "RetryPolicy",
     "RetryableError",
+    "RunSummary",
     "SandboxApp",
+    "SandboxAudience",
     "SandboxError",
     "SandboxRequest",
     "SandboxResponse",
     "SandboxServer",
+    "StageCounts",
     "hookimpl",
     "is_sha256_hex",
+    "member_key",
     "normalization",
     "oauth_error",
     "response_of",

@@ -2,40 +2,23 @@
 
 Amazon Ads API calls carry a short-lived LwA access token (`Authorization: Bearer Atza|...`, about an hour) and the
 LwA app's client id (`Amazon-Advertising-API-ClientId`). The token comes from the regional LwA endpoint in exchange
-for the long-lived refresh token an advertiser user granted the app. `LoginWithAmazon` gets one lazily, renews it
-shortly before it expires, and again when the API answers 401 (the shared `PlatformHttp` calls `refresh`).
+for the long-lived refresh token an advertiser user granted the app; `LoginWithAmazon` is core's `RefreshTokenAuth`
+(lazy fetch, renewal shortly before expiry and on 401) configured for LwA, plus the client-id header.
 `build_record` and `refusal` turn an engine `Member` into a `records[]` entry, or into the reason it must not
 be sent.
 """
 
 from __future__ import annotations
 
-import threading
-import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
-from crm_activation import (
-    Authenticator,
-    ConfigError,
-    FatalError,
-    HttpResponse,
-    InvalidIdentifier,
-    Member,
-    PlatformHttp,
-    RetryableError,
-    response_of,
-)
+from crm_activation import HttpResponse, InvalidIdentifier, Member, RefreshTokenAuth
 from crm_activation.normalization import country_upper
 
 from .settings import CONSENT_GRANTED, HASHED_PII_KEYS, Region, external_user_id, needs_consent
 
 CLIENT_ID_HEADER = "Amazon-Advertising-API-ClientId"
-#: What a dry run puts in the Authorization header: a dry run never exchanges the refresh token (see `apply`).
-DRY_RUN_TOKEN = "dry-run-no-token-requested"
-#: Renew this long before the announced expiry, at most; a tenth of the lifetime when that is shorter.
-EXPIRY_MARGIN_SECONDS = 60.0
 
 
 def error_body(response: HttpResponse) -> dict[str, Any]:
@@ -61,108 +44,26 @@ def error_text(response: HttpResponse) -> str:
 
 
 @dataclass(eq=False)
-class LoginWithAmazon(Authenticator):
-    """Bearer token plus client-id header, with the token obtained and renewed from Login with Amazon.
+class LoginWithAmazon(RefreshTokenAuth):
+    """Core's `RefreshTokenAuth` for Login with Amazon: the app's client id also rides on every API call.
 
-    Attributes:
-        http: the platform's client; token calls go through it so they get the same retries, timeouts and
-            redaction, and each issued token is registered with it as a secret.
-        token_url: the regional LwA endpoint (or the sandbox's).
-        clock: monotonic seconds; injectable so expiry can be tested without waiting.
+    Amazon may refuse a token it has just issued once (the grant reaches the Ads API a moment later), so one such
+    refusal is retried with a new token and the next one is a configuration error. A dry run asks for no token:
+    the exchange would only show secrets, so the outbox holds API calls alone (their headers masked).
     """
 
-    http: PlatformHttp
-    token_url: str
-    client_id: str
-    client_secret: str
-    refresh_token: str
-    clock: Callable[[], float] = time.monotonic
-    can_refresh = True
-
-    _token: str | None = field(default=None, init=False, repr=False)
-    _expires_at: float = field(default=0.0, init=False, repr=False)
-    _uses: int = field(default=0, init=False, repr=False)
-    _fresh_rejections: int = field(default=0, init=False, repr=False)
-    _fetching: bool = field(default=False, init=False, repr=False)
-    _lock: threading.RLock = field(default_factory=threading.RLock, init=False, repr=False)
+    platform: str = "amazon_dsp"
+    hint: str = (
+        "Amazon refuses newly issued access tokens when the LwA app has no Amazon Ads API access or the refresh "
+        "token's user cannot manage this advertiser"
+    )
+    new_token_refusals: int = 1
+    dry_run_exchange: bool = False
 
     def apply(self, headers: dict[str, str], params: dict[str, Any]) -> None:
-        """Set `Authorization` and the client-id header, fetching or renewing the token first when needed.
-
-        In a dry run no token is requested: the exchange would send the refresh token and client secret to
-        Amazon for nothing, and the outbox would have to hold them. The outbox masks the Authorization and
-        client-id headers either way, so a placeholder shows the request's shape just as well.
-        """
-        headers["Authorization"] = f"Bearer {self.access_token()}"
-        headers[CLIENT_ID_HEADER] = self.client_id
-
-    def access_token(self) -> str:
-        """The current access token, obtained or renewed when missing or about to expire."""
-        if self.http.dry_run:
-            return DRY_RUN_TOKEN
-        with self._lock:
-            if self._token is None or self.clock() >= self._expires_at:
-                self._fetch()
-            self._uses += 1
-            if self._uses > 1:
-                self._fresh_rejections = 0  # this token worked at least once: the credentials are fine
-            assert self._token is not None
-            return self._token
-
-    def refresh(self) -> None:
-        """Get a new token after a 401; twice in a row for brand-new tokens means the setup is wrong.
-
-        A token that Amazon refuses on its very first use was not expired: the app lacks API access, the client
-        id does not belong to the token, or the user lost access to the advertiser. Refreshing forever would
-        hide that, so the second such refusal is a configuration error.
-        """
-        with self._lock:
-            if self._fetching:  # the token endpoint itself answered 401: nothing left to refresh with
-                raise ConfigError("amazon_dsp: Login with Amazon refused the client credentials")
-            if self._uses <= 1:
-                self._fresh_rejections += 1
-                if self._fresh_rejections >= 2:
-                    raise ConfigError(
-                        "amazon_dsp: Amazon refused two newly issued access tokens; check that the LwA app has "
-                        "Amazon Ads API access and that the refresh token's user can manage this advertiser"
-                    )
-            self._fetch()
-
-    def _fetch(self) -> None:
-        """Exchange the refresh token (form-encoded, as LwA requires) for an access token."""
-        self._fetching = True
-        try:
-            response = self.http.request(
-                "POST",
-                self.token_url,
-                data={
-                    "grant_type": "refresh_token",
-                    "refresh_token": self.refresh_token,
-                    "client_id": self.client_id,
-                    "client_secret": self.client_secret,
-                },
-                authenticate=False,
-            )
-        except ConfigError as error:
-            code = error_body(response_of(error)).get("error", "refused")
-            raise ConfigError(
-                f"amazon_dsp: Login with Amazon refused the credentials ({code}); "
-                "a new refresh token or the right client id and secret are needed"
-            ) from None
-        except RetryableError as error:
-            # Already retried under the policy; retrying again around it would multiply the attempts.
-            raise FatalError(f"amazon_dsp: Login with Amazon token endpoint kept failing: {error}") from None
-        finally:
-            self._fetching = False
-        body = error_body(response)
-        token, lifetime = body.get("access_token"), body.get("expires_in")
-        if not isinstance(token, str) or not token or not isinstance(lifetime, int | float):
-            raise FatalError("amazon_dsp: Login with Amazon answered without access_token and expires_in")
-        self.http.add_secrets(token)
-        margin = min(EXPIRY_MARGIN_SECONDS, float(lifetime) / 10)
-        self._token, self._expires_at, self._uses = token, self.clock() + float(lifetime) - margin, 0
-
-
+        """Set `Authorization` (fetching or renewing the token first when needed) and the client-id header."""
+        super().apply(headers, params)
+        headers[CLIENT_ID_HEADER] = self.client_id or ""
 
 
 # -- records ------------------------------------------------------------------------------------------------

@@ -144,13 +144,7 @@ class AmazonDspConnector(Connector):
         account, credentials = self.account, self.credentials
         # The engine registers these too; doing it here keeps a connector built anywhere else from leaking them.
         self.http.add_secrets(*credentials.secret_values())
-        return LoginWithAmazon(
-            self.http,
-            token_url=account.token_url or TOKEN_URLS[account.region],
-            client_id=credentials.client_id.get_secret_value(),
-            client_secret=credentials.client_secret.get_secret_value(),
-            refresh_token=credentials.refresh_token.get_secret_value(),
-        )
+        return LoginWithAmazon.for_credentials(self.http, account.token_url or TOKEN_URLS[account.region], credentials)
 
     @classmethod
     def for_sandbox(cls, account: AccountConfig, url: str) -> AccountConfig:

@@ -13,28 +13,26 @@ not a SHA-256 hex digest, a UK/EEA CREATE without granted consent, an injected p
 listed in the job status's `invalidRecords` `{audienceId, externalId, error}`; such a job ends SUCCEEDED. A job
 whose audience does not exist ends FAILED ("the audience activation job will invalidate this audience"). Records
 are applied when posted; the job reports PENDING for `job_pending_polls` status calls first. Membership is keyed
-by `externalUserId`: CREATE is idempotent, DELETE removes. Access tokens live `token_lifetime` seconds (fractions
-allowed, so tests can watch one expire; LwA itself issues 3600).
+by `externalUserId`: CREATE is idempotent, DELETE removes. The token endpoint is core's `RefreshTokenEndpoint`;
+access tokens live `token_lifetime` seconds (fractions allowed, so tests can watch one expire; LwA issues 3600).
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
-import itertools
 import json
-import secrets
-import time
 import uuid
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, TypeGuard
-from urllib.parse import parse_qs
 
 from crm_activation import (
     Credentials,
     FaultPlan,
+    RefreshTokenEndpoint,
     SandboxApp,
+    SandboxAudience,
     SandboxError,
     SandboxRequest,
     SandboxResponse,
@@ -56,14 +54,14 @@ from .settings import (
 
 
 @dataclass
-class _Audience:
-    name: str
+class _Audience(SandboxAudience):
+    """An advertiser audience; its members are `externalUserId`s, each kept with its hashed PII."""
+
     description: str
     advertiser_id: int
     external_audience_id: str
     country_code: str | None
     ttl: int | None
-    members: dict[str, dict[str, str]] = field(default_factory=dict)  # externalUserId -> hashed PII
 
 
 @dataclass
@@ -74,7 +72,7 @@ class _Job:
     pending_polls: int
 
 
-class AmazonDspSandbox(SandboxApp):
+class AmazonDspSandbox(SandboxApp[_Audience]):
     """Amazon's advertiser-audience surface and token endpoint, in memory.
 
     Args:
@@ -86,6 +84,8 @@ class AmazonDspSandbox(SandboxApp):
     """
 
     platform = "amazon_dsp"
+    first_id = 413642381039213536  # beyond 2**53: clients must keep ids as exact integers
+    oauth: RefreshTokenEndpoint
 
     def __init__(
         self,
@@ -99,16 +99,14 @@ class AmazonDspSandbox(SandboxApp):
         if not isinstance(credentials, AmazonDspCredentials):
             raise TypeError("AmazonDspSandbox needs AmazonDspCredentials")
         super().__init__(credentials, faults)
-        self.amazon = credentials
-        self.token_lifetime = token_lifetime
+        self.client_id = credentials.client_id.get_secret_value()
+        answer = {"refresh_token": credentials.refresh_token.get_secret_value(), "token_type": "bearer"}
+        self.oauth = RefreshTokenEndpoint.for_credentials(
+            TOKEN_PATH, credentials, lifetime=token_lifetime, token_prefix="Atza|sbx-", answer=answer
+        )
         self.job_pending_polls = job_pending_polls
         self.advertiser_ids = set(advertiser_ids) if advertiser_ids is not None else None
-        self.audiences: dict[str, _Audience] = {}
         self.jobs: dict[str, _Job] = {}
-        self.tokens: dict[str, float] = {}  # issued access token -> monotonic expiry
-        # Random start: a fresh sandbox never reuses an id an earlier one handed out.
-        self._audience_ids = itertools.count(413642381039213536 + secrets.randbelow(10**9) * 1000)
-        self._request_ids = itertools.count(1)
 
     # -- errors in Amazon's shapes --------------------------------------------------------------------------
     def gateway_error(self, status: int, code: str, details: str) -> SandboxError:
@@ -117,7 +115,7 @@ class AmazonDspSandbox(SandboxApp):
 
     def service_error(self, status: int, message: str) -> SandboxError:
         """The audiences service's error object (OpenAPI `*ExceptionResponseContent`)."""
-        return SandboxError(status, {"message": message, "requestId": f"sbx-{next(self._request_ids):08d}"})
+        return SandboxError(status, {"message": message, "requestId": f"sbx-{self.next_id()}"})
 
     def throttle_response(self, retry_after: float) -> SandboxResponse:
         """HTTP 429 with Retry-After, as Amazon's rate-limiting guide describes; the body code is ours."""
@@ -128,12 +126,7 @@ class AmazonDspSandbox(SandboxApp):
         """The audiences service's internal error (HTTP 500, "Retry later")."""
         return self.service_error(500, "Internal server error. Retry later.").response
 
-    def secrets(self) -> list[str]:
-        """The app credentials and every access token issued, masked in the request log."""
-        with self.lock:
-            return [*super().secrets(), *self.tokens]
-
-    # -- test helpers ---------------------------------------------------------------------------------------
+    # -- test helpers (tokens: `oauth.expire()`) -------------------------------------------------------------
     def reset(
         self,
         *,
@@ -143,44 +136,15 @@ class AmazonDspSandbox(SandboxApp):
     ) -> None:
         """Forget audiences, jobs, tokens, requests and faults, so tests can share one running server."""
         with self.lock:
-            self.audiences.clear()
+            super().reset()
             self.jobs.clear()
-            self.tokens.clear()
-            self.requests.clear()
-            self.token_lifetime = token_lifetime
+            self.oauth.lifetime = token_lifetime
             self.job_pending_polls = job_pending_polls
             self.advertiser_ids = set(advertiser_ids) if advertiser_ids is not None else None
-        self.set_faults(FaultPlan())
-
-    def expire_tokens(self) -> None:
-        """Expire every issued token now, as if the client's clock were behind Amazon's."""
-        with self.lock:
-            self.tokens = dict.fromkeys(self.tokens, 0.0)
-
-    def delete_audience(self, audience_id: str) -> None:
-        """Remove an audience as a person could in the DSP console; later reads answer 404."""
-        with self.lock:
-            del self.audiences[audience_id]
-
-    def state(self) -> dict[str, Any]:
-        """Every audience with its name, member count and member `externalUserId`s (sorted)."""
-        return {
-            "audiences": {
-                audience_id: {
-                    "name": audience.name,
-                    "external_audience_id": audience.external_audience_id,
-                    "members": len(audience.members),
-                    "external_user_ids": sorted(audience.members),
-                }
-                for audience_id, audience in self.audiences.items()
-            }
-        }
 
     # -- dispatch -------------------------------------------------------------------------------------------
     def handle(self, request: SandboxRequest) -> SandboxResponse:
-        """Serve the token endpoint, or authenticate and route an audiences call."""
-        if request.path == TOKEN_PATH and request.method == "POST":
-            return self._token(request)
+        """Authenticate and route an audiences call (the base serves the token endpoint)."""
         parts = request.path.strip("/").split("/")
         if parts[:2] != ["amc", "audiences"] or len(parts) not in (3, 4):
             raise self.gateway_error(404, "NOT_FOUND", "No such resource")
@@ -200,31 +164,13 @@ class AmazonDspSandbox(SandboxApp):
             return SandboxResponse(200, self._status(ident))
         raise self.gateway_error(404, "NOT_FOUND", "No such resource")
 
-    def _token(self, request: SandboxRequest) -> SandboxResponse:
-        form = {k: v[0] for k, v in parse_qs(request.body.decode("utf-8", "replace")).items()}
-        if form.get("grant_type") != "refresh_token":
-            raise SandboxError(400, {"error": "unsupported_grant_type", "error_description": "grant_type"})
-        client = self.amazon.client_id.get_secret_value(), self.amazon.client_secret.get_secret_value()
-        if not (_same(form.get("client_id"), client[0]) and _same(form.get("client_secret"), client[1])):
-            raise SandboxError(401, {"error": "invalid_client", "error_description": "Client authentication failed"})
-        if not _same(form.get("refresh_token"), self.amazon.refresh_token.get_secret_value()):
-            description = "The request has an invalid grant parameter : refresh_token"
-            raise SandboxError(400, {"error": "invalid_grant", "error_description": description})
-        token, lifetime = f"Atza|sbx-{secrets.token_urlsafe(24)}", self.token_lifetime
-        self.tokens[token] = time.monotonic() + lifetime
-        expires_in = int(lifetime) if float(lifetime).is_integer() else lifetime
-        refresh = self.amazon.refresh_token.get_secret_value()
-        body = {"access_token": token, "refresh_token": refresh, "token_type": "bearer", "expires_in": expires_in}
-        return SandboxResponse(200, body)
-
     def _authenticate(self, request: SandboxRequest) -> None:
-        authorization = request.header("authorization") or ""
-        token = authorization.removeprefix("Bearer ") if authorization.startswith("Bearer ") else ""
-        if not token:
+        problem = self.token_problem(request)
+        if problem == "missing":
             raise self.gateway_error(401, "UNAUTHORIZED", "Authorization header with a bearer token is required")
-        if time.monotonic() >= self.tokens.get(token, 0.0):
+        if problem is not None:
             raise self.gateway_error(401, "UNAUTHORIZED", "The access token is expired or was not issued")
-        if not _same(request.header("amazon-advertising-api-clientid"), self.amazon.client_id.get_secret_value()):
+        if not _same(request.header("amazon-advertising-api-clientid"), self.client_id):
             details = "Amazon-Advertising-API-ClientId is missing or not the token's client"
             raise self.gateway_error(401, "UNAUTHORIZED", details)
 
@@ -260,8 +206,8 @@ class AmazonDspSandbox(SandboxApp):
         ttl = metadata.get("ttl") if isinstance(metadata, dict) else None
         if ttl is not None and not (_is_int(ttl) and 0 <= ttl <= MAX_TTL_SECONDS):
             raise self.service_error(400, f"metadata.ttl must be a number from 0 to {MAX_TTL_SECONDS}")
-        audience_id = next(self._audience_ids)
-        self.audiences[str(audience_id)] = _Audience(name, description, int(advertiser), external, country, ttl)
+        audience = _Audience(description, int(advertiser), external, country, ttl, name=name)
+        audience_id = int(self.create_audience(audience))
         return SandboxResponse(201, {"audienceId": audience_id, "externalAudienceId": external})
 
     def _read(self, ident: str) -> dict[str, Any]:
@@ -323,9 +269,9 @@ class AmazonDspSandbox(SandboxApp):
         if problem is not None:
             job.invalid.append({"audienceId": audience_id, "externalId": external, "error": problem})
         elif creating:
-            audience.members[external] = values
+            audience.add(external, values)
         else:
-            audience.members.pop(external, None)
+            audience.remove(external)
 
     def _status(self, ident: str) -> dict[str, Any]:
         job = self.jobs.get(ident)

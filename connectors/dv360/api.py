@@ -16,7 +16,8 @@ def google_error(response: HttpResponse) -> dict[str, Any]:
     return error if isinstance(error, dict) else {}
 
 
-
+# Duplicated on purpose in the Google Data Manager plugin's api.py: a plugin may use only crm-activation's public
+# API (never `crm_activation.connectors.*`), and DV360's and Data Manager's error details differ enough to keep apart.
 def classify_google(response: HttpResponse) -> Action | None:
     """Map Google's error status names (and OAuth error codes) to the shared actions; None for the status table.
 
@@ -44,8 +45,6 @@ def classify_google(response: HttpResponse) -> Action | None:
     if status in FATAL_STATUSES:
         return Action.FAIL
     return None
-
-
 
 
 def _json(response: HttpResponse) -> Any:

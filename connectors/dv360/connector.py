@@ -124,13 +124,10 @@ class Dv360Connector(Connector):
 
     def authenticator(self) -> RefreshTokenAuth:
         """Bearer tokens from the refresh token, fetched through this connector's own HTTP client."""
-        account, credentials = self.account, self.credentials
-        return RefreshTokenAuth(
+        return RefreshTokenAuth.for_credentials(
             self.http,
-            account.token_url,
-            credentials.client_id.get_secret_value(),
-            credentials.client_secret.get_secret_value(),
-            credentials.refresh_token.get_secret_value(),
+            self.account.token_url,
+            self.credentials,
             platform=self.platform,
             hint=f"check that the refresh token was granted the {SCOPE} scope",
         )

@@ -15,25 +15,30 @@ Partial-reject faults are not emulated: DV360 accepts or refuses a request as a 
 member, so there is no partial outcome to imitate. Turning the fault into a 400 for the request would only
 repeat what the validation errors already test, and would make fault-injection runs fail by design.
 
-Membership is a set of contact identities (the ContactInfo with its lists sorted); Google matches people
-instead, but identities make re-adding idempotent, removal by the same payload exact, and the end state
-comparable member for member.
+Membership is a set of contact identities (the ContactInfo with its lists sorted, as `member_key` spells it);
+Google matches people instead, but identities make re-adding idempotent, removal by the same payload exact, and
+the end state comparable member for member. The token endpoint is core's `RefreshTokenEndpoint`.
 """
 
 from __future__ import annotations
 
-import hmac
-import itertools
-import json
-import secrets
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Hashable, Iterable
+from dataclasses import dataclass
 from typing import Any
-from urllib.parse import parse_qs
 
-from crm_activation import Credentials, FaultPlan, SandboxApp, SandboxError, SandboxRequest, SandboxResponse
+from crm_activation import (
+    Credentials,
+    FaultPlan,
+    RefreshTokenEndpoint,
+    SandboxApp,
+    SandboxAudience,
+    SandboxError,
+    SandboxRequest,
+    SandboxResponse,
+    member_key,
+)
 
 from .settings import (
     ADDRESS_FIELDS,
@@ -69,16 +74,19 @@ _HTTP_CODES = {"INVALID_ARGUMENT": 400, "UNAUTHENTICATED": 401, "PERMISSION_DENI
 
 
 @dataclass
-class _Audience:
+class _Audience(SandboxAudience):
+    """A Customer Match audience; each member is kept with the consent it was last added with."""
+
     advertiser_id: str
-    display_name: str
     description: str
     duration: str
-    members: dict[str, str] = field(default_factory=dict)  # identity -> consent given when last added
-    deleted: bool = False
+
+    def view(self) -> dict[str, Any]:
+        """The standard view, plus how many members carry each consent label."""
+        return super().view() | {"consent": dict(Counter(self.members.values()))}
 
 
-class Dv360Sandbox(SandboxApp):
+class Dv360Sandbox(SandboxApp[_Audience]):
     """Google's token endpoint and DV360's Customer Match surface, in memory.
 
     Args:
@@ -91,6 +99,8 @@ class Dv360Sandbox(SandboxApp):
     """
 
     platform = "dv360"
+    first_id = 4_100_000_001
+    oauth: RefreshTokenEndpoint
 
     def __init__(
         self,
@@ -103,15 +113,12 @@ class Dv360Sandbox(SandboxApp):
         if not isinstance(credentials, Dv360Credentials):
             raise TypeError("Dv360Sandbox needs Dv360Credentials")
         super().__init__(credentials, faults)
-        self.oauth = credentials
-        self.token_lifetime = token_lifetime
-        self.clock = clock
+        self.oauth = RefreshTokenEndpoint.for_credentials(
+            SANDBOX_TOKEN_PATH, credentials, lifetime=token_lifetime, token_prefix="ya29.sandbox-", clock=clock,
+            answer={"scope": SCOPE},
+        )
         self.max_members_per_request = MAX_MEMBERS_PER_REQUEST  # lower it in a test rather than send 500,001
         self.advertisers = set(advertiser_ids) if advertiser_ids is not None else None
-        self.tokens: dict[str, float] = {}  # access token -> monotonic expiry
-        self.audiences: dict[str, _Audience] = {}
-        # Random start: a fresh sandbox never reuses an id an earlier one handed out.
-        self._ids = itertools.count(4_100_000_001 + secrets.randbelow(10**6) * 1000)
 
     # -- Google's error shapes -------------------------------------------------------------------------------
     def error(self, status: str, message: str, code: int | None = None) -> SandboxError:
@@ -131,55 +138,18 @@ class Dv360Sandbox(SandboxApp):
         """503 UNAVAILABLE, Google's transient failure."""
         return self.error("UNAVAILABLE", "The service is currently unavailable.", 503).response
 
-    def secrets(self) -> list[str]:
-        """The client secret, refresh token and every access token issued are masked in the request log."""
-        with self.lock:
-            return [*super().secrets(), *self.tokens]
-
-    # -- test helpers ----------------------------------------------------------------------------------------
+    # -- test helpers (tokens: `oauth.expire()`) --------------------------------------------------------------
     def reset(self, advertiser_ids: Iterable[str] | None = None, token_lifetime: int = 3599) -> None:
         """Forget audiences, tokens, logged requests and faults, so tests can share one running server."""
         with self.lock:
-            self.audiences.clear()
-            self.tokens.clear()
-            self.requests.clear()
+            super().reset()
             self.advertisers = set(advertiser_ids) if advertiser_ids is not None else None
-            self.token_lifetime = token_lifetime
+            self.oauth.lifetime = token_lifetime
             self.max_members_per_request = MAX_MEMBERS_PER_REQUEST
-        self.set_faults(FaultPlan())
-
-    def expire_tokens(self) -> None:
-        """Let every issued access token run out now, as Google's would after an hour."""
-        with self.lock:
-            self.tokens = dict.fromkeys(self.tokens, float("-inf"))
-
-    def delete_audience(self, audience_id: str) -> None:
-        """Make an audience disappear for the advertiser; later calls about it get 404 NOT_FOUND."""
-        with self.lock:
-            self.audiences[audience_id].deleted = True
-
-    def state(self) -> dict[str, Any]:
-        """Every audience with its settings, member count, members (as ContactInfo dicts) and consent counts."""
-        return {
-            "audiences": {
-                audience_id: {
-                    "displayName": a.display_name,
-                    "advertiserId": a.advertiser_id,
-                    "membershipDurationDays": a.duration,
-                    "deleted": a.deleted,
-                    "members": len(a.members),
-                    "member_rows": [json.loads(identity) for identity in sorted(a.members)],
-                    "consent": dict(Counter(a.members.values())),
-                }
-                for audience_id, a in self.audiences.items()
-            }
-        }
 
     # -- dispatch --------------------------------------------------------------------------------------------
     def handle(self, request: SandboxRequest) -> SandboxResponse:
-        """Serve the token endpoint, or check the bearer token and route an API call."""
-        if request.path == SANDBOX_TOKEN_PATH and request.method == "POST":
-            return self._token(request)
+        """Check the bearer token and route an API call (the base serves the token endpoint)."""
         parts = request.path.strip("/").split("/")
         if parts[0] != API_VERSION or len(parts) not in (2, 3):
             raise self.error("NOT_FOUND", f"The requested URL {request.path} was not found on this server.")
@@ -197,30 +167,11 @@ class Dv360Sandbox(SandboxApp):
             return self._edit(name.removesuffix(f":{EDIT_MEMBERS}"), request)
         raise self.error("NOT_FOUND", f"The requested URL {request.path} was not found on this server.")
 
-    def _token(self, request: SandboxRequest) -> SandboxResponse:
-        """Google's refresh-token grant: form-encoded, client authenticated by id and secret in the body."""
-        if "x-www-form-urlencoded" not in (request.header("content-type") or ""):
-            return _oauth(400, "invalid_request", "Content-Type must be application/x-www-form-urlencoded")
-        form = {k: v[0] for k, v in parse_qs(request.body.decode(), keep_blank_values=True).items()}
-        if form.get("grant_type") != "refresh_token":
-            return _oauth(400, "unsupported_grant_type", "Invalid grant_type")
-        if not _same(form.get("client_id"), self.oauth.client_id.get_secret_value()):
-            return _oauth(401, "invalid_client", "The OAuth client was not found.")
-        if not _same(form.get("client_secret"), self.oauth.client_secret.get_secret_value()):
-            return _oauth(401, "invalid_client", "Unauthorized")
-        if not _same(form.get("refresh_token"), self.oauth.refresh_token.get_secret_value()):
-            return _oauth(400, "invalid_grant", "Token has been expired or revoked.")
-        token = "ya29.sandbox-" + secrets.token_urlsafe(24)
-        self.tokens[token] = self.clock() + self.token_lifetime
-        body = {"access_token": token, "expires_in": self.token_lifetime, "scope": SCOPE, "token_type": "Bearer"}
-        return SandboxResponse(200, body)
-
     def _authenticate(self, request: SandboxRequest) -> None:
-        header = request.header("authorization") or ""
-        if not header.startswith("Bearer "):
+        problem = self.token_problem(request)
+        if problem == "missing":
             raise self.error("UNAUTHENTICATED", "Request is missing required authentication credential.")
-        expires = self.tokens.get(header.removeprefix("Bearer "))
-        if expires is None or self.clock() >= expires:
+        if problem is not None:
             raise self.error("UNAUTHENTICATED", "Request had invalid authentication credentials. Expected OAuth 2 "
                              "access token, login cookie or other valid authentication credential.")
 
@@ -234,7 +185,7 @@ class Dv360Sandbox(SandboxApp):
 
     def _audience(self, audience_id: str, advertiser: str) -> _Audience:
         audience = self.audiences.get(audience_id)
-        if audience is None or audience.deleted or audience.advertiser_id != advertiser:
+        if audience is None or audience.advertiser_id != advertiser:
             raise self.error("NOT_FOUND", "Requested entity was not found.")
         return audience
 
@@ -253,15 +204,12 @@ class Dv360Sandbox(SandboxApp):
             days = membership_duration(body["membershipDurationDays"])
         except ValueError:
             raise self.bad("membershipDurationDays must be greater than 0 and less than or equal to 540") from None
-        members: dict[str, str] = {}
+        audience = _Audience(advertiser, str(body.get("description") or ""), str(days), name=str(body["displayName"]))
         if "contactInfoList" in body:  # optional: "the initial audience members"
             identities, consent = self._contact_list(body["contactInfoList"], "contactInfoList", allow_empty=True)
-            members = dict.fromkeys(identities, consent)
-        audience_id = str(next(self._ids))
-        self.audiences[audience_id] = _Audience(
-            advertiser, str(body["displayName"]), str(body.get("description") or ""), str(days), members
-        )
-        return SandboxResponse(200, self._resource(audience_id, self.audiences[audience_id]))
+            audience.members = dict.fromkeys(identities, consent)
+        audience_id = self.create_audience(audience)
+        return SandboxResponse(200, self._resource(audience_id, audience))
 
     def _read(self, audience_id: str, advertiser: str) -> SandboxResponse:
         audience = self._audience(audience_id, advertiser)
@@ -282,14 +230,14 @@ class Dv360Sandbox(SandboxApp):
         identities, consent = self._contact_list(body[given[0]], given[0], allow_empty=False)
         for identity in identities:
             if given[0].startswith("added"):
-                audience.members[identity] = consent
+                audience.add(identity, consent)
             else:
-                audience.members.pop(identity, None)
+                audience.remove(identity)
         return SandboxResponse(200, {"firstPartyAndPartnerAudienceId": audience_id})
 
     def _resource(self, audience_id: str, audience: _Audience) -> dict[str, Any]:
         return {"name": f"{AUDIENCES}/{audience_id}", "firstPartyAndPartnerAudienceId": audience_id,
-                "displayName": audience.display_name, "description": audience.description,
+                "displayName": audience.name, "description": audience.description,
                 "firstPartyAndPartnerAudienceType": FIRST_PARTY, "audienceType": AUDIENCE_TYPE,
                 "audienceSource": "DISPLAY_VIDEO_360", "membershipDurationDays": audience.duration}
 
@@ -303,7 +251,7 @@ class Dv360Sandbox(SandboxApp):
                            "Cannot find field.")
         return value
 
-    def _contact_list(self, value: Any, where: str, allow_empty: bool) -> tuple[list[str], str]:
+    def _contact_list(self, value: Any, where: str, allow_empty: bool) -> tuple[list[Hashable], str]:
         """The identities in a ContactInfoList and its consent label; 400 for anything malformed."""
         body = self._object(value, where, {"contactInfos", "consent"})
         if "consent" not in body:  # Google would read "unspecified"; the connector promises to always say
@@ -329,8 +277,8 @@ class Dv360Sandbox(SandboxApp):
                            f"be greater than {self.max_members_per_request}")
         return [identity for identity, _ in checked], "/".join(labels)
 
-    def _contact_info(self, value: Any, where: str) -> tuple[str, int]:
-        """A ContactInfo's identity (canonical JSON) and how many members it splits into."""
+    def _contact_info(self, value: Any, where: str) -> tuple[Hashable, int]:
+        """A ContactInfo's identity (its `member_key`, lists sorted) and how many members it splits into."""
         info = self._object(value, where, CONTACT_INFO_FIELDS)
         canonical: dict[str, Any] = {}
         for name, item in info.items():
@@ -350,7 +298,7 @@ class Dv360Sandbox(SandboxApp):
         count += len(canonical.get(ZIP_CODES, []))  # one address per zip code
         if count == 0:
             raise self.bad(f"{where}: needs an e-mail, a phone number or an address")
-        return json.dumps(canonical, sort_keys=True, separators=(",", ":")), count
+        return member_key(canonical), count
 
 
 def _value_problem(name: str, value: Any) -> str | None:
@@ -364,14 +312,6 @@ def _value_problem(name: str, value: Any) -> str | None:
     if SHA256_HEX.match(value.lower()):
         return "zip codes must not be hashed"
     return None
-
-
-def _oauth(status: int, error: str, description: str) -> SandboxResponse:
-    return SandboxResponse(status, {"error": error, "error_description": description})
-
-
-def _same(given: str | None, expected: str) -> bool:
-    return given is not None and hmac.compare_digest(given.encode(), expected.encode())
 
 
 __all__ = ["Dv360Sandbox"]

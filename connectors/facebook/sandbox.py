@@ -5,9 +5,9 @@ Served endpoints (all under a supported `/v{N}.{M}/` prefix): `GET /act_{id}`, `
 in Graph API shape (`{"error": {"message", "type", "code", "error_subcode", "fbtrace_id"}}`), throttling as HTTP
 400 with code 80003 and no Retry-After (Meta sends none), and transient failures as HTTP 500 code 2.
 
-Membership is a set of row identities (the sorted non-empty (field, value) pairs of a payload row). That is
-simpler than Meta, which matches rows to people, but it makes the properties tests need exact: re-adding is
-idempotent, removing with the same payload removes, and the end state can be compared row for row.
+Membership is a set of row identities (a payload row's non-empty fields, `{field: value}`, as `member_key`
+spells them). That is simpler than Meta, which matches rows to people, but it makes the properties tests need
+exact: re-adding is idempotent, removing with the same payload removes, and the end state compares row for row.
 """
 
 from __future__ import annotations
@@ -17,17 +17,23 @@ import hmac
 import itertools
 import json
 import re
-import secrets
-from collections.abc import Iterable
+from collections.abc import Hashable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs
 
-from crm_activation import Credentials, FaultPlan, SandboxApp, SandboxError, SandboxRequest, SandboxResponse
+from crm_activation import (
+    Credentials,
+    FaultPlan,
+    SandboxApp,
+    SandboxAudience,
+    SandboxError,
+    SandboxRequest,
+    SandboxResponse,
+    member_key,
+)
 
 from .settings import MAX_ROWS_PER_REQUEST, SCHEMA_KEYS, CustomerFileSource, FacebookCredentials
-
-Row = tuple[tuple[str, str], ...]
 
 _VERSION = re.compile(r"^v\d+\.\d+$")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
@@ -40,23 +46,20 @@ _MISSING = (
 
 
 @dataclass
-class _Audience:
-    name: str
+class _Audience(SandboxAudience):
     account: str
     description: str = ""
     customer_file_source: str = CustomerFileSource.USER_PROVIDED_ONLY.value
-    members: set[Row] = field(default_factory=set)
-    deleted: bool = False
 
 
 @dataclass
 class _ReplaceSession:
-    batches: dict[int, set[Row]] = field(default_factory=dict)
+    batches: dict[int, set[Hashable]] = field(default_factory=dict)
     finished_seq: int | None = None
     final_response: dict[str, Any] | None = None
 
 
-class FacebookSandbox(SandboxApp):
+class FacebookSandbox(SandboxApp[_Audience]):
     """Meta's Marketing API custom-audience surface, in memory.
 
     Args:
@@ -66,6 +69,7 @@ class FacebookSandbox(SandboxApp):
     """
 
     platform = "facebook"
+    first_id = 23850000000000001
     supported_versions = ("v24.0", "v25.0")
     max_samples = 10  # Meta returns a handful of `invalid_entry_samples`, never a full list
 
@@ -77,10 +81,7 @@ class FacebookSandbox(SandboxApp):
         super().__init__(credentials, faults)
         self.fb_credentials = credentials
         self.ad_accounts = _account_set(ad_account_ids)
-        self.audiences: dict[str, _Audience] = {}
         self._sessions: dict[tuple[str, str], _ReplaceSession] = {}
-        # Random start: like Meta, a fresh sandbox never hands out an id an earlier one already used.
-        self._ids = itertools.count(23850000000000001 + secrets.randbelow(10**9) * 1000)
         self._traces = itertools.count(1)
 
     # -- faults in Meta's shape ---------------------------------------------------------------------------
@@ -129,30 +130,9 @@ class FacebookSandbox(SandboxApp):
     def reset(self, ad_account_ids: Iterable[str] | None = None) -> None:
         """Forget audiences, sessions, logged requests and faults, so tests can share one running server."""
         with self.lock:
-            self.audiences.clear()
+            super().reset()
             self._sessions.clear()
-            self.requests.clear()
             self.ad_accounts = _account_set(ad_account_ids)
-        self.set_faults(FaultPlan())
-
-    def delete_audience(self, audience_id: str) -> None:
-        """Delete an audience as a person in Ads Manager would; later calls get code 100 subcode 33."""
-        with self.lock:
-            self.audiences[audience_id].deleted = True
-
-    def state(self) -> dict[str, Any]:
-        """Every audience with its member count and rows (as {field: value} dicts, sorted)."""
-        return {
-            "audiences": {
-                audience_id: {
-                    "name": audience.name,
-                    "deleted": audience.deleted,
-                    "members": len(audience.members),
-                    "member_rows": sorted((dict(row) for row in audience.members), key=lambda r: sorted(r.items())),
-                }
-                for audience_id, audience in self.audiences.items()
-            }
-        }
 
     # -- dispatch ------------------------------------------------------------------------------------------
     def handle(self, request: SandboxRequest) -> SandboxResponse:
@@ -170,11 +150,11 @@ class FacebookSandbox(SandboxApp):
             if edge == "customaudiences" and method == "POST":
                 return self._create(account, params)
         elif node in self.audiences:
-            audience = self._audience(node, method)
+            audience = self.audiences[node]
             if edge == "" and method == "GET":
                 return self._read(node, audience, params)
             if edge == "" and method == "DELETE":
-                audience.deleted = True
+                self.delete_audience(node)
                 return SandboxResponse(200, {"success": True})
             if edge in ("users", "usersreplace") and method in ("POST", "DELETE"):
                 return self._users(node, audience, params, method, edge)
@@ -214,12 +194,6 @@ class FacebookSandbox(SandboxApp):
             raise self.missing(node, method)
         return account
 
-    def _audience(self, node: str, method: str) -> _Audience:
-        audience = self.audiences[node]
-        if audience.deleted:
-            raise self.missing(node, method)
-        return audience
-
     # -- endpoints -----------------------------------------------------------------------------------------
     def _create(self, account: str, params: dict[str, Any]) -> SandboxResponse:
         name = params.get("name")
@@ -230,9 +204,8 @@ class FacebookSandbox(SandboxApp):
         source = params.get("customer_file_source")
         if source not in {s.value for s in CustomerFileSource}:
             raise self.bad("(#100) customer_file_source is required and must be a known value")
-        audience_id = str(next(self._ids))
-        self.audiences[audience_id] = _Audience(str(name), account, str(params.get("description") or ""), source)
-        return SandboxResponse(200, {"id": audience_id})
+        audience = _Audience(account, str(params.get("description") or ""), source, name=str(name))
+        return SandboxResponse(200, {"id": self.create_audience(audience)})
 
     def _read(self, audience_id: str, audience: _Audience, params: dict[str, Any]) -> SandboxResponse:
         available = {
@@ -265,15 +238,14 @@ class FacebookSandbox(SandboxApp):
         }
         if edge == "usersreplace":
             return SandboxResponse(200, self._replace(audience_id, audience, params, valid, body))
-        body["session_id"] = str(next(self._ids))
-        if method == "POST":
-            audience.members |= valid
-        else:
-            audience.members -= valid
+        body["session_id"] = self.next_id()
+        change = audience.add if method == "POST" else audience.remove
+        for row in valid:
+            change(row)
         return SandboxResponse(200, body)
 
     def _replace(
-        self, audience_id: str, audience: _Audience, params: dict[str, Any], valid: set[Row], body: dict[str, Any]
+        self, audience_id: str, audience: _Audience, params: dict[str, Any], valid: set[Hashable], body: dict[str, Any]
     ) -> dict[str, Any]:
         session_param = self._json_param(params, "session")
         try:
@@ -292,7 +264,7 @@ class FacebookSandbox(SandboxApp):
         session.batches[seq] = valid  # a retried batch replaces itself
         body["session_id"] = session_id
         if last:
-            audience.members = set().union(*session.batches.values())
+            audience.members = dict.fromkeys(set().union(*session.batches.values()))
             session.finished_seq, session.final_response = seq, body
         return body
 
@@ -328,16 +300,16 @@ class FacebookSandbox(SandboxApp):
 
     def _rows(
         self, schema: list[str], data: list[list[Any]], reject_some: bool
-    ) -> tuple[set[Row], dict[str, str], int]:
+    ) -> tuple[set[Hashable], dict[str, str], int]:
         """Valid row identities, samples of invalid ones (value -> reason) and the invalid count."""
         partial = reject_some and self.should_reject_partially()
-        valid: set[Row] = set()
+        valid: set[Hashable] = set()
         samples: dict[str, str] = {}
         invalid = 0
         for row in data:
             cells = [(key, cell) for key, cell in zip(schema, row, strict=True) if cell != ""]
             problem = next(((str(cell), reason) for key, cell in cells if (reason := _cell_problem(key, cell))), None)
-            identity: Row = tuple(sorted((key, str(cell)) for key, cell in cells))
+            identity = member_key({key: str(cell) for key, cell in cells})
             if problem is None and not cells:
                 problem = ("", "row has no identifiers")
             if problem is None and partial and _stable_bucket(identity) == 0:
@@ -368,13 +340,13 @@ def _cell_problem(key: str, cell: Any) -> str | None:
     return None if _SHA256.match(cell) else "value is not a SHA-256 hash (64 lowercase hex digits)"
 
 
-def _sample_value(identity: Row) -> str:
+def _sample_value(identity: Any) -> str:
     """The value a sample is keyed by: the row's first identifying field (email, phone, MADID, external id)."""
     cells = dict(identity)
     return next((cells[k] for k in ("EMAIL", "PHONE", "MADID", "EXTERN_ID") if k in cells), identity[0][1])
 
 
-def _stable_bucket(identity: Row) -> int:
+def _stable_bucket(identity: Any) -> int:
     """0..9 from the row's content, so a retried batch rejects the same rows (about one in ten)."""
     return hashlib.sha256(repr(identity).encode()).digest()[0] % 10
 

@@ -31,11 +31,12 @@ from crm_activation import (
     IdentifierRule,
     Member,
     RecordRejection,
+    RefreshTokenAuth,
     response_of,
 )
 from crm_activation import normalization as norm
 
-from .api import LinkedInOAuth, error_summary, json_object
+from .api import error_summary, json_object
 from .sandbox import LinkedInSandbox
 from .settings import (
     MAX_ELEMENTS_PER_REQUEST,
@@ -117,18 +118,19 @@ class LinkedInConnector(Connector):
             return Action.CONFIG_ERROR
         return None
 
-    def authenticator(self) -> LinkedInOAuth:
-        """Bearer token, refreshed through the account's token URL when the credentials hold a refresh grant."""
-        credentials, account = self.credentials, self.account
-        secret = credentials.client_secret.get_secret_value() if credentials.client_secret else None
-        refresh = credentials.refresh_token.get_secret_value() if credentials.refresh_token else None
-        return LinkedInOAuth(
-            token=credentials.access_token.get_secret_value(),
-            token_url=account.token_url,
-            http=self.http,
-            refresh_token=refresh,
-            client_id=credentials.client_id,
-            client_secret=secret,
+    def authenticator(self) -> RefreshTokenAuth:
+        """The configured bearer token, refreshed through the account's token URL when a 401 says so.
+
+        Without the refresh grant in the credentials a 401 is a configuration error: a person has to authorize
+        the app again (the grant itself lasts a year, or until the member revokes the app).
+        """
+        return RefreshTokenAuth.for_credentials(
+            self.http,
+            self.account.token_url,
+            self.credentials,
+            platform=self.platform,
+            hint="check that the refresh token was granted the rw_dmp_segments scope",
+            token=self.credentials.access_token.get_secret_value(),
         )
 
     @classmethod

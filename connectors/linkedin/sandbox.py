@@ -12,24 +12,31 @@ Error shapes are LinkedIn's: `{"status", "serviceErrorCode"?, "code"?, "message"
 for a missing or malformed version (400 VERSION_MISSING / INVALID_VERSION), the refusal of a missing protocol
 header and of a batch over 5,000 elements, and the 404 and 5xx bodies.
 
-Membership is a set per segment keyed by an element's sorted `userIds` (or its names when it has none). LinkedIn
-matches elements to members instead, but keys make the properties tests need exact: re-adding is idempotent
-(still 201), a REMOVE with the same ids removes, and the end state compares id for id.
+Membership is a set per segment keyed by an element's `userIds` as `{idType: idValue}` (or its names when it has
+none). LinkedIn matches elements to members instead, but keys make the properties tests need exact: re-adding is
+idempotent (still 201), a REMOVE with the same ids removes, and the end state compares id for id. The OAuth
+endpoint is core's `RefreshTokenEndpoint`; the access token configured in the credentials is live from the start.
 """
 
 from __future__ import annotations
 
 import hashlib
-import itertools
 import re
-import secrets
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
-from urllib.parse import parse_qs
 
-from crm_activation import Credentials, FaultPlan, SandboxApp, SandboxError, SandboxRequest, SandboxResponse
+from crm_activation import (
+    Credentials,
+    FaultPlan,
+    RefreshTokenEndpoint,
+    SandboxApp,
+    SandboxAudience,
+    SandboxError,
+    SandboxRequest,
+    SandboxResponse,
+)
 
 from .schema import Key, create_problem, element_problem
 from .settings import (
@@ -50,28 +57,26 @@ _SEGMENT_PATH = re.compile(r"^/rest/dmpSegments/([^/]+)(/users)?$")
 _ACCOUNT_URN = re.compile(r"^urn:li:sponsoredAccount:(\d+)$")
 #: Versions served: the twelve months up to the compilation date of platform-apis.md (2026-11).
 ACTIVE_VERSIONS = ("202512", "202611")
+#: `RefreshTokenEndpoint.problem` -> LinkedIn's answer (message, code, serviceErrorCode).
+_TOKEN_PROBLEMS = {
+    "unknown": ("Invalid access token", "INVALID_ACCESS_TOKEN", INVALID_TOKEN_CODE),
+    "revoked": ("The token used in the request has been revoked by the user", "REVOKED_ACCESS_TOKEN",
+                REVOKED_TOKEN_CODE),
+    "expired": ("The token used in the request has expired", "EXPIRED_ACCESS_TOKEN", EXPIRED_TOKEN_CODE),
+}
 
 
 @dataclass
-class _Segment:
-    name: str
+class _Segment(SandboxAudience):
     account: str
     source_platform: str
     source_segment_id: str | None
     type: str
     created: int
     warmup_left: int = 0
-    members: set[Key] = field(default_factory=set)
-    deleted: bool = False
 
 
-@dataclass
-class _Token:
-    expires_at: float
-    revoked: bool = False
-
-
-class LinkedInSandbox(SandboxApp):
+class LinkedInSandbox(SandboxApp[_Segment]):
     """LinkedIn's Matched Audiences surface and OAuth refresh, in memory.
 
     Args:
@@ -86,6 +91,8 @@ class LinkedInSandbox(SandboxApp):
     """
 
     platform = "linkedin"
+    first_id = 100001
+    oauth: RefreshTokenEndpoint
 
     def __init__(
         self,
@@ -102,16 +109,16 @@ class LinkedInSandbox(SandboxApp):
         if not isinstance(credentials, LinkedInCredentials):
             raise TypeError("LinkedInSandbox needs LinkedInCredentials")
         super().__init__(credentials, faults)
-        self.li_credentials = credentials
         self.source_platforms = set(source_platforms) if source_platforms is not None else None
-        self.token_lifetime = token_lifetime
         self.warmup_requests = warmup_requests
         self.active_versions = active_versions
         self.clock = clock
-        self.segments: dict[str, _Segment] = {}
-        self.issued: list[str] = []
-        # Random start: a fresh sandbox never reuses an id an earlier one handed out.
-        self._ids = itertools.count(100001 + secrets.randbelow(10**6) * 1000)
+        self.configured_token = credentials.access_token.get_secret_value()
+        refresh = credentials.refresh_token.get_secret_value() if credentials.refresh_token else None
+        answer = {"refresh_token": refresh, "refresh_token_expires_in": REFRESH_TOKEN_SECONDS}
+        self.oauth = RefreshTokenEndpoint.for_credentials(
+            TOKEN_PATH, credentials, lifetime=token_lifetime, token_prefix="AQV", clock=clock, answer=answer
+        )
         self._start(ad_account_ids)  # keeps the fault plan given here
 
     # -- LinkedIn's error shapes ----------------------------------------------------------------------------
@@ -140,66 +147,21 @@ class LinkedInSandbox(SandboxApp):
         """A transient LinkedIn failure."""
         return self.error(500, "Internal Server Error").response
 
-    def secrets(self) -> list[str]:
-        """The configured secrets and every token this sandbox issued are masked in its request log."""
-        return [*super().secrets(), *self.issued]
-
-    # -- test helpers --------------------------------------------------------------------------------------
+    # -- test helpers (tokens: `oauth.expire()`, `oauth.revoke()`) -----------------------------------------
     def reset(self, ad_account_ids: Iterable[str] | None = None) -> None:
         """Forget segments, issued tokens, logged requests and faults; the configured token is live again."""
-        self._start(ad_account_ids)
-        self.set_faults(FaultPlan())
+        with self.lock:
+            super().reset()
+            self._start(ad_account_ids)
 
     def _start(self, ad_account_ids: Iterable[str] | None) -> None:
-        with self.lock:
-            self.segments.clear()
-            self.requests.clear()
-            self.issued.clear()
-            self.app_revoked = False
-            accounts = None if ad_account_ids is None else {a.removeprefix(ACCOUNT_URN_PREFIX) for a in ad_account_ids}
-            self.ad_accounts = accounts
-            token = self.li_credentials.access_token.get_secret_value()
-            self.tokens = {token: _Token(self.clock() + self.token_lifetime)}
-
-    def expire_access_tokens(self) -> None:
-        """Every access token expires now, as if 60 days had passed."""
-        with self.lock:
-            for token in self.tokens.values():
-                token.expires_at = min(token.expires_at, self.clock())
-
-    def revoke_app(self) -> None:
-        """The member revoked the app: access tokens answer REVOKED_ACCESS_TOKEN and the refresh grant is refused."""
-        with self.lock:
-            self.app_revoked = True
-            for token in self.tokens.values():
-                token.revoked = True
-
-    def delete_segment(self, segment_id: str) -> None:
-        """Delete a segment as a person in Campaign Manager would; later calls get 404."""
-        with self.lock:
-            self.segments[segment_id].deleted = True
-
-    def state(self) -> dict[str, Any]:
-        """Every segment with its member count and member ids (one {idType: idValue} dict each, sorted)."""
-        return {
-            "segments": {
-                segment_id: {
-                    "name": s.name,
-                    "account": s.account,
-                    "sourceSegmentId": s.source_segment_id,
-                    "deleted": s.deleted,
-                    "members": len(s.members),
-                    "member_ids": [dict(key) for key in sorted(s.members)],
-                }
-                for segment_id, s in self.segments.items()
-            }
-        }
+        accounts = None if ad_account_ids is None else {a.removeprefix(ACCOUNT_URN_PREFIX) for a in ad_account_ids}
+        self.ad_accounts = accounts
+        self.oauth.accept(self.configured_token)
 
     # -- dispatch ------------------------------------------------------------------------------------------
     def handle(self, request: SandboxRequest) -> SandboxResponse:
-        """Serve OAuth, or check token and headers and route the Rest.li resource."""
-        if request.path == TOKEN_PATH and request.method == "POST":
-            return self._refresh(request)
+        """Check token and headers and route the Rest.li resource (the base serves the OAuth endpoint)."""
         if not request.path.startswith("/rest/"):
             raise self.error(404, f"No resource found at {request.path}")
         self._authenticate(request)
@@ -218,7 +180,7 @@ class LinkedInSandbox(SandboxApp):
             if not users and request.method == "GET":
                 return SandboxResponse(200, self._view(segment_id, segment))
             if not users and request.method == "DELETE":
-                segment.deleted = True
+                self.delete_audience(segment_id)
                 return SandboxResponse(204, raw=b"")
         raise self.error(405, f"{request.method} is not supported on {request.path}")
 
@@ -228,16 +190,10 @@ class LinkedInSandbox(SandboxApp):
             raise self.error(401, "Empty oauth2_access_token", service_code=401)
         if scheme != "Bearer" or not token:
             raise self.error(401, "Unknown authentication scheme", service_code=401)
-        state = self.tokens.get(token)
-        if state is None:
-            raise self.error(401, "Invalid access token", "INVALID_ACCESS_TOKEN", INVALID_TOKEN_CODE)
-        if state.revoked:
-            message = "The token used in the request has been revoked by the user"
-            raise self.error(401, message, "REVOKED_ACCESS_TOKEN", REVOKED_TOKEN_CODE)
-        if state.expires_at <= self.clock():
-            raise self.error(
-                401, "The token used in the request has expired", "EXPIRED_ACCESS_TOKEN", EXPIRED_TOKEN_CODE
-            )
+        problem = self.oauth.problem(token)
+        if problem is not None:
+            message, code, service_code = _TOKEN_PROBLEMS[problem]
+            raise self.error(401, message, code, service_code)
 
     def _check_headers(self, request: SandboxRequest) -> None:
         version = request.header("linkedin-version")
@@ -261,8 +217,8 @@ class LinkedInSandbox(SandboxApp):
         return urn
 
     def _segment(self, segment_id: str) -> _Segment:
-        segment = self.segments.get(segment_id)
-        if segment is None or segment.deleted:
+        segment = self.audiences.get(segment_id)
+        if segment is None:
             raise self.error(404, f"DMP segment {segment_id} does not exist")
         return segment
 
@@ -275,24 +231,6 @@ class LinkedInSandbox(SandboxApp):
             view["sourceSegmentId"] = s.source_segment_id
         return view
 
-    # -- OAuth -----------------------------------------------------------------------------------------------
-    def _refresh(self, request: SandboxRequest) -> SandboxResponse:
-        form = {k: v[0] for k, v in parse_qs(request.body.decode(), keep_blank_values=True).items()}
-        creds = self.li_credentials
-        if form.get("grant_type") != "refresh_token":
-            return _oauth_error(400, "unsupported_grant_type", "Only grant_type=refresh_token is emulated")
-        secret = creds.client_secret.get_secret_value() if creds.client_secret else None
-        if not creds.client_id or form.get("client_id") != creds.client_id or form.get("client_secret") != secret:
-            return _oauth_error(401, "invalid_client", "Client authentication failed")
-        refresh = creds.refresh_token.get_secret_value() if creds.refresh_token else None
-        if refresh is None or form.get("refresh_token") != refresh or self.app_revoked:
-            return _oauth_error(400, "invalid_grant", "The provided refresh token is invalid, expired or revoked")
-        token = "AQV" + secrets.token_urlsafe(32)
-        self.tokens[token] = _Token(self.clock() + self.token_lifetime)
-        self.issued.append(token)
-        body = {"access_token": token, "expires_in": int(self.token_lifetime), "refresh_token": refresh}
-        return SandboxResponse(200, body | {"refresh_token_expires_in": REFRESH_TOKEN_SECONDS})
-
     # -- segments ------------------------------------------------------------------------------------------
     def _finder(self, request: SandboxRequest) -> SandboxResponse:
         if request.param("q") != "account":
@@ -301,8 +239,8 @@ class LinkedInSandbox(SandboxApp):
         source_id, platform = request.param("sourceSegmentId"), request.param("sourcePlatform")
         found = [
             self._view(segment_id, s)
-            for segment_id, s in self.segments.items()
-            if s.account == account and not s.deleted
+            for segment_id, s in self.audiences.items()
+            if s.account == account
             and source_id in (None, s.source_segment_id) and platform in (None, s.source_platform)
         ]
         start, count = int(request.param("start") or 0), request.param("count")
@@ -318,9 +256,9 @@ class LinkedInSandbox(SandboxApp):
         platform, source_id = body["sourcePlatform"], body.get("sourceSegmentId")
         if self.source_platforms is not None and platform not in self.source_platforms:
             raise self.invalid("/sourcePlatform", f"{platform} is not a sourcePlatform assigned to this application")
-        segment_id = str(next(self._ids))
-        self.segments[segment_id] = _Segment(body["name"], account, platform, source_id, body["type"],
-                                             int(self.clock() * 1000), self.warmup_requests)
+        segment = _Segment(account, platform, source_id, body["type"], int(self.clock() * 1000), self.warmup_requests,
+                           name=body["name"])
+        segment_id = self.create_audience(segment)
         headers = {"x-restli-id": segment_id, "x-linkedin-id": segment_id, "Location": f"/dmpSegments/{segment_id}"}
         return SandboxResponse(201, headers=headers, raw=b"")
 
@@ -358,13 +296,9 @@ class LinkedInSandbox(SandboxApp):
 
     def _apply(self, segment: _Segment, action: str, key: Key) -> None:
         if action == "ADD":
-            segment.members.add(key)
+            segment.add(key)
         else:
-            segment.members.discard(key)  # removing a non-member is a 201 too: "by design"
-
-
-def _oauth_error(status: int, error: str, description: str) -> SandboxResponse:
-    return SandboxResponse(status, {"error": error, "error_description": description})
+            segment.remove(key)  # removing a non-member is a 201 too: "by design"
 
 
 def _stable_bucket(key: Key) -> int:

@@ -9,12 +9,15 @@ and the users schema lengths mirrored by HCL Link (names 35, title and company 5
 from __future__ import annotations
 
 import re
+from collections.abc import Hashable
 from typing import Any
+
+from crm_activation import member_key
 
 from .settings import ID_TYPES, NAME_MAX_LENGTH, TITLE_MAX_LENGTH
 
-#: A member of a segment as the sandbox keys it: the element's sorted (idType, idValue) pairs, or its names.
-Key = tuple[tuple[str, str], ...]
+#: A member of a segment as the sandbox keys it: `member_key` of the element's {idType: idValue}, or of its names.
+Key = Hashable
 
 CREATE_REQUIRED = ("name", "account", "sourcePlatform", "type", "destinations")
 #: `accessPolicy` left the schema in 202406 but older clients still send it; LinkedIn tolerates PRIVATE.
@@ -97,7 +100,7 @@ def element_problem(element: Any, path: str) -> tuple[str | None, Key]:
     if country is not None and not (isinstance(country, str) and len(country) == 2 and country.isalpha()):
         return _error(f"{path}/country", "must be an ISO 3166-1 alpha-2 code"), ()
     if pairs:
-        return None, tuple(sorted(pairs))
+        return None, member_key(dict(pairs))
     if element.get("firstName") and element.get("lastName"):
-        return None, (("firstName", element["firstName"]), ("lastName", element["lastName"]))
+        return None, member_key({"firstName": element["firstName"], "lastName": element["lastName"]})
     return _error(path, "userIds, or firstName and lastName, are required"), ()

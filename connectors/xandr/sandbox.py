@@ -10,8 +10,9 @@ Jobs advance one phase per status read (uploading, validating, processing, compl
 completion, after any earlier job of the member: Xandr processes a member's uploads in order, which is what
 makes a re-sent file harmless. Errors come as `{"response": {"status": "error", "error_id", "error"}}`, upload
 refusals as `{"response": {"status": "ERROR", "error_code", "errors"}}`, throttling as 429 (or 503 with
-`x-ratelimit-code`) with Retry-After. Membership is a set of users per segment: decimal Xandr uids and
-`<scheme>:<device id>` in lower case. The sandbox issues no session cookie, so only the header authenticates.
+`x-ratelimit-code`) with Retry-After. Membership is a set of users per segment (each kept with the EXPIRATION it
+was uploaded with): decimal Xandr uids and `<scheme>:<device id>` in lower case. The sandbox issues no session
+cookie, so only the header authenticates.
 """
 
 from __future__ import annotations
@@ -24,10 +25,18 @@ import math
 import secrets
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
-from crm_activation import Credentials, FaultPlan, SandboxApp, SandboxError, SandboxRequest, SandboxResponse
+from crm_activation import (
+    Credentials,
+    FaultPlan,
+    SandboxApp,
+    SandboxAudience,
+    SandboxError,
+    SandboxRequest,
+    SandboxResponse,
+)
 
 from .segment_file import FileOutcome, SegmentInfo, process_file
 from .settings import (
@@ -47,15 +56,15 @@ from .settings import (
 
 
 @dataclass
-class _Segment:
+class _Segment(SandboxAudience):
+    """A segment (its `name` is Xandr's `short_name`); each user is kept with its EXPIRATION minutes."""
+
     member_id: int
     code: str | None
-    short_name: str
     state: str = "active"
-    users: dict[str, int] = field(default_factory=dict)  # user -> EXPIRATION minutes as uploaded
 
-    def view(self, segment_id: int) -> dict[str, Any]:
-        return {"id": segment_id, "member_id": self.member_id, "code": self.code, "short_name": self.short_name,
+    def resource(self, segment_id: int) -> dict[str, Any]:
+        return {"id": segment_id, "member_id": self.member_id, "code": self.code, "short_name": self.name,
                 "state": self.state, "expire_minutes": None}
 
 
@@ -71,7 +80,7 @@ class _Job:
     applied: bool = False
 
 
-class XandrSandbox(SandboxApp):
+class XandrSandbox(SandboxApp[_Segment]):
     """Xandr's API for one user, in memory.
 
     Args:
@@ -88,6 +97,7 @@ class XandrSandbox(SandboxApp):
     """
 
     platform = "xandr"
+    first_id = 28_000_001
 
     def __init__(
         self,
@@ -120,10 +130,7 @@ class XandrSandbox(SandboxApp):
         self.tokens: dict[str, list[float]] = {}  # token -> [issued, last used]
         self.issued: list[str] = []
         self.logins: list[float] = []
-        self.segments: dict[int, _Segment] = {}
         self.jobs: dict[str, _Job] = {}
-        # Random start: a fresh sandbox never reuses an id an earlier one handed out.
-        self._ids = itertools.count(28_000_001 + secrets.randbelow(10**6) * 1000)
         self._job_seq = itertools.count(1)
         self._throttles = itertools.count()
 
@@ -160,46 +167,18 @@ class XandrSandbox(SandboxApp):
     def reset(self, member_ids: Iterable[int] | None = None, file_format: BssFileFormat | None = None) -> None:
         """Forget tokens, logins, segments, jobs, logged requests and faults (one server per test module)."""
         with self.lock:
+            super().reset()
             self.file_format = file_format or BssFileFormat()
             self.tokens.clear()
             self.logins.clear()
-            self.segments.clear()
             self.jobs.clear()
-            self.requests.clear()
             self.member_ids = set(member_ids) if member_ids is not None else None
             self._throttles = itertools.count()
-        self.set_faults(FaultPlan())
 
     def expire_tokens(self) -> None:
         """End every session, as 2 hours of idleness or the 24-hour hard expiry would."""
         with self.lock:
             self.tokens.clear()
-
-    def delete_segment(self, segment_id: int | str) -> None:
-        """Delete a segment as a person in the UI would."""
-        with self.lock:
-            del self.segments[int(segment_id)]
-
-    def members(self, segment_id: int | str) -> dict[str, int]:
-        """A segment's users with the EXPIRATION (minutes) they were uploaded with."""
-        with self.lock:
-            return dict(self.segments[int(segment_id)].users)
-
-    def state(self) -> dict[str, Any]:
-        """Every segment with its code, name, state, member count and users (sorted)."""
-        with self.lock:
-            return {
-                "segments": {
-                    str(segment_id): {
-                        "code": s.code,
-                        "short_name": s.short_name,
-                        "state": s.state,
-                        "members": len(s.users),
-                        "uids": sorted(s.users),
-                    }
-                    for segment_id, s in self.segments.items()
-                }
-            }
 
     # -- dispatch ------------------------------------------------------------------------------------------
     def handle(self, request: SandboxRequest) -> SandboxResponse:
@@ -274,24 +253,24 @@ class XandrSandbox(SandboxApp):
     def _segment_service(self, method: str, member: int, request: SandboxRequest) -> SandboxResponse:
         if method == "POST":
             return self._create_segment(member, self._body(request).get("segment"))
-        mine = {i: s for i, s in self.segments.items() if s.member_id == member}
+        mine = {int(i): s for i, s in self.audiences.items() if s.member_id == member}
         ident, code = request.param("id"), request.param("code")
         if method == "GET" and ident is None:
-            found = [s.view(i) for i, s in mine.items() if code is None or (s.code or "").lower() == code.lower()]
+            found = [s.resource(i) for i, s in mine.items() if code is None or (s.code or "").lower() == code.lower()]
             return _ok({"count": len(found), "segments": found[:100]})
         if ident is None or not ident.isdigit() or int(ident) not in mine:
             raise self.error(404, "NOTFOUND", "segment not found")
         segment_id, segment = int(ident), mine[int(ident)]
         if method == "DELETE":
-            del self.segments[segment_id]
+            self.delete_audience(str(segment_id))
             return _ok({})
         if method == "PUT":
             changes = self._body(request).get("segment")
             if not isinstance(changes, dict) or changes.get("state", segment.state) not in ("active", "inactive"):
                 raise self.error(400, "SYNTAX", "segment.state must be active or inactive")
             segment.state = changes.get("state", segment.state)
-            segment.short_name = str(changes.get("short_name", segment.short_name))[:MAX_SHORT_NAME_LENGTH]
-        return _ok({"count": 1, "id": segment_id, "segment": segment.view(segment_id)})
+            segment.name = str(changes.get("short_name", segment.name))[:MAX_SHORT_NAME_LENGTH]
+        return _ok({"count": 1, "id": segment_id, "segment": segment.resource(segment_id)})
 
     def _create_segment(self, member: int, fields: Any) -> SandboxResponse:
         if not isinstance(fields, dict) or not fields.get("short_name"):
@@ -303,11 +282,11 @@ class XandrSandbox(SandboxApp):
             code = str(code)
             if not code or len(code) > MAX_CODE_LENGTH:
                 raise self.error(400, "SYNTAX", "code is at most 50 characters")
-            if any(s.member_id == member and (s.code or "").lower() == code.lower() for s in self.segments.values()):
+            if any(s.member_id == member and (s.code or "").lower() == code.lower() for s in self.audiences.values()):
                 raise self.error(400, "SYNTAX", "code is already in use by another segment of this member")
-        segment_id = next(self._ids)
-        self.segments[segment_id] = _Segment(member, code, name, state)
-        return _ok({"count": 1, "id": segment_id, "segment": self.segments[segment_id].view(segment_id)})
+        segment = _Segment(member, code, state, name=name)
+        segment_id = int(self.create_audience(segment))
+        return _ok({"count": 1, "id": segment_id, "segment": segment.resource(segment_id)})
 
     # -- Batch Segment Service -----------------------------------------------------------------------------
     def _new_job(self, member: int) -> SandboxResponse:
@@ -352,7 +331,8 @@ class XandrSandbox(SandboxApp):
         return answer
 
     def _members_view(self, member: int) -> dict[int, SegmentInfo]:
-        return {i: SegmentInfo(s.code, s.state == "active") for i, s in self.segments.items() if s.member_id == member}
+        segments = self.audiences.items()
+        return {int(i): SegmentInfo(s.code, s.state == "active") for i, s in segments if s.member_id == member}
 
     def _read_jobs(self, member: int, request: SandboxRequest) -> SandboxResponse:
         job_id = request.param("job_id")
@@ -378,13 +358,13 @@ class XandrSandbox(SandboxApp):
             return
         job.applied, job.phase = True, "completed"
         for segment_id, user, expiration in job.outcome.operations:
-            segment = self.segments.get(segment_id)
+            segment = self.audiences.get(str(segment_id))
             if segment is None:
                 continue
             if expiration == REMOVE_EXPIRATION:
-                segment.users.pop(user, None)
+                segment.remove(user)
             else:
-                segment.users[user] = expiration
+                segment.add(user, expiration)
 
     def _view(self, job: _Job) -> dict[str, Any]:
         view: dict[str, Any] = {"job_id": job.job_id, "id": job.seq, "member_id": job.member_id,

@@ -7,8 +7,9 @@ always-valid intervals. The method and its references are in docs/measurement.md
 Modules, in data-flow order: `ledger` (exposure ledger from the state database), `conversions` (events,
 bad rows rejected), `cuts` (counts per cut and day), `stats` and `sequential` (pure statistics),
 `analysis` (the report model) and `results` (its per-cut records), `recommend` (spend ranking), `outputs` and
-`report_html` (what people read; the terminal tables are in `cli/report_tables.py`), `simulate` (campaigns with
-a known true uplift, for tests and the demo).
+`report_html` with `svg` and `fmt` (what people read; the terminal tables are in `cli/report_tables.py`),
+`simulate` (campaigns with a known true uplift, for tests and the demo), and `commands` (what `report`,
+`simulate-conversions` and `simulate` do; `cli/measurement.py` parses and prints).
 """
 
 from __future__ import annotations

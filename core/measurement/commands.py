@@ -1,7 +1,7 @@
 """The measurement commands behind the CLI: `report`, `simulate-conversions` and `simulate`.
 
-Kept here rather than in `cli.py` so the CLI only parses arguments; everything below works on a loaded
-campaign and paths, and is what the tests call.
+Kept here rather than in the console wing (`cli/measurement.py` parses the arguments and prints) so that
+everything below works on a loaded campaign and paths, and is what the tests call.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Reading conversion events and turning them into "first conversion day" per contact and KPI.
 
-Events come from any row source the audience can come from (CSV, JSON Lines, SQL; see `sources.py`), with
+Events come from any row source the audience can come from (CSV, JSON Lines, SQL; see `pipeline/sources.py`), with
 columns `contact_id`, `event`, `timestamp` and an optional `value` (renamed through `measurement.columns`).
 Every row is accounted for: counted for a KPI, or rejected with a reason naming the file, row and field
 (never the value). Contacts that are not in the experiment are counted apart: they are normal in an event

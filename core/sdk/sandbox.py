@@ -2,26 +2,35 @@
 
 A connector's sandbox subclasses `SandboxApp` and implements the platform's endpoints in `handle`. This module
 provides the rest: a threaded HTTP server on loopback, a JSON-lines request log with tokens masked, fault
-injection (throttling in the platform's own shape, 5xx, slow responses that trip client timeouts), and admin
-endpoints under `/_sandbox/` so a test or a person can read the platform's end state.
+injection (throttling in the platform's own shape, 5xx, slow responses that trip client timeouts), the
+audience store every sandbox keeps its end state in (`sandbox_audiences.py`), an optional OAuth token endpoint
+(`sandbox_oauth.py`), and admin endpoints under `/_sandbox/` so a test or a person can read the end state.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import random
+import secrets
 import threading
 import time
-from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Generic, TypeVar
 from urllib.parse import parse_qs, urlsplit
 
 from pydantic import BaseModel, ConfigDict
 
 from .redaction import Redactor
+from .sandbox_audiences import SandboxAudience
+from .sandbox_messages import SandboxError, SandboxRequest, SandboxResponse
+from .sandbox_oauth import RefreshTokenEndpoint, bearer_token
 from .types import Credentials
+
+AudienceT = TypeVar("AudienceT", bound=SandboxAudience)
+
+__all__ = ["FaultPlan", "SandboxApp", "SandboxError", "SandboxRequest", "SandboxResponse", "SandboxServer"]
 
 
 class FaultPlan(BaseModel):
@@ -42,59 +51,27 @@ class FaultPlan(BaseModel):
     seed: int = 0
 
 
-@dataclass
-class SandboxRequest:
-    """An incoming request, decoded once."""
-
-    method: str
-    path: str
-    query: dict[str, list[str]]
-    headers: dict[str, str]
-    body: bytes
-
-    def header(self, name: str) -> str | None:
-        """Case-insensitive header lookup."""
-        return self.headers.get(name.lower())
-
-    def param(self, name: str) -> str | None:
-        """First value of a query parameter."""
-        values = self.query.get(name)
-        return values[0] if values else None
-
-    def json(self) -> Any:
-        """The body as JSON, or `SandboxError` 400 when it is not JSON."""
-        try:
-            return json.loads(self.body or b"null")
-        except ValueError as exc:
-            raise SandboxError(400, {"error": f"body is not JSON: {exc}"}) from None
-
-
-@dataclass
-class SandboxResponse:
-    """What the sandbox answers: a JSON body unless `raw` is given."""
-
-    status: int = 200
-    body: Any = None
-    headers: dict[str, str] = field(default_factory=dict)
-    raw: bytes | None = None
-
-
-class SandboxError(Exception):
-    """Raised inside `handle` to answer with a platform-shaped error."""
-
-    def __init__(self, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
-        super().__init__(f"HTTP {status}")
-        self.response = SandboxResponse(status, body, headers or {})
-
-
-class SandboxApp:
-    """Base of a platform emulator. Subclasses implement `handle`, `throttle_response` and `state`.
+class SandboxApp(Generic[AudienceT]):
+    """Base of a platform emulator. Subclasses implement `handle` and the platform's error shapes.
 
     A sandbox is built from the same `Credentials` model its connector uses and accepts exactly those
     credentials, so a run against it proves the connector sends them the way the platform expects.
+
+    Its end state lives in `audiences` (remote id -> a `SandboxAudience`, or the subclass the sandbox is
+    parametrized with): `create_audience` stores one under a fresh id, `audiences.get` finds one, the audience's
+    `add`/`remove` change its members, `delete_audience` drops one, and `state()` shows them all in the one shape
+    every test reads. A platform with an OAuth refresh-token endpoint declares `token_path` (the base then builds
+    `oauth`, a `RefreshTokenEndpoint` honouring the credentials' `client_id`, `client_secret` and `refresh_token`)
+    or assigns its own `oauth` for other settings; either way the base serves it, masks the tokens it issues,
+    forgets them in `reset()`, and `token_problem(request)` says why a request's bearer token is refused.
+    Every request is handled under `lock`; take it in helpers that tests call while the server runs.
     """
 
     platform: ClassVar[str]
+    #: The first id `next_id` hands out, before a random offset of up to a billion: ids shaped like the platform's.
+    first_id: ClassVar[int] = 1_000_001
+    #: Where the platform's OAuth refresh-token endpoint is served, if it has one (see `oauth`).
+    token_path: ClassVar[str | None] = None
 
     def __init__(self, credentials: Credentials, faults: FaultPlan | None = None) -> None:
         self.credentials = credentials
@@ -103,6 +80,12 @@ class SandboxApp:
         self._rng = random.Random(self.faults.seed)
         self.requests: list[dict[str, Any]] = []
         self.base_url = ""
+        self.audiences: dict[str, AudienceT] = {}
+        self.oauth: RefreshTokenEndpoint | None = None
+        if self.token_path is not None:
+            self.oauth = RefreshTokenEndpoint.for_credentials(self.token_path, credentials)
+        # Random start: a fresh sandbox never hands out an id an earlier one already used.
+        self._ids = itertools.count(self.first_id + secrets.randbelow(10**6) * 1000)
 
     def set_faults(self, faults: FaultPlan) -> None:
         """Change the fault plan (and reseed) while running."""
@@ -142,13 +125,55 @@ class SandboxApp:
         """The platform's own transient server error."""
         return SandboxResponse(503, {"error": "service unavailable"})
 
-    def state(self) -> dict[str, Any]:
-        """The platform's end state (audiences and members) as plain JSON."""
-        raise NotImplementedError
-
     def secrets(self) -> list[str]:
-        """Tokens this sandbox accepts or issued, masked in its request log (extend for issued tokens)."""
-        return self.credentials.secret_values()
+        """Secrets masked in the request log: the credentials and issued tokens (extend for tokens of your own)."""
+        issued = self.oauth.issued if self.oauth is not None else []
+        return [*self.credentials.secret_values(), *issued]
+
+    def token_problem(self, request: SandboxRequest) -> str | None:
+        """Why the request's `Authorization: Bearer` token is refused: "missing", "unknown", "revoked" or "expired".
+
+        None when `oauth` issued it and it is live. Answer a refusal in the platform's own error shape.
+        """
+        if self.oauth is None:
+            raise TypeError(f"{type(self).__name__} has no token endpoint: declare `token_path` or set `oauth`")
+        return self.oauth.problem(bearer_token(request))
+
+    # -- the audience store -------------------------------------------------------------------------------
+    def next_id(self) -> str:
+        """A fresh numeric id (for audiences, and for anything else the platform numbers)."""
+        with self.lock:
+            return str(next(self._ids))
+
+    def create_audience(self, audience: AudienceT) -> str:
+        """Store a new audience under a fresh id and return the id."""
+        with self.lock:
+            remote_id = self.next_id()
+            self.audiences[remote_id] = audience
+            return remote_id
+
+    def delete_audience(self, remote_id: str) -> None:
+        """Drop an audience, as a person in the platform's UI would; later calls about it find nothing."""
+        with self.lock:
+            del self.audiences[remote_id]
+
+    def state(self) -> dict[str, Any]:
+        """The end state as plain JSON: `{"audiences": {remote_id: {"name", "members": [...], ...}}}`.
+
+        Extend (`super().state() | {...}`) to show more of what the sandbox records; keep this part as it is,
+        since the contract kit's defaults and the end-to-end tests read it.
+        """
+        with self.lock:
+            return {"audiences": {remote_id: audience.view() for remote_id, audience in self.audiences.items()}}
+
+    def reset(self) -> None:
+        """Forget audiences, issued tokens, logged requests and faults, so tests can share one running server."""
+        with self.lock:
+            self.audiences.clear()
+            self.requests.clear()
+            if self.oauth is not None:
+                self.oauth.forget()
+        self.set_faults(FaultPlan())
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -215,8 +240,11 @@ class _SandboxHTTPServer(ThreadingHTTPServer):
         self._log_lock = threading.Lock()
 
     def dispatch(self, request: SandboxRequest) -> SandboxResponse:
+        oauth = self.app.oauth
         try:
             with self.app.lock:
+                if oauth is not None and request.method == "POST" and request.path == oauth.path:
+                    return oauth.grant(request)
                 return self.app.handle(request)
         except SandboxError as error:
             return error.response

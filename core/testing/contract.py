@@ -8,12 +8,6 @@ A minimal subclass::
         credentials = AcmeCredentials(api_key=SecretStr("sandbox-key-0123"))
         entry_point = "acme"
 
-        def sandbox_audiences(self, app):
-            return set(app.state()["lists"])
-
-        def sandbox_members(self, app, audience):
-            return set(app.state()["lists"][audience.remote_id]["emails"])
-
         def member_keys(self, member):
             return {member.fields["email_sha256"]}
 
@@ -21,8 +15,10 @@ A minimal subclass::
             body = loads_body(entry)
             return len(body["emails"]) if entry["path"].endswith("/members") else None
 
-The three membership hooks translate between the kit's members and the sandbox's own state shape, which no
-base class can guess. Everything else has defaults; see docs/contract-kit.md for each flag and hook.
+`member_keys` says how the sandbox spells one member (an id, or `member_key({...})` of an object of
+identifiers) and `records_in_request` counts the records of one logged request: only the author knows either.
+Everything else has defaults: `sandbox_audiences` and `sandbox_members` read the standard `SandboxApp.state()`
+shape; see docs/contract-kit.md for each flag and hook.
 """
 
 from __future__ import annotations

@@ -16,6 +16,7 @@ from ..sdk.contact import Contact
 from ..sdk.http import RetryPolicy
 from ..sdk.identifier_kinds import IdentifierKind
 from ..sdk.sandbox import FaultPlan, SandboxApp
+from ..sdk.sandbox_audiences import member_key
 from ..sdk.types import AccountConfig, AudienceRef, AudienceSpec, Credentials, Member
 from .contacts import restrict, sample_contact
 from .scenarios import BASIC_MEMBERSHIP, DEFAULT_FAULT_SCENARIOS, FaultScenario, IdentifierVector, MembershipScenario
@@ -71,15 +72,7 @@ class ContractDeclaration:
         max_attempts=12, initial_wait=0.001, max_wait=0.01, connect_timeout=2.0, read_timeout=10.0
     )
 
-    # -- hooks the author must write (the sandbox's state shape is the author's) -------------------------
-    def sandbox_audiences(self, app: SandboxApp) -> set[str]:
-        """The remote ids of the audiences that exist (not deleted) in the sandbox."""
-        raise NotImplementedError(f"{type(self).__name__} must implement sandbox_audiences(app)")
-
-    def sandbox_members(self, app: SandboxApp, audience: AudienceRef) -> set[Hashable]:
-        """The audience's members in the sandbox, as the keys `member_keys` produces."""
-        raise NotImplementedError(f"{type(self).__name__} must implement sandbox_members(app, audience)")
-
+    # -- hooks the author must write ------------------------------------------------------------------------
     def member_keys(self, member: Member) -> set[Hashable]:
         """The keys the sandbox holds for one member once it is added (usually one; Xandr: one per id line)."""
         raise NotImplementedError(f"{type(self).__name__} must implement member_keys(member)")
@@ -92,6 +85,18 @@ class ContractDeclaration:
         raise NotImplementedError(f"{type(self).__name__} must implement records_in_request(entry)")
 
     # -- hooks with defaults ------------------------------------------------------------------------------
+    def sandbox_audiences(self, app: SandboxApp) -> set[str]:
+        """The remote ids of the audiences that exist in the sandbox, read from the standard `state()` shape."""
+        return set(app.state()["audiences"])
+
+    def sandbox_members(self, app: SandboxApp, audience: AudienceRef) -> set[Hashable]:
+        """The audience's members in the sandbox, as `member_key` spells them (read from the standard shape).
+
+        `member_keys` must spell a member the same way: `{member_key(...)}` of the JSON the sandbox lists, or
+        the id itself when members are plain ids.
+        """
+        return {member_key(member) for member in app.state()["audiences"][audience.remote_id]["members"]}
+
     def make_sandbox(self, credentials: Credentials, faults: FaultPlan) -> SandboxApp:
         """The sandbox app to serve; override to pass extra settings (the engine calls `sandbox(creds, faults)`)."""
         if self.connector.sandbox is None:

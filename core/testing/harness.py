@@ -1,8 +1,8 @@
 """A connector's sandbox on a free port, and connectors built against it exactly as the engine builds them.
 
 Each standard test gets its own sandbox (starting one costs a few milliseconds), so no test depends on a
-sandbox's `reset` helper, which the base class does not require. Waits go through an injected sleep that
-records and returns at once: backoff is checked, not sat through.
+sandbox's `reset`. Waits go through an injected sleep that records and returns at once: backoff is checked, not
+sat through.
 """
 
 from __future__ import annotations

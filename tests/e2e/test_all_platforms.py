@@ -22,22 +22,13 @@ from crm_activation.sdk.summary import RunSummary
 from .conftest import ROOT
 from .test_demo import sandbox_env
 
-MEMBER_LISTS = ("member_rows", "member_ids", "external_user_ids", "uids")
-NAMES = ("name", "displayName", "short_name")
-
 
 def membership(state: dict[str, Any]) -> dict[str, list[str]]:
-    """A sandbox's audiences by name with their members, ids of the platform left out (they differ per run)."""
-    (audiences,) = state.values()
-    if "accounts" in state:  # Data Manager keeps user lists per Google account
-        audiences = {key: audience for lists in audiences.values() for key, audience in lists.items()}
-    result = {}
-    for audience in audiences.values():
-        name = next(audience[key] for key in NAMES if key in audience)
-        members = next(audience[key] for key in MEMBER_LISTS if key in audience)
-        assert audience["members"] == len(members)  # the platform holds no duplicates
-        result[name] = sorted(json.dumps(member, sort_keys=True) for member in members)
-    return result
+    """A sandbox's audiences by name with their members (the standard state shape), platform ids left out."""
+    return {
+        audience["name"]: [json.dumps(member, sort_keys=True) for member in audience["members"]]
+        for audience in state["audiences"].values()
+    }
 
 
 @pytest.fixture

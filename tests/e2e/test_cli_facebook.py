@@ -18,7 +18,7 @@ from .conftest import TOKEN, CampaignDir
 def member_emails(app) -> dict[str, set[str]]:
     """Hashed e-mails per audience name, as the sandbox holds them."""
     return {
-        audience["name"]: {row["EMAIL"] for row in audience["member_rows"] if row.get("EMAIL")}
+        audience["name"]: {row["EMAIL"] for row in audience["members"] if row.get("EMAIL")}
         for audience in app.state()["audiences"].values()
     }
 
@@ -135,7 +135,7 @@ def test_faults_still_reach_the_intended_end_state(campaign: CampaignDir, facebo
     assert code == 0, summary["platforms"]["facebook"]["error"]
     faults = [r["fault"] for r in app.requests if r["fault"]]
     assert {"throttle", "server_error", "timeout"} <= set(faults)
-    total = sum(len(a["member_rows"]) for a in app.state()["audiences"].values())
+    total = sum(len(a["members"]) for a in app.state()["audiences"].values())
     assert total == clean["platforms"]["facebook"]["eligible"] == summary["platforms"]["facebook"]["eligible"]
 
 
@@ -161,7 +161,7 @@ def test_run_killed_midway_resumes_without_losing_or_repeating_work(campaign: Ca
     eligible = second["platforms"]["facebook"]["eligible"]
     added_second = sum(s["added"] for s in second["platforms"]["facebook"]["stages"].values())
     assert eligible - 20 * sent_before_kill <= added_second < eligible  # the rerun did only what was left ...
-    total = sum(len(a["member_rows"]) for a in app.state()["audiences"].values())
+    total = sum(len(a["members"]) for a in app.state()["audiences"].values())
     assert total == eligible  # ... and the platform ends with exactly the intended members
     sent_rows = sum(len(json.loads(r["body"])["payload"]["data"]) for r in user_requests(app) if r["method"] == "POST")
     assert eligible <= sent_rows <= eligible + 20  # at most the one unacknowledged batch was sent twice

@@ -70,7 +70,7 @@ def test_standalone_sandbox_keeps_state_across_runs(tmp_path: Path):
         added = [sum(s["added"] for s in r["platforms"]["facebook"]["stages"].values()) for r in (first, second)]
         assert added[0] > 0 and added[1] == 0
         state = json.loads(urllib.request.urlopen(f"{url}/_sandbox/state", timeout=5).read())
-        assert sum(a["members"] for a in state["audiences"].values()) == added[0]
+        assert sum(len(a["members"]) for a in state["audiences"].values()) == added[0]
         log_lines = (tmp_path / "log" / "facebook.jsonl").read_text().splitlines()
         assert log_lines and "sandbox-facebook-token" not in "".join(log_lines)
     finally:

@@ -414,7 +414,7 @@ def test_a_campaign_reading_postgres_accounts_for_every_row(
     outcomes = summary.outcomes
     assert outcomes["rejected"] == 3
     assert outcomes["activated"] + outcomes["held_out"] == good and outcomes["activated"] > 0 < outcomes["held_out"]
-    members = sum(len(a["member_rows"]) for a in app.state()["audiences"].values())
+    members = sum(len(a["members"]) for a in app.state()["audiences"].values())
     assert members == outcomes["activated"]
     with (tmp_path / "rejects.csv").open() as handle:
         rejected = {(r["source"], r["row"], r["field"]) for r in csv.DictReader(handle) if r["row_rejected"] == "yes"}

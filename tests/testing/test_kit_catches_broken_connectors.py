@@ -322,12 +322,6 @@ class TestForgetfulFacebook(ConnectorContract):
     credentials = FacebookCredentials(access_token=SecretStr("EAAGpytesterTOKEN0123456789"))
     rejections_are_sampled = True
 
-    def sandbox_audiences(self, app):
-        return set(app.state()["audiences"])
-
-    def sandbox_members(self, app, audience):
-        return {tuple(sorted(r.items())) for r in app.state()["audiences"][audience.remote_id]["member_rows"]}
-
     def member_keys(self, member):
         return {tuple(sorted((k, v) for k, v in member.fields.items() if v))}
 

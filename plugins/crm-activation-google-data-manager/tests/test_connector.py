@@ -94,8 +94,13 @@ def members(start: int, stop: int, **options) -> list[Member]:
     return [to_member(i, **options) for i in range(start, stop)]
 
 
+def lists_of(app: GoogleDataManagerSandbox, account: str = OPERATING) -> dict[str, dict]:
+    """The user lists of one operating account, as the sandbox's standard state shows them."""
+    return {list_id: ul for list_id, ul in app.state()["audiences"].items() if ul["account"] == account}
+
+
 def emails_in(app: GoogleDataManagerSandbox, list_id: str, account: str = OPERATING) -> set[str]:
-    rows = app.state()["accounts"][account][list_id]["member_rows"]
+    rows = lists_of(app, account)[list_id]["members"]
     return {i["emailAddress"] for row in rows for i in row if "emailAddress" in i}
 
 
@@ -200,14 +205,14 @@ def test_ensure_audience_creates_once_then_reuses_by_id_and_by_name(sandbox) -> 
     connector = make_connector(server)
     connector.check()
     ref = connector.ensure_audience(SPEC.model_copy(update={"settings": {"membership_duration_days": 30}}), None)
-    lists = app.state()["accounts"][OPERATING]
-    assert list(lists) == [ref.remote_id] and lists[ref.remote_id]["membershipDuration"] == "2592000s"
+    lists = lists_of(app)
+    assert list(lists) == [ref.remote_id] and lists[ref.remote_id]["duration"] == "2592000s"
     assert connector.ensure_audience(SPEC, ref) == ref
     assert make_connector(server).ensure_audience(SPEC, None) == ref  # state lost: found by its unique name
-    app.delete_list(OPERATING, ref.remote_id)
+    app.delete_audience(ref.remote_id)
     again = connector.ensure_audience(SPEC, ref)
     assert again.remote_id != ref.remote_id
-    assert [k for k, v in app.state()["accounts"][OPERATING].items() if not v["deleted"]] == [again.remote_id]
+    assert list(lists_of(app)) == [again.remote_id]
 
 
 def timeouts(seed: int, count: int) -> list[bool]:
@@ -224,7 +229,7 @@ def test_a_create_that_timed_out_is_not_duplicated(sandbox) -> None:
     ref = make_connector(server).ensure_audience(SPEC, None)
     creates = wait_for_log(app, lambda r: r["method"] == "POST" and r["path"].endswith("/userLists"), 2)
     assert [(r["status"], r["fault"]) for r in creates] == [(409, None), (200, "timeout")]  # logged when answered
-    assert list(app.state()["accounts"][OPERATING]) == [ref.remote_id]
+    assert list(lists_of(app)) == [ref.remote_id]
 
 
 def test_a_pinned_user_list_is_used_as_is_or_refused(sandbox) -> None:
@@ -235,7 +240,7 @@ def test_a_pinned_user_list_is_used_as_is_or_refused(sandbox) -> None:
     assert connector.ensure_audience(pinned, None).remote_id == existing.remote_id
     with pytest.raises(ConfigError, match="user list 42 does not exist"):
         connector.ensure_audience(SPEC.model_copy(update={"settings": {"user_list_id": "42"}}), None)
-    assert len(app.state()["accounts"][OPERATING]) == 1
+    assert len(lists_of(app)) == 1
 
 
 def test_an_account_the_user_cannot_reach_is_a_config_error() -> None:
@@ -254,7 +259,7 @@ def test_add_remove_readd_reach_the_exact_end_state(sandbox) -> None:
     assert (result.received, result.rejections) == (6, ()) and result.job_id
     connector.add_members(ref, batch)  # re-adding is a no-op
     assert emails_in(app, ref.remote_id) == {m.fields["emailAddress"] for m in batch}
-    assert app.state()["accounts"][OPERATING][ref.remote_id]["consent"] == {"GRANTED/GRANTED": 6}
+    assert lists_of(app)[ref.remote_id]["consent"] == {"GRANTED/GRANTED": 6}
     connector.remove_members(ref, batch[:2])
     connector.remove_members(ref, batch[:2])
     assert emails_in(app, ref.remote_id) == {m.fields["emailAddress"] for m in batch[2:]}
@@ -314,7 +319,7 @@ def test_a_full_batch_goes_in_one_request_and_one_more_is_refused(sandbox) -> No
     batch = members(0, GoogleDataManagerConnector.max_batch_size)
     assert connector.add_members(ref, batch).received == 10_000
     assert [len(b["audienceMembers"]) for b in bodies(app, ":ingest")] == [10_000]
-    assert app.state()["accounts"][OPERATING][ref.remote_id]["members"] == 10_000
+    assert len(lists_of(app)[ref.remote_id]["members"]) == 10_000
     with pytest.raises(ValueError, match="exceeds 10000"):
         connector.add_members(ref, [*batch, to_member(10_000)])
     # and the sandbox holds Google's line on its own: 10,001 members is TOO_MANY_AUDIENCE_MEMBERS
@@ -395,7 +400,7 @@ def test_the_sandbox_refuses_what_google_refuses(sandbox, change, reason) -> Non
     assert answer.status_code == 400
     error = answer.json()["error"]
     assert error["status"] == "INVALID_ARGUMENT" and error["details"][1]["fieldViolations"][0]["reason"] == reason
-    assert app.state()["accounts"][OPERATING][ref.remote_id]["members"] == 0
+    assert lists_of(app)[ref.remote_id]["members"] == []
 
 
 def test_the_sandbox_drops_denied_members_and_reports_them_in_the_diagnostics(sandbox) -> None:
@@ -439,14 +444,14 @@ def test_faults_are_retried_to_the_exact_end_state(sandbox, plan: FaultPlan) -> 
     assert sleeps, "the plan injected nothing, or retries did not back off"
     assert wait_for_log(app, lambda r: r["fault"] is not None, 1)
     assert emails_in(app, ref.remote_id) == {m.fields["emailAddress"] for m in members(2, 4) + members(10, 24)}
-    assert len(app.state()["accounts"][OPERATING]) == 1
+    assert len(lists_of(app)) == 1
 
 
 def test_an_expired_token_is_refreshed(sandbox) -> None:
     app, server = sandbox
     connector = make_connector(server)
     ref = connector.ensure_audience(SPEC, None)
-    app.expire_tokens()
+    app.oauth.expire()
     connector.add_members(ref, members(0, 2))
     assert len(emails_in(app, ref.remote_id)) == 2
     assert sum(1 for r in app.requests if r["path"] == "/token") == 2
@@ -513,14 +518,14 @@ def test_the_cli_lists_the_plugin_pushes_to_its_sandbox_and_masks_secrets_in_dry
     done = cli(tmp_path, "run", "campaign.yaml", "--endpoint", f"google_data_manager={server.url}", "--json")
     assert done.returncode == 0, done.stderr
     summary = json.loads(done.stdout)["platforms"]["google_data_manager"]
-    lists = {v["displayName"]: v for v in app.state()["accounts"][OPERATING].values()}
+    lists = {v["name"]: v for v in lists_of(app).values()}
     assert set(lists) == {"DM awareness", "DM conversion"}
-    assert lists["DM awareness"]["membershipDuration"] == "7776000s"
-    pushed = sum(v["members"] for v in lists.values())
+    assert lists["DM awareness"]["duration"] == "7776000s"
+    pushed = sum(len(v["members"]) for v in lists.values())
     assert 0 < pushed == sum(s["added"] for s in summary["stages"].values()) < 60  # the holdout stayed home
     hashes = {e for list_id in lists_by_id(app) for e in emails_in(app, list_id)}
     assert len(hashes) == pushed and hashes <= {sha256_hex(f"person{i}@gmail.com") for i in range(60)}  # Gmail dots go
 
 
 def lists_by_id(app: GoogleDataManagerSandbox) -> list[str]:
-    return list(app.state()["accounts"][OPERATING])
+    return list(lists_of(app))

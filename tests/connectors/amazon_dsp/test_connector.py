@@ -127,7 +127,7 @@ def ext(contact_id: str) -> str:
 
 
 def ids_of(app: AmazonDspSandbox, audience: AudienceRef) -> set[str]:
-    return set(app.state()["audiences"][audience.remote_id]["external_user_ids"])
+    return set(app.state()["audiences"][audience.remote_id]["members"])
 
 
 def ids_for(batch: list[Member]) -> set[str]:
@@ -243,7 +243,7 @@ def test_one_token_serves_many_calls_with_amazon_headers(sandbox, creds) -> None
 
 def test_token_is_renewed_before_it_expires(sandbox, creds) -> None:
     app, server = sandbox
-    app.reset(token_lifetime=0.6)  # renewed a tenth of its lifetime early: after 0.54 s
+    app.reset(token_lifetime=0.6)  # renewed early (by half its lifetime at most): after 0.3 s
     connector = make_connector(server, creds)
     audience = connector.ensure_audience(SPEC, None)
     time.sleep(0.6)
@@ -257,7 +257,7 @@ def test_a_401_mid_run_refreshes_the_token_once_and_continues(sandbox, creds) ->
     connector = make_connector(server, creds)
     audience = connector.ensure_audience(SPEC, None)
     connector.add_members(audience, members(0, 10))
-    app.expire_tokens()  # Amazon's clock is ahead of ours: the token we trust is refused
+    app.oauth.expire()  # Amazon's clock is ahead of ours: the token we trust is refused
     connector.add_members(audience, members(10, 20))
     assert [r["status"] for r in app.requests].count(401) == 1
     assert len(calls(app, "POST", "/auth/o2/token")) == 2
@@ -391,7 +391,7 @@ def test_batches_over_the_limit_are_refused_by_connector_and_sandbox(sandbox, cr
         connector.add_members(audience, too_many)
     with pytest.raises(FatalError, match="at most 6000"):
         post_records(connector, audience, [record_for(m) for m in too_many])
-    assert app.state()["audiences"][audience.remote_id]["members"] == 0
+    assert app.state()["audiences"][audience.remote_id]["members"] == []
 
 
 # -- consent and per-record errors ----------------------------------------------------------------------------
@@ -533,7 +533,7 @@ def test_faults_still_reach_the_exact_end_state(sandbox, creds, plan: FaultPlan,
     connector = make_connector(server, creds, policy=policy)
     audience = connector.ensure_audience(SPEC, None)  # creation is not idempotent on Amazon: done before faults
     app.set_faults(plan)
-    app.expire_tokens()  # the token endpoint gets faults too
+    app.oauth.expire()  # the token endpoint gets faults too
     everyone = members(0, 400)
     for i in range(0, 400, 100):
         connector.add_members(audience, everyone[i : i + 100])
@@ -565,9 +565,9 @@ def test_sandbox_log_masks_credentials_and_issued_tokens(sandbox, creds, log_fil
     app, server = sandbox
     connector = make_connector(server, creds)
     audience = connector.ensure_audience(SPEC, None)
-    app.expire_tokens()
+    app.oauth.expire()
     connector.add_members(audience, members(0, 3))
-    issued = list(app.tokens)
+    issued = list(app.oauth.issued)
     assert len(issued) == 2
     logged = log_file.read_text()
     assert len(logged.splitlines()) == len(app.requests)

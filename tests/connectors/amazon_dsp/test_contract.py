@@ -11,7 +11,6 @@ from crm_activation.connectors.amazon_dsp import (
     AmazonDspAccount,
     AmazonDspConnector,
     AmazonDspCredentials,
-    AmazonDspSandbox,
 )
 from crm_activation.connectors.amazon_dsp.settings import external_user_id
 from crm_activation.testing import ConnectorContract, IdentifierVector, loads_body
@@ -36,12 +35,6 @@ class AmazonDspContract(ConnectorContract):
         IdentifierVector(kind=IdentifierKind.CITY, raw="São Paulo", normalized="saopaulo", country="BR"),
         IdentifierVector(kind=IdentifierKind.COUNTRY, raw="uk", normalized="GB"),
     )
-
-    def sandbox_audiences(self, app: AmazonDspSandbox) -> set[str]:
-        return set(app.state()["audiences"])
-
-    def sandbox_members(self, app: AmazonDspSandbox, audience) -> set[Any]:
-        return set(app.state()["audiences"][audience.remote_id]["external_user_ids"])
 
     def member_keys(self, member: Member) -> set[Any]:
         return {external_user_id(self.account.advertiser_id, member.contact_id)}

@@ -74,7 +74,7 @@ def sandbox(running: tuple[Dv360Sandbox, SandboxServer]) -> Iterator[tuple[Dv360
     app, server = running
     app.reset()
     yield app, server
-    app.clock = time.monotonic
+    app.oauth.clock = time.monotonic
 
 
 def make_connector(server: SandboxServer, creds: Dv360Credentials, account: Dv360Account = ACCOUNT, **overrides):
@@ -114,7 +114,7 @@ def rows_for(batch: list[Member]) -> list[dict]:
 
 
 def rows_of(app: Dv360Sandbox, audience: AudienceRef) -> list[dict]:
-    return sorted(app.state()["audiences"][audience.remote_id]["member_rows"], key=canonical)
+    return sorted(app.state()["audiences"][audience.remote_id]["members"], key=canonical)
 
 
 def calls(app: Dv360Sandbox, suffix: str, method: str = "POST") -> list[dict]:
@@ -226,7 +226,7 @@ def test_token_is_fetched_once_with_the_refresh_token_grant(sandbox, creds) -> N
 def test_token_is_refreshed_before_it_expires(sandbox, creds) -> None:
     app, server = sandbox
     clock = Clock()
-    app.clock = clock
+    app.oauth.clock = clock
     connector = make_connector(server, creds)
     connector.http.auth.clock = clock
     connector.check()
@@ -243,7 +243,7 @@ def test_an_expired_token_mid_run_is_refreshed_on_401(sandbox, creds) -> None:
     connector = make_connector(server, creds)
     audience = connector.ensure_audience(SPEC, None)
     connector.add_members(audience, members(0, 10))
-    app.expire_tokens()
+    app.oauth.expire()
     connector.add_members(audience, members(10, 20))
     assert rows_of(app, audience) == rows_for(members(0, 20))
     refused = [r for r in app.requests if r["status"] == 401]
@@ -268,7 +268,7 @@ def test_bad_credentials_are_a_configuration_error_without_secrets(sandbox, cred
     text = str(caught.value)
     assert not any(s in text for s in (CLIENT_SECRET, REFRESH_TOKEN, f"wrong-{wrong}-value-123"))
     assert len(calls(app, "/token")) == 1  # refused credentials are not retried
-    assert not app.tokens
+    assert not app.oauth.issued
 
 
 def test_permission_denied_names_the_advertiser_and_leaks_no_token(sandbox, creds) -> None:
@@ -280,7 +280,7 @@ def test_permission_denied_names_the_advertiser_and_leaks_no_token(sandbox, cred
         other.check()
     with pytest.raises(ConfigError) as on_create:
         other.ensure_audience(SPEC, None)
-    issued = list(app.tokens)
+    issued = list(app.oauth.issued)
     assert issued and not any(t in str(caught.value) + str(on_create.value) for t in issued)
     assert not any(t in json.dumps(app.requests) for t in issued)
 
@@ -316,7 +316,7 @@ def test_membership_duration_comes_from_the_audience_settings(sandbox, creds) ->
     connector = make_connector(server, creds)
     short = SPEC.model_copy(update={"settings": {"membership_duration_days": 30}})
     audience = connector.ensure_audience(short, None)
-    assert app.state()["audiences"][audience.remote_id]["membershipDurationDays"] == "30"
+    assert app.state()["audiences"][audience.remote_id]["duration"] == "30"
     with pytest.raises(ConfigError, match=r"1\.\.540"):
         connector.ensure_audience(SPEC.model_copy(update={"settings": {"membership_duration_days": 600}}), None)
 
@@ -433,7 +433,7 @@ def test_sandbox_enforces_the_body_contract(sandbox, creds) -> None:
         with pytest.raises(FatalError, match="INVALID_ARGUMENT") as caught:
             connector.http.request("POST", path, json_body={"advertiserId": ADVERTISER, **lists})
         assert reason in caught.value.response.json()["error"]["message"]
-    assert app.state()["audiences"][audience.remote_id]["members"] == 0
+    assert app.state()["audiences"][audience.remote_id]["members"] == []
 
 
 def test_batches_over_the_limit_are_refused_by_connector_and_sandbox(sandbox, creds) -> None:
@@ -454,7 +454,7 @@ def test_batches_over_the_limit_are_refused_by_connector_and_sandbox(sandbox, cr
     with pytest.raises(FatalError, match="after splitting"):
         connector.add_members(audience, rich)
     connector.add_members(audience, rich[:16])  # 48 members
-    assert app.state()["audiences"][audience.remote_id]["members"] == 16
+    assert len(app.state()["audiences"][audience.remote_id]["members"]) == 16
 
 
 def test_20001_members_go_in_requests_of_at_most_10000(sandbox, creds) -> None:
@@ -466,7 +466,7 @@ def test_20001_members_go_in_requests_of_at_most_10000(sandbox, creds) -> None:
     results = [connector.add_members(audience, everyone[i : i + size]) for i in range(0, len(everyone), size)]
     assert [len(e["addedContactInfoList"]["contactInfos"]) for e in edits(app)] == [10_000, 10_000, 1]
     assert sum(r.received for r in results) == 20_001
-    assert app.state()["audiences"][audience.remote_id]["members"] == 20_001
+    assert len(app.state()["audiences"][audience.remote_id]["members"]) == 20_001
 
 
 # -- faults ------------------------------------------------------------------------------------------------------
@@ -487,7 +487,7 @@ def test_faults_still_reach_the_exact_end_state(sandbox, creds, plan: FaultPlan,
     everyone = members(0, 300, {"ad_user_data": True})
     for i in range(0, 300, 100):
         connector.add_members(audience, everyone[i : i + 100])
-    app.expire_tokens()  # the token refresh happens under the same faults
+    app.oauth.expire()  # the token refresh happens under the same faults
     connector.remove_members(audience, everyone[:50])
     connector.add_members(audience, everyone[:10])
     assert rows_of(app, audience) == rows_for(everyone[:10] + everyone[50:])

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from pydantic import SecretStr
 
-from crm_activation import IdentifierKind, Member
-from crm_activation.connectors.dv360 import Dv360Account, Dv360Connector, Dv360Credentials, Dv360Sandbox
+from crm_activation import IdentifierKind, Member, member_key
+from crm_activation.connectors.dv360 import Dv360Account, Dv360Connector, Dv360Credentials
 from crm_activation.testing import ConnectorContract, IdentifierVector, loads_body
 
 _ADDRESS = ("hashedFirstName", "hashedLastName", "zipCodes", "countryCode")
@@ -16,7 +15,7 @@ _LISTS = {"hashedEmails", "hashedPhoneNumbers", "zipCodes"}
 
 
 class Dv360Contract(ConnectorContract):
-    """Declarations and state adapters for DV360 (a member is its ContactInfo, compared as canonical JSON)."""
+    """Declarations and state adapters for DV360 (a member is its ContactInfo, as `member_key` spells it)."""
 
     connector = Dv360Connector
     account = Dv360Account(advertiser_id="4455667788")
@@ -40,13 +39,6 @@ class Dv360Contract(ConnectorContract):
         IdentifierVector(kind=IdentifierKind.COUNTRY, raw="gb", normalized="GB"),
     )
 
-    def sandbox_audiences(self, app: Dv360Sandbox) -> set[str]:
-        return {aid for aid, audience in app.state()["audiences"].items() if not audience["deleted"]}
-
-    def sandbox_members(self, app: Dv360Sandbox, audience) -> set[Any]:
-        rows = app.state()["audiences"][audience.remote_id]["member_rows"]
-        return {json.dumps(row, sort_keys=True) for row in rows}
-
     def member_keys(self, member: Member) -> set[Any]:
         """The ContactInfo Google keeps, built from the payload fields independently of the connector's code."""
         fields = member.fields
@@ -54,7 +46,7 @@ class Dv360Contract(ConnectorContract):
         if all(fields.get(name) for name in _ADDRESS):
             keep += _ADDRESS
         info = {name: [fields[name]] if name in _LISTS else fields[name] for name in keep}
-        return {json.dumps(info, sort_keys=True)}
+        return {member_key(info)}
 
     def records_in_request(self, entry: dict[str, Any]) -> int | None:
         if not entry["path"].endswith(":editCustomerMatchMembers"):

@@ -90,7 +90,7 @@ def members(start: int, stop: int) -> list[Member]:
 
 
 def rows_of(app: FacebookSandbox, audience: AudienceRef) -> set[tuple[tuple[str, str], ...]]:
-    rows = app.state()["audiences"][audience.remote_id]["member_rows"]
+    rows = app.state()["audiences"][audience.remote_id]["members"]
     return {tuple(sorted(row.items())) for row in rows}
 
 
@@ -256,7 +256,7 @@ def test_batches_over_the_limit_are_refused_by_connector_and_sandbox(sandbox, cr
         path = f"/v25.0/{audience.remote_id}/users"
         connector.http.request("POST", path, json_body={"payload": connector.payload(too_many)})
     assert caught.value.response.json()["error"]["code"] == 100
-    assert app.state()["audiences"][audience.remote_id]["members"] == 0
+    assert app.state()["audiences"][audience.remote_id]["members"] == []
 
 
 def test_re_adding_is_idempotent_and_remove_uses_the_same_payload(sandbox, creds) -> None:
@@ -380,7 +380,7 @@ def test_partial_rejects_are_reported_and_not_added(sandbox, creds) -> None:
     batch = members(0, 300)
     result = connector.add_members(audience, batch)
     assert 10 < result.invalid < 60
-    assert app.state()["audiences"][audience.remote_id]["members"] == 300 - result.invalid
+    assert len(app.state()["audiences"][audience.remote_id]["members"]) == 300 - result.invalid
     assert 0 < len(result.rejections) <= FacebookSandbox.max_samples
     rejected = {r.contact_id for r in result.rejections}
     assert not rows_for([m for m in batch if m.contact_id in rejected]) & rows_of(app, audience)

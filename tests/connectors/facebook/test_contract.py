@@ -7,7 +7,7 @@ from typing import Any
 from pydantic import SecretStr
 
 from crm_activation import IdentifierKind, Member
-from crm_activation.connectors.facebook import FacebookAccount, FacebookConnector, FacebookCredentials, FacebookSandbox
+from crm_activation.connectors.facebook import FacebookAccount, FacebookConnector, FacebookCredentials
 from crm_activation.testing import ConnectorContract, IdentifierVector, loads_body
 
 
@@ -29,13 +29,6 @@ class FacebookContract(ConnectorContract):
                          normalized="6d92078a-8246-4ba4-ae5b-76104861e7dc"),
         IdentifierVector(kind=IdentifierKind.EXTERNAL_ID, raw=" crm-1 ", normalized="crm-1"),
     )
-
-    def sandbox_audiences(self, app: FacebookSandbox) -> set[str]:
-        return {aid for aid, audience in app.state()["audiences"].items() if not audience["deleted"]}
-
-    def sandbox_members(self, app: FacebookSandbox, audience) -> set[Any]:
-        rows = app.state()["audiences"][audience.remote_id]["member_rows"]
-        return {tuple(sorted(row.items())) for row in rows}
 
     def member_keys(self, member: Member) -> set[Any]:
         return {tuple(sorted((key, value) for key, value in member.fields.items() if value))}

@@ -100,7 +100,7 @@ def members(start: int, stop: int) -> list[Member]:
 
 
 def ids_of(app: LinkedInSandbox, audience: AudienceRef) -> set[tuple[tuple[str, str], ...]]:
-    return {tuple(sorted(m.items())) for m in app.state()["segments"][audience.remote_id]["member_ids"]}
+    return {tuple(sorted(m.items())) for m in app.state()["audiences"][audience.remote_id]["members"]}
 
 
 def ids_for(batch: list[Member], maid_type: str = "GOOGLE_AID") -> set[tuple[tuple[str, str], ...]]:
@@ -226,7 +226,7 @@ def test_sandbox_refuses_requests_without_linkedin_headers(sandbox) -> None:
         http.request("GET", "/rest/dmpSegments", params=params, headers={"LinkedIn-Version": "202608"})
     anonymous = requests.get(server.url + "/rest/dmpSegments", params=params, timeout=5)
     assert anonymous.status_code == 401 and anonymous.json()["message"] == "Empty oauth2_access_token"
-    assert app.state()["segments"] == {}
+    assert app.state()["audiences"] == {}
 
 
 # -- segments ----------------------------------------------------------------------------------------------
@@ -236,7 +236,7 @@ def test_ensure_audience_is_idempotent_and_finds_its_segment_by_source_segment_i
     first = connector.ensure_audience(SPEC, None)
     assert connector.ensure_audience(SPEC, first) == first
     assert connector.ensure_audience(SPEC, None) == first  # the state database was lost: found again
-    assert list(app.state()["segments"]) == [first.remote_id]
+    assert list(app.state()["audiences"]) == [first.remote_id]
     created = calls(app, "POST", "/dmpSegments")
     assert len(created) == 1
     assert json.loads(created[0]["body"]) == {
@@ -258,7 +258,7 @@ def test_a_deleted_segment_is_recreated(sandbox) -> None:
     app, server = sandbox
     connector = make_connector(server)
     first = connector.ensure_audience(SPEC, None)
-    app.delete_segment(first.remote_id)
+    app.delete_audience(first.remote_id)
     again = connector.ensure_audience(SPEC, first)
     assert again.remote_id != first.remote_id and again.key == SPEC.key
     assert connector.ensure_audience(SPEC, again) == again
@@ -282,7 +282,7 @@ def test_a_create_that_timed_out_leaves_a_twin_and_the_oldest_is_used(sandbox) -
     connector = make_connector(server, policy=RetryPolicy(initial_wait=0.001, max_wait=0.01, read_timeout=0.4))
     audience = connector.ensure_audience(SPEC, None)
     app.set_faults(FaultPlan())
-    twins = sorted(app.state()["segments"], key=int)
+    twins = sorted(app.state()["audiences"], key=int)
     assert len(twins) == 2, "the create did not time out: the test would prove nothing"
     assert audience.remote_id == twins[0]
     assert connector.ensure_audience(SPEC, None) == audience
@@ -330,7 +330,7 @@ def test_batches_over_the_limit_are_refused_by_connector_and_sandbox(sandbox) ->
     with pytest.raises(FatalError, match="at most 5000 elements"):
         path = f"/rest/dmpSegments/{audience.remote_id}/users"
         connector.http.request("POST", path, json_body={"elements": elements}, headers=headers)
-    assert app.state()["segments"][audience.remote_id]["members"] == 0
+    assert app.state()["audiences"][audience.remote_id]["members"] == []
 
 
 def test_elements_carry_typed_ids_and_clear_fields(sandbox) -> None:
@@ -461,11 +461,11 @@ def test_an_expired_token_is_refreshed_transparently(tmp_path: Path) -> None:
         assert [r["status"] for r in app.requests if r["path"] != "/rest/dmpSegments"] == [
             401, 200, 200, 401, 200, 200
         ]
-        assert len(app.issued) == 2 and connector.http.auth.token == app.issued[-1]
-        assert connector.http.redactor.redact(app.issued[-1]) == "***"
+        assert len(app.oauth.issued) == 2 and connector.http.auth.token == app.oauth.issued[-1]
+        assert connector.http.redactor.redact(app.oauth.issued[-1]) == "***"
     log = (tmp_path / "linkedin.jsonl").read_text()
     assert "grant_type=refresh_token" in log
-    assert not [s for s in (TOKEN, REFRESH, CLIENT_SECRET, *app.issued) if s in log]
+    assert not [s for s in (TOKEN, REFRESH, CLIENT_SECRET, *app.oauth.issued) if s in log]
 
 
 def test_a_refused_token_without_refresh_grant_is_a_configuration_error(sandbox) -> None:
@@ -480,7 +480,7 @@ def test_a_revoked_app_is_a_configuration_error_without_leaking_secrets(sandbox)
     app, server = sandbox
     connector = make_connector(server)
     connector.check()
-    app.revoke_app()
+    app.oauth.revoke()
     with pytest.raises(ConfigError, match="invalid_grant") as caught:
         connector.check()
     assert not [s for s in (TOKEN, REFRESH, CLIENT_SECRET) if s in str(caught.value)]

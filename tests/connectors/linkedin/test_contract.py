@@ -7,7 +7,7 @@ from typing import Any
 from pydantic import SecretStr
 
 from crm_activation import IdentifierKind, Member
-from crm_activation.connectors.linkedin import LinkedInAccount, LinkedInConnector, LinkedInCredentials, LinkedInSandbox
+from crm_activation.connectors.linkedin import LinkedInAccount, LinkedInConnector, LinkedInCredentials
 from crm_activation.testing import ConnectorContract, IdentifierVector, loads_body
 
 
@@ -33,12 +33,6 @@ class LinkedInContract(ConnectorContract):
         IdentifierVector(kind=IdentifierKind.FIRST_NAME, raw="A" * 36, normalized=None, note="over 35 characters"),
         IdentifierVector(kind=IdentifierKind.COUNTRY, raw="gb", normalized="GB"),
     )
-
-    def sandbox_audiences(self, app: LinkedInSandbox) -> set[str]:
-        return {sid for sid, segment in app.state()["segments"].items() if not segment["deleted"]}
-
-    def sandbox_members(self, app: LinkedInSandbox, audience) -> set[Any]:
-        return {tuple(sorted(ids.items())) for ids in app.state()["segments"][audience.remote_id]["member_ids"]}
 
     def member_keys(self, member: Member) -> set[Any]:
         names = {"SHA256_EMAIL": "SHA256_EMAIL", "MAID": str(self.account.maid_id_type)}

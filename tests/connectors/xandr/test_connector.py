@@ -110,7 +110,7 @@ def members(start: int, stop: int) -> list[Member]:
 
 
 def users_of(app: XandrSandbox, audience: AudienceRef) -> set[str]:
-    return set(app.state()["segments"][audience.remote_id]["uids"])
+    return set(app.state()["audiences"][audience.remote_id]["members"])
 
 
 def calls(app: XandrSandbox, method: str, prefix: str) -> list[dict]:
@@ -283,10 +283,10 @@ def test_ensure_audience_is_idempotent_finds_by_code_and_recreates_a_deleted_one
     first = connector.ensure_audience(SPEC, None)
     assert connector.ensure_audience(SPEC, first) == first
     assert connector.ensure_audience(SPEC, None) == first  # state lost: found again by its code
-    assert list(app.state()["segments"]) == [first.remote_id]
+    assert list(app.state()["audiences"]) == [first.remote_id]
     created = json.loads(calls(app, "POST", "/segment")[0]["body"])["segment"]
     assert created == {"code": segment_code(SPEC.key), "short_name": SPEC.name, "state": "active"}
-    app.delete_segment(first.remote_id)
+    app.delete_audience(first.remote_id)
     again = connector.ensure_audience(SPEC, first)
     assert again.remote_id != first.remote_id and again.key == SPEC.key
     assert connector.ensure_audience(SPEC, again) == again
@@ -296,9 +296,9 @@ def test_ensure_audience_reactivates_a_paused_segment(sandbox, creds) -> None:
     app, server = sandbox
     connector = make_connector(server, creds)
     audience = connector.ensure_audience(SPEC, None)
-    app.segments[int(audience.remote_id)].state = "inactive"
+    app.audiences[audience.remote_id].state = "inactive"
     assert connector.ensure_audience(SPEC, audience) == audience
-    assert app.state()["segments"][audience.remote_id]["state"] == "active"
+    assert app.state()["audiences"][audience.remote_id]["state"] == "active"
 
 
 # -- uploads ----------------------------------------------------------------------------------------------------
@@ -310,7 +310,7 @@ def test_add_and_remove_run_the_job_flow_and_reach_the_end_state(sandbox, creds)
     result = connector.add_members(audience, members(0, 300))
     assert result.received == 300 and result.invalid == 0 and result.job_id
     assert users_of(app, audience) == {uid(i) for i in range(300)}
-    assert set(app.members(audience.remote_id).values()) == {0}  # the account's expiration: Xandr's maximum
+    assert set(app.audiences[audience.remote_id].members.values()) == {0}  # the account's expiration: Xandr's maximum
     upload = calls(app, "POST", "/segment-upload/")[0]
     assert upload["headers"]["content-type"] == "application/octet-stream"
     assert upload["body"].splitlines()[0] == f"{uid(0)},{audience.remote_id}:0"
@@ -331,9 +331,9 @@ def test_added_users_carry_the_configured_expiration(sandbox, creds) -> None:
     connector = make_connector(server, creds, one_day)
     audience = connector.ensure_audience(SPEC, None)
     connector.add_members(audience, members(0, 2))
-    assert app.members(audience.remote_id) == {uid(0): 1440, uid(1): 1440}
+    assert app.audiences[audience.remote_id].members == {uid(0): 1440, uid(1): 1440}
     connector.remove_members(audience, members(0, 1))
-    assert app.members(audience.remote_id) == {uid(1): 1440}
+    assert app.audiences[audience.remote_id].members == {uid(1): 1440}
 
 
 def test_device_ids_go_out_under_each_configured_scheme(sandbox, creds) -> None:
@@ -404,7 +404,7 @@ def test_an_unknown_segment_counts_every_line(sandbox, creds) -> None:
     result = connector.add_members(AudienceRef(key="gone", remote_id="999"), members(0, 250))
     assert result.invalid == 250  # num_invalid_segment alone would say 1: it is deduplicated per segment
     assert len(result.rejections) == 200  # the member's error log lists 200 lines
-    assert app.state()["segments"] == {}
+    assert app.state()["audiences"] == {}
 
 
 def test_partial_rejects_are_reported_and_not_added(sandbox, creds) -> None:
@@ -505,7 +505,7 @@ def test_faults_still_reach_the_exact_end_state(sandbox, creds, plan: FaultPlan,
     connector.add_members(audience, everyone[100:])
     connector.remove_members(audience, everyone[:50])
     assert users_of(app, audience) == {uid(i) for i in range(50, 200)}
-    assert len(app.state()["segments"]) == 1
+    assert len(app.state()["audiences"]) == 1
     for _ in range(40):  # a timed-out request is logged when the sandbox finally answers it
         faulted = [r for r in app.requests if r["fault"] == fault]
         if faulted:

@@ -7,7 +7,7 @@ from typing import Any
 from pydantic import SecretStr
 
 from crm_activation import IdentifierKind, Member
-from crm_activation.connectors.xandr import XandrAccount, XandrConnector, XandrCredentials, XandrSandbox
+from crm_activation.connectors.xandr import XandrAccount, XandrConnector, XandrCredentials
 from crm_activation.testing import ConnectorContract, IdentifierVector
 
 
@@ -26,12 +26,6 @@ class XandrContract(ConnectorContract):
         IdentifierVector(kind=IdentifierKind.XANDR_UID, raw=str(2**64), normalized=None, note="above 64 bits"),
         IdentifierVector(kind=IdentifierKind.XANDR_UID, raw="a" * 64, normalized=None, note="a hash is no user id"),
     )
-
-    def sandbox_audiences(self, app: XandrSandbox) -> set[str]:
-        return set(app.state()["segments"])
-
-    def sandbox_members(self, app: XandrSandbox, audience) -> set[Any]:
-        return set(app.state()["segments"][audience.remote_id]["uids"])
 
     def member_keys(self, member: Member) -> set[Any]:
         """The uid line, and one line per configured device scheme for a MAID."""

@@ -32,7 +32,8 @@ def error_reasons(response: HttpResponse) -> list[str]:
 
 
 
-
+# A copy of the DV360 connector's Google error classification, on purpose: a plugin uses only crm-activation's public
+# API, never `crm_activation.connectors.*` (and Data Manager adds its own ErrorReasons, see `error_reasons`).
 def classify_google(response: HttpResponse) -> Action | None:
     """Map Google's status names (and OAuth error codes) to the shared actions; None leaves it to the status table.
 
@@ -58,5 +59,3 @@ def classify_google(response: HttpResponse) -> Action | None:
     if status in FATAL_STATUSES:
         return Action.FAIL
     return None
-
-

@@ -117,13 +117,10 @@ class GoogleDataManagerConnector(Connector):
 
     def authenticator(self) -> RefreshTokenAuth:
         """Bearer tokens from the refresh token, fetched through this connector's own HTTP client."""
-        credentials = self.credentials
-        return RefreshTokenAuth(
+        return RefreshTokenAuth.for_credentials(
             self.http,
             self.account.token_url,
-            credentials.client_id.get_secret_value(),
-            credentials.client_secret.get_secret_value(),
-            credentials.refresh_token.get_secret_value(),
+            self.credentials,
             platform=self.platform,
             hint=f"check that the refresh token was granted the {SCOPE} scope",
         )

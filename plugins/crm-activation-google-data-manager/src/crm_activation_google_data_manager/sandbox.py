@@ -14,26 +14,32 @@ and is counted in the request's diagnostics (PROCESSING_ERROR_REASON_DENIED_CONS
 Partial-reject faults are not emulated: Google accepts or refuses a request as a whole and reports per-record
 problems only as counts, later, so there is no per-record outcome to imitate.
 
-Membership is a set of identities (a member's identifiers in a stable order) per user list; Google matches
-people instead, but identities make re-adding idempotent, removal by the same payload exact, and the end state
-comparable member for member.
+Membership is a set of identities (a member's identifiers in a stable order, as `member_key` spells them) per user
+list; Google matches people instead, but identities make re-adding idempotent, removal by the same payload exact,
+and the end state comparable member for member. User lists live in crm-activation's standard audience store (each
+with its operating account), and the token endpoint is its `RefreshTokenEndpoint`.
 """
 
 from __future__ import annotations
 
-import hmac
-import itertools
 import secrets
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
-from urllib.parse import parse_qs
 
-from crm_activation import Credentials, FaultPlan, SandboxApp, SandboxRequest, SandboxResponse
+from crm_activation import (
+    Credentials,
+    FaultPlan,
+    RefreshTokenEndpoint,
+    SandboxApp,
+    SandboxAudience,
+    SandboxRequest,
+    SandboxResponse,
+)
 
-from .sandbox_checks import Identity, bad, consent, google_error, member, obj, row
+from .sandbox_checks import bad, consent, google_error, member, obj
 from .settings import (
     DIGITS,
     DURATION_SHAPE,
@@ -62,15 +68,19 @@ _DESTINATION_FIELDS = {"reference", "loginAccount", "linkedAccount", "operatingA
 
 
 @dataclass
-class _UserList:
-    display_name: str
+class _UserList(SandboxAudience):
+    """A user list of one operating account ("TYPE/ID"); each member is kept with its consent when last ingested."""
+
+    account: str
     description: str
     duration: str
-    members: dict[Identity, str] = field(default_factory=dict)  # identity -> consent label when last ingested
-    deleted: bool = False
+
+    def view(self) -> dict[str, Any]:
+        """The standard view, plus how many members carry each consent label."""
+        return super().view() | {"consent": dict(Counter(self.members.values()))}
 
 
-class GoogleDataManagerSandbox(SandboxApp):
+class GoogleDataManagerSandbox(SandboxApp[_UserList]):
     """Google's token endpoint and Data Manager's user lists and audience-member ingestion, in memory.
 
     Args:
@@ -82,51 +92,25 @@ class GoogleDataManagerSandbox(SandboxApp):
     """
 
     platform = "google_data_manager"
+    first_id = 9_100_000_001
+    oauth: RefreshTokenEndpoint
 
     def __init__(self, credentials: Credentials, faults: FaultPlan | None = None, accounts: Iterable[str] | None = None,
                  token_lifetime: int = 3599, clock: Callable[[], float] = time.monotonic) -> None:
         if not isinstance(credentials, GoogleDataManagerCredentials):
             raise TypeError("GoogleDataManagerSandbox needs GoogleDataManagerCredentials")
         super().__init__(credentials, faults)
-        self.oauth = credentials
+        self.oauth = RefreshTokenEndpoint.for_credentials(
+            SANDBOX_TOKEN_PATH, credentials, lifetime=token_lifetime, token_prefix="ya29.sandbox-", clock=clock,
+            answer={"scope": SCOPE},
+        )
         self.accounts = set(accounts) if accounts is not None else None
-        self.token_lifetime = token_lifetime
-        self.clock = clock
         self.max_members_per_request = MAX_MEMBERS_PER_REQUEST  # lower it in a test rather than send 10,001
-        self.lists: dict[str, dict[str, _UserList]] = {}  # "TYPE/ID" -> list id -> list
         self.statuses: dict[str, list[dict[str, Any]]] = {}  # request id -> status per destination
-        self.tokens: dict[str, float] = {}
-        self._ids = itertools.count(9_100_000_001)
 
-    # -- test helpers ----------------------------------------------------------------------------------------
-    def secrets(self) -> list[str]:
-        """The OAuth secrets and every access token issued are masked in the request log."""
-        with self.lock:
-            return [*super().secrets(), *self.tokens]
-
-    def expire_tokens(self) -> None:
-        """Let every issued access token run out now, as Google's would after an hour."""
-        with self.lock:
-            self.tokens = dict.fromkeys(self.tokens, float("-inf"))
-
-    def delete_list(self, account: str, list_id: str) -> None:
-        """Make a user list disappear; later calls about it get 404 NOT_FOUND."""
-        with self.lock:
-            self.lists[account][list_id].deleted = True
-
-    def state(self) -> dict[str, Any]:
-        """Every account's user lists with their settings, members (identifier lists) and consent counts."""
-        return {"accounts": {account: {list_id: {
-            "displayName": ul.display_name, "membershipDuration": ul.duration, "deleted": ul.deleted,
-            "members": len(ul.members), "member_rows": [row(i) for i in sorted(ul.members)],
-            "consent": dict(Counter(ul.members.values())),
-        } for list_id, ul in lists.items()} for account, lists in self.lists.items()}}
-
-    # -- dispatch --------------------------------------------------------------------------------------------
+    # -- dispatch (tokens: `oauth.expire()`; a deleted list answers 404 NOT_FOUND) --------------------------
     def handle(self, request: SandboxRequest) -> SandboxResponse:
-        """Serve the token endpoint, or check the bearer token and route an API call."""
-        if request.path == SANDBOX_TOKEN_PATH and request.method == "POST":
-            return self._token(request)
+        """Check the bearer token and route an API call (the base serves the token endpoint)."""
         parts = request.path.strip("/").split("/")
         if parts[0] != "v1":
             raise google_error("NOT_FOUND", f"The requested URL {request.path} was not found on this server.")
@@ -157,29 +141,8 @@ class GoogleDataManagerSandbox(SandboxApp):
         return google_error("UNAVAILABLE", "The service is currently unavailable.").response
 
     # -- auth ------------------------------------------------------------------------------------------------
-    def _token(self, request: SandboxRequest) -> SandboxResponse:
-        """Google's refresh-token grant: form-encoded, the client authenticated by id and secret in the body."""
-        if "x-www-form-urlencoded" not in (request.header("content-type") or ""):
-            return _oauth(400, "invalid_request", "Content-Type must be application/x-www-form-urlencoded")
-        form = {k: v[0] for k, v in parse_qs(request.body.decode(), keep_blank_values=True).items()}
-        if form.get("grant_type") != "refresh_token":
-            return _oauth(400, "unsupported_grant_type", "Invalid grant_type")
-        if not (
-            _same(form.get("client_id"), self.oauth.client_id.get_secret_value())
-            and _same(form.get("client_secret"), self.oauth.client_secret.get_secret_value())
-        ):
-            return _oauth(401, "invalid_client", "Unauthorized")
-        if not _same(form.get("refresh_token"), self.oauth.refresh_token.get_secret_value()):
-            return _oauth(400, "invalid_grant", "Token has been expired or revoked.")
-        token = "ya29.sandbox-" + secrets.token_urlsafe(24)
-        self.tokens[token] = self.clock() + self.token_lifetime
-        body = {"access_token": token, "expires_in": self.token_lifetime, "scope": SCOPE, "token_type": "Bearer"}
-        return SandboxResponse(200, body)
-
     def _authenticate(self, request: SandboxRequest) -> None:
-        header = request.header("authorization") or ""
-        expires = self.tokens.get(header.removeprefix("Bearer ")) if header.startswith("Bearer ") else None
-        if expires is None or self.clock() >= expires:
+        if self.token_problem(request) is not None:
             message = "Request had invalid authentication credentials. Expected OAuth 2 access token."
             raise google_error("UNAUTHENTICATED", message)
 
@@ -196,26 +159,29 @@ class GoogleDataManagerSandbox(SandboxApp):
 
     # -- user lists ------------------------------------------------------------------------------------------
     def _user_list(self, account: str, list_id: str) -> _UserList:
-        found = self.lists.get(account, {}).get(list_id)
-        if found is None or found.deleted:
+        found = self._lists(account).get(list_id)
+        if found is None:
             raise google_error("NOT_FOUND", "Requested entity was not found.")
         return found
 
+    def _lists(self, account: str) -> dict[str, _UserList]:
+        return {list_id: ul for list_id, ul in self.audiences.items() if ul.account == account}
+
     def _resource(self, account: str, list_id: str, ul: _UserList) -> dict[str, Any]:
         return {"name": f"accountTypes/{account.replace('/', '/accounts/')}/userLists/{list_id}", "id": list_id,
-                "readOnly": False, "displayName": ul.display_name, "description": ul.description,
+                "readOnly": False, "displayName": ul.name, "description": ul.description,
                 "membershipStatus": MEMBERSHIP_OPEN, "membershipDuration": ul.duration, "accessReason": "OWNED",
                 "ingestedUserListInfo": {"uploadKeyTypes": [UPLOAD_KEY_CONTACT_ID],
                                          "contactIdInfo": {"dataSourceType": FIRST_PARTY}}}
 
     def _list_lists(self, account: str, filter_text: str | None) -> SandboxResponse:
-        live = {i: ul for i, ul in self.lists.get(account, {}).items() if not ul.deleted}
+        live = self._lists(account)
         if filter_text:
             text = filter_text.strip()
             if not (text.startswith('display_name = "') and text.endswith('"')):
                 raise bad("INVALID_ARGUMENT", "filter", 'The sandbox supports only display_name = "...".')
             wanted = text[len('display_name = "') : -1].replace('\\"', '"').replace("\\\\", "\\")
-            live = {i: ul for i, ul in live.items() if ul.display_name == wanted}
+            live = {i: ul for i, ul in live.items() if ul.name == wanted}
         return SandboxResponse(200, {"userLists": [self._resource(account, i, ul) for i, ul in live.items()]})
 
     def _create_list(self, account: str, body: Any) -> SandboxResponse:
@@ -239,12 +205,10 @@ class GoogleDataManagerSandbox(SandboxApp):
                     f"Must be whole days (multiples of 86400s), at most {MAX_MEMBERSHIP_DAYS} days.",
                 )
             days = seconds // SECONDS_PER_DAY
-        lists = self.lists.setdefault(account, {})
-        if any(ul.display_name == name and not ul.deleted for ul in lists.values()):
+        if any(ul.name == name for ul in self._lists(account).values()):
             raise google_error("ALREADY_EXISTS", "A user list with this name already exists.")
-        list_id = str(next(self._ids))
-        lists[list_id] = _UserList(name, str(body.get("description") or ""), f"{days * SECONDS_PER_DAY}s")
-        return SandboxResponse(200, self._resource(account, list_id, lists[list_id]))
+        user_list = _UserList(account, str(body.get("description") or ""), f"{days * SECONDS_PER_DAY}s", name=name)
+        return SandboxResponse(200, self._resource(account, self.create_audience(user_list), user_list))
 
     # -- audience members ------------------------------------------------------------------------------------
     def _members(self, request: SandboxRequest, ingest: bool) -> SandboxResponse:
@@ -277,9 +241,9 @@ class GoogleDataManagerSandbox(SandboxApp):
         for user_list in targets:
             for identity, label in checked:
                 if not ingest:
-                    user_list.members.pop(identity, None)
+                    user_list.remove(identity)
                 elif "DENIED" not in label:
-                    user_list.members[identity] = label
+                    user_list.add(identity, label)
         count = sum(len(identity) for identity, _ in checked)
         status: dict[str, Any] = {
             "requestStatus": "PARTIAL_SUCCESS" if denied else "SUCCESS",
@@ -321,19 +285,11 @@ class GoogleDataManagerSandbox(SandboxApp):
                 login = obj(item["loginAccount"], f"{where}.login_account", {"accountType", "accountId"})
                 self._account(login.get("accountType"), login.get("accountId"), f"{where}.login_account", True)
             list_id = item.get("productDestinationId")
-            found = self.lists.get(account, {}).get(str(list_id))
-            if not isinstance(list_id, str) or found is None or found.deleted:
+            found = self._lists(account).get(str(list_id))
+            if not isinstance(list_id, str) or found is None:
                 raise bad("INVALID_USER_LIST_ID", f"{where}.product_destination_id", "User list is not valid.")
             targets.append(found)
         return targets
-
-
-def _oauth(status: int, error: str, description: str) -> SandboxResponse:
-    return SandboxResponse(status, {"error": error, "error_description": description})
-
-
-def _same(given: str | None, expected: str) -> bool:
-    return given is not None and hmac.compare_digest(given.encode(), expected.encode())
 
 
 __all__ = ["GoogleDataManagerSandbox"]

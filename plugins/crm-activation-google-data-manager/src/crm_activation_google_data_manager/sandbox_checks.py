@@ -8,10 +8,10 @@ Data Manager `ErrorReason`, as in Google's quickstart: `audience_members.audienc
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Hashable, Iterable
 from typing import Any
 
-from crm_activation import SandboxError
+from crm_activation import SandboxError, member_key
 
 from .settings import (
     ADDRESS_FIELDS,
@@ -26,9 +26,8 @@ from .settings import (
 CODES = {"INVALID_ARGUMENT": 400, "UNAUTHENTICATED": 401, "PERMISSION_DENIED": 403, "NOT_FOUND": 404,
          "ALREADY_EXISTS": 409, "RESOURCE_EXHAUSTED": 429, "UNAVAILABLE": 503}
 _HASHED = ("emailAddress", "phoneNumber")
-#: A member as the sandbox keeps it: its identifiers as sorted (kind, value) pairs, an address as sorted pairs too.
-#: Tuples rather than JSON: building 10,000 identities per request must stay far below the client's timeout.
-Identity = tuple[tuple[str, Any], ...]
+#: A member as the sandbox keeps it: the `member_key`s of its UserIdentifier objects, sorted (by kind, then value).
+Identity = tuple[Hashable, ...]
 _CONSENTS = ("adUserData", "adPersonalization")
 _STATUSES = frozenset(s.value for s in ConsentStatus)
 _MEMBER_FIELDS = frozenset({"userData", "consent", "pairData", "mobileData"})
@@ -102,15 +101,15 @@ def member(value: Any, where: str, default: dict[str, str], ingest: bool) -> tup
     return identity, label
 
 
-def identifier(value: Any, where: str) -> tuple[str, Any]:
-    """One UserIdentifier as (kind, value): a hashed e-mail or phone, or a complete AddressInfo as sorted pairs."""
+def identifier(value: Any, where: str) -> Any:
+    """One UserIdentifier's `member_key` (a sortable tuple): a hashed e-mail or phone, or a complete AddressInfo."""
     item = obj(value, where, _IDENTIFIER_FIELDS)
     if len(item) != 1:
         raise bad("INVALID_FORMAT", where, "Exactly one identifier must be specified.")
     name, content = next(iter(item.items()))
     if name != "address":
         hashed(content, where)
-        return name, content
+        return member_key(item)
     address = obj(content, f"{where}.address", ADDRESS_FIELDS)
     missing = [f for f in ADDRESS_FIELDS if not isinstance(address.get(f), str) or not address[f]]
     if missing:
@@ -121,7 +120,7 @@ def identifier(value: Any, where: str) -> tuple[str, Any]:
         raise bad("INVALID_FORMAT", f"{where}.address", "regionCode must be an ISO 3166-1 alpha-2 code.")
     if SHA256_HEX.match(address[POSTAL_CODE].lower()):
         raise bad("INVALID_POSTAL_CODE", f"{where}.address", "Postal code is not valid.")
-    return "address", tuple(sorted(address.items()))
+    return member_key(item)
 
 
 def hashed(value: Any, where: str) -> None:
@@ -130,8 +129,3 @@ def hashed(value: Any, where: str) -> None:
         raise bad("INVALID_HEX_ENCODING", where, "Value is not hex encoded.")
     if not SHA256_HEX.match(value):
         raise bad("INVALID_SHA256_FORMAT", where, "The SHA256 encoded value is malformed.")
-
-
-def row(identity: Identity) -> list[dict[str, Any]]:
-    """An identity as the UserIdentifier objects it came from (for `state()`)."""
-    return [{name: dict(value) if name == "address" else value} for name, value in identity]
