@@ -45,7 +45,6 @@ MAX_DESCRIPTION_LENGTH = 1_000
 MAX_TTL_SECONDS = 34_300_800
 
 #: Upload job states (`GET /amc/audiences/records/{jobRequestId}` `jobState`); all but PENDING are final.
-JOB_PENDING = "PENDING"
 JOB_FAILED = "FAILED"
 JOB_FINAL_STATES = frozenset({"SUCCEEDED", "PARTIALLYSUCCEEDED", "COMPLETED", JOB_FAILED})
 

@@ -24,8 +24,6 @@ SCHEMA_KEYS = frozenset(
     {"EXTERN_ID", "EMAIL", "PHONE", "GEN", "DOBY", "DOBM", "DOBD", "LN", "FN", "FI", "CT", "ST", "ZIP", "MADID",
      "COUNTRY", "LOOKALIKE_VALUE"}
 )
-#: Fields Meta takes in clear; every other schema field must be a lowercase SHA-256 hex digest.
-UNHASHED_KEYS = frozenset({"EXTERN_ID", "MADID", "LOOKALIKE_VALUE"})
 
 # Meta error codes (Marketing API error reference; rate-limiting guide).
 RATE_LIMIT_CODES = frozenset({4, 17, 32, 613, 80003, 80004})

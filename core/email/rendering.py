@@ -125,8 +125,7 @@ class TemplateRenderer:
 
         Args:
             folder: the templates root; None for the packaged `templates/email`.
-            prepare: called with the environment before any render, so plugins can add filters (the
-                `prepare_jinja2_environment` hook of the design notes, once the lead wires it).
+            prepare: called with the environment before any render, so a caller can add filters.
             auto_reload: re-read changed files (the preview server); campaign runs compile each file once.
         """
         self.folder = Path(folder) if folder is not None else packaged_templates()

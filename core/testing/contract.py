@@ -40,28 +40,7 @@ from .scenarios import FaultScenario, MembershipScenario
 class ConnectorContract(ContractDeclaration):
     """The standard tests every connector must pass against its own sandbox.
 
-    Declarations (class attributes, from `ContractDeclaration`):
-        connector: the `Connector` subclass under test (required).
-        account: its account settings (required); `for_sandbox` points them at the kit's sandbox.
-        credentials: a set the sandbox accepts (required).
-        wrong_credentials: a set the sandbox refuses; by default every secret of `credentials` is replaced.
-        entry_point: the name under the `crm_activation` entry-point group; None skips the discovery test.
-        country: the country of the kit's sample contacts.
-        reports_record_rejections: the platform says which records of a batch it refused; False for platforms
-            that accept or refuse whole requests (DV360), whose sandbox must then ignore `partial_reject_rate`.
-        rejections_are_sampled: the platform names only a sample of the refused records (Meta).
-        finds_audience_without_ref: `ensure_audience(spec, None)` finds an audience it created before (by a key
-            stored on the platform) instead of creating another.
-        clear_personal_kinds: personal identifier kinds the platform documents as sent unhashed (LinkedIn names,
-            Google's postal code); any other personal kind sent in clear fails the identifier test.
-        identifier_vectors: the platform's own normalization vectors, on top of the kit's `DEFAULT_VECTORS`.
-        membership_scenarios, fault_scenarios: the data the membership and fault tests run.
-        max_batch_size_under_test: test batching at this size instead of `max_batch_size` (for limits so big
-            that a full batch would slow the suite, like Xandr's 100,000); the kit lowers the limit to it.
-        max_auth_failure_requests: how many requests refused credentials may cost before the error.
-        holdout_contacts: contacts in the campaign the engine runs for the holdout test.
-        policy: the retry policy of every connector the kit builds (fast waits; timeout scenarios shorten
-            `read_timeout` to half their plan's `timeout_seconds`).
+    Declarations and hooks are `ContractDeclaration`'s (its docstring lists each); this class adds the tests.
     """
 
     __crm_activation_contract__: ClassVar[bool] = True  # lets the pytest plugin mark the kit's tests

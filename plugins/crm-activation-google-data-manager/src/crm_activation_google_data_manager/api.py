@@ -23,17 +23,8 @@ def google_error(response: HttpResponse) -> dict[str, Any]:
     return error if isinstance(error, dict) else {}
 
 
-def error_reasons(response: HttpResponse) -> list[str]:
-    """The Data Manager `ErrorReason`s of an error: each BadRequest field violation's, else ErrorInfo's."""
-    details = [d for d in google_error(response).get("details") or () if isinstance(d, dict)]
-    violations = [v for d in details for v in d.get("fieldViolations") or () if isinstance(v, dict)]
-    reasons = [str(v["reason"]) for v in violations if v.get("reason")]
-    return reasons or [str(d["reason"]) for d in details if d.get("reason")]
-
-
-
 # A copy of the DV360 connector's Google error classification, on purpose: a plugin uses only crm-activation's public
-# API, never `crm_activation.connectors.*` (and Data Manager adds its own ErrorReasons, see `error_reasons`).
+# API, never `crm_activation.connectors.*`.
 def classify_google(response: HttpResponse) -> Action | None:
     """Map Google's status names (and OAuth error codes) to the shared actions; None leaves it to the status table.
 
