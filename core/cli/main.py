@@ -23,6 +23,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextC
 from ..campaign.loader import load_campaign
 from ..campaign.schema import EMAIL_CHANNEL
 from ..email.smtp_relay import SmtpSandbox
+from ..pipeline.channel_plan import enabled_platforms
 from ..pipeline.engine import Engine, RunOptions, RunProgress
 from ..sdk.errors import ConfigError, CrmActivationError
 from ..sdk.plugins import collect_connectors, make_plugin_manager
@@ -111,9 +112,7 @@ def _run(args: argparse.Namespace, console: Console) -> int:
         base_urls = dict(_endpoint(spec) for spec in args.endpoint)
         smtp: tuple[str, int] | None = None
         if args.sandbox:
-            platforms = [s for s, c in loaded.campaign.platforms.items() if c.enabled]  # e-mail: a relay, below
-            if args.platform:
-                platforms = [p for p in platforms if p in args.platform]
+            platforms = enabled_platforms(loaded.campaign, tuple(args.platform or ()) or None)  # e-mail: below
             servers = start_sandboxes(
                 collect_connectors(manager), platforms, dict(loaded.campaign.platforms), log_dir=args.sandbox_log
             )
