@@ -41,6 +41,8 @@ from crm_activation.sdk.http import Outbox
 from crm_activation.sdk.plugins import collect_connectors, make_plugin_manager
 from crm_activation.sdk.redaction import Redactor
 
+from ..sandbox_http import sandbox_http
+
 CLIENT_ID = "amzn1.application-oa2-client.0123456789abcdef0123456789abcdef"
 CLIENT_SECRET = "amzn1.oa2-cs.v1.sandboxSECRET0123456789abcdef"
 REFRESH_TOKEN = "Atzr|IwEBIsandboxREFRESH0123456789abcdef"
@@ -75,14 +77,7 @@ def sandbox(running: tuple[AmazonDspSandbox, SandboxServer], log_file: Path) -> 
 
 
 def make_http(server: SandboxServer, **overrides) -> PlatformHttp:
-    settings = {
-        "platform": "amazon_dsp",
-        "base_url": server.url,
-        "classify": AmazonDspConnector.classify_response,
-        "policy": RetryPolicy(initial_wait=0.001, max_wait=0.01, read_timeout=0.5),
-        "sleep": lambda s: None,
-    }
-    return PlatformHttp(**(settings | overrides))
+    return sandbox_http(server, AmazonDspConnector, **overrides)
 
 
 def make_connector(server: SandboxServer, creds, account: AmazonDspAccount = ACCOUNT, **kw) -> AmazonDspConnector:

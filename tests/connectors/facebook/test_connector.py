@@ -31,6 +31,8 @@ from crm_activation.sdk.http import Outbox
 from crm_activation.sdk.plugins import collect_connectors, make_plugin_manager
 from crm_activation.sdk.redaction import MASK, Redactor
 
+from ..sandbox_http import sandbox_http
+
 TOKEN = "EAAGsandboxTOKEN0123456789abcdef"
 APP_SECRET = "app-secret-0123456789"
 ACCOUNT = FacebookAccount(ad_account_id="act_1234567890")
@@ -57,14 +59,7 @@ def sandbox(running: tuple[FacebookSandbox, SandboxServer]) -> tuple[FacebookSan
 
 
 def make_http(server: SandboxServer, creds: FacebookCredentials, **overrides) -> PlatformHttp:
-    settings = {
-        "platform": "facebook",
-        "base_url": server.url,
-        "classify": FacebookConnector.classify_response,
-        "policy": RetryPolicy(initial_wait=0.001, max_wait=0.01, read_timeout=0.5),
-        "sleep": lambda s: None,
-    }
-    return PlatformHttp(**(settings | overrides))
+    return sandbox_http(server, FacebookConnector, **overrides)
 
 
 def make_connector(server: SandboxServer, creds: FacebookCredentials, account: FacebookAccount = ACCOUNT, **kw):

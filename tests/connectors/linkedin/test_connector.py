@@ -36,6 +36,8 @@ from crm_activation.sdk.http import Outbox
 from crm_activation.sdk.plugins import collect_connectors, make_plugin_manager
 from crm_activation.sdk.redaction import Redactor
 
+from ..sandbox_http import sandbox_http
+
 TOKEN = "AQXsandboxACCESStoken0123456789abcdef"
 REFRESH = "AQWsandboxREFRESHtoken9876543210fedcba"
 CLIENT_SECRET = "client-secret-0123456789"
@@ -68,14 +70,7 @@ def sandbox(running: tuple[LinkedInSandbox, SandboxServer]) -> tuple[LinkedInSan
 
 
 def make_http(server: SandboxServer, **overrides) -> PlatformHttp:
-    settings = {
-        "platform": "linkedin",
-        "base_url": server.url,
-        "classify": LinkedInConnector.classify_response,
-        "policy": RetryPolicy(initial_wait=0.001, max_wait=0.01, read_timeout=10.0),
-        "sleep": lambda s: None,
-    }
-    return PlatformHttp(**(settings | overrides))
+    return sandbox_http(server, LinkedInConnector, read_timeout=10.0, **overrides)
 
 
 def make_connector(

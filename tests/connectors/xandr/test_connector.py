@@ -39,6 +39,8 @@ from crm_activation.sdk.http import Outbox
 from crm_activation.sdk.plugins import collect_connectors, make_plugin_manager
 from crm_activation.sdk.redaction import Redactor
 
+from ..sandbox_http import sandbox_http
+
 USERNAME = "crm-api-user"
 PASSWORD = "s3cret-Passw0rd-xyz"
 MEMBER = 958
@@ -87,14 +89,7 @@ def sandbox(running) -> tuple[XandrSandbox, SandboxServer]:
 
 
 def make_http(server: SandboxServer, **overrides) -> PlatformHttp:
-    settings = {
-        "platform": "xandr",
-        "base_url": server.url,
-        "classify": XandrConnector.classify_response,
-        "policy": RetryPolicy(initial_wait=0.001, max_wait=0.01, read_timeout=0.5),
-        "sleep": lambda s: None,
-    }
-    return PlatformHttp(**(settings | overrides))
+    return sandbox_http(server, XandrConnector, **overrides)
 
 
 def make_connector(server, creds, account: XandrAccount = ACCOUNT, **kw) -> XandrConnector:
