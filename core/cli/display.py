@@ -57,6 +57,12 @@ def print_summary(summary: RunSummary, console: Console) -> None:
         )
         for m in summary.holdout_mismatches:
             console.print(f"  [yellow]warning[/yellow]: stratum {m.stratum}: {m.test}/{m.control} (p={m.p_value:.2g})")
+    people = summary.identity
+    if people.records:
+        console.print(
+            f"People: {people.clusters} from {people.records} records; {people.multi_record_clusters} with several "
+            f"records (largest {people.largest_cluster}); {people.regrouped} records took their person's group"
+        )
     if summary.identity_enriched:
         enriched = ", ".join(f"{kind} {n}" for kind, n in sorted(summary.identity_enriched.items()))
         console.print(f"Identity match table added: {enriched}")

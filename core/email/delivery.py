@@ -4,10 +4,11 @@ The engine stages those contacts like any platform's members (so the holdout-con
 e-mail addresses too), then, after the ad platforms were pushed, calls `EmailDelivery.push`. What e-mail asks
 of the engine it declares as a `pipeline.channels.Channel`:
 
-- its member is the address itself, trimmed and lower-cased, sent in clear (`EMAIL_PAYLOAD`);
+- its member is the mailbox the address delivers to (`EMAIL_PAYLOAD`), in clear;
 - e-mail consent and unsubscribes gate it, not ad consent;
 - the whole contact is staged, not just its address: names, history and coupons personalize the message;
-- two contacts with one address would get every message twice, so all but one are held back after staging.
+- two contacts with one mailbox would get every message twice, so all but one (the lowest contact id) are held
+  back after staging.
 
 E-mail is not an audience on a remote platform: enrollment, sequencing and the exactly-once send ledger live
 in the state database (see `ledger.py`).
@@ -28,7 +29,7 @@ from ..pipeline.platform_sync import audience_specs
 from ..pipeline.suppression import SuppressionList
 from ..sdk.contact import Contact
 from ..sdk.identifier_kinds import IdentifierKind
-from ..sdk.normalization import email_trimmed_lower
+from ..sdk.normalization import email_mailbox
 from ..sdk.redaction import Redactor, remember_secrets
 from ..sdk.summary import PlatformSummary, StageCounts
 from ..sdk.types import IdentifierRule, Member
@@ -41,11 +42,13 @@ from .suppression import EmailSuppression
 
 PLATFORM = EMAIL_CHANNEL
 #: Why a staged contact gets no e-mail when another contact of the run has the same address.
-DUPLICATE_ADDRESS = "another contact has the same e-mail address"
-#: How the e-mail channel reaches a contact: the address itself, trimmed and lower-cased (sent in clear).
+DUPLICATE_ADDRESS = "another contact has the same mailbox"
+#: How the e-mail channel tells contacts apart: by mailbox (`email_mailbox`), so that two records spelling one
+#: mailbox differently get one message, and a test record never mails a control record's mailbox. The message
+#: itself goes to the address as the CRM wrote it.
 EMAIL_PAYLOAD = PayloadBuilder(
     PLATFORM,
-    (IdentifierRule(IdentifierKind.EMAIL, "email", email_trimmed_lower, hashed=False),),
+    (IdentifierRule(IdentifierKind.EMAIL, "email", email_mailbox, hashed=False),),
     frozenset({IdentifierKind.EMAIL}),
 )
 

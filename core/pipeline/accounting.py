@@ -9,9 +9,10 @@ so the numbers still add up when a guard changes its mind.
 from __future__ import annotations
 
 from ..sdk.redaction import get_logger
-from ..sdk.summary import BalanceRow, RunSummary
+from ..sdk.summary import BalanceRow, IdentitySummary, RunSummary
 from ..state.store import StateStore
 from .channels import HeldBack
+from .clusters import ClusterStats
 from .holdout import BalanceTracker, Group, StratumBalance
 from .rejects import RejectsWriter
 from .routing import RoutedContact
@@ -27,6 +28,15 @@ class RunAccounts:
         self.rejects = rejects
         self.balance = balance
 
+    def clusters(self, stats: ClusterStats) -> None:
+        """Record how the records grouped into people (routing then counts who changed group)."""
+        self.summary.identity = IdentitySummary(
+            records=stats.records,
+            clusters=stats.clusters,
+            multi_record_clusters=stats.multi_record_clusters,
+            largest_cluster=stats.largest_cluster,
+        )
+
     def add(self, routed: RoutedContact) -> None:
         """Count one routed contact: refused identifiers, its outcome, its holdout stratum, each platform offered."""
         summary = self.summary
@@ -36,6 +46,7 @@ class RunAccounts:
                 self.rejects.write(contact.source, contact.row, str(problem.kind), problem.reason, platform=platform)
                 summary.field_issues += 1
         summary.count(routed.outcome, routed.reason)
+        summary.identity.regrouped += routed.regrouped
         self.balance.add(routed.stratum, routed.group)
         if routed.group is Group.CONTROL:
             return

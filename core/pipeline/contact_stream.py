@@ -4,6 +4,9 @@ Everything that can refuse a whole row before routing happens here, so the rows 
 rejects file and counted (as rejected, with the reason) where they are refused, and only contacts worth
 routing flow on. Memory stays flat however large the audience: rows are read one at a time and the ids seen
 so far are kept on disk (`SeenIds`); only the identity match table, when there is one, is held whole.
+
+`link` is a first, separate read of the same rows: it links the records that are one person (`clusters.py`)
+so that routing can give every record of a person one holdout group. It reads rejected rows too.
 """
 
 from __future__ import annotations
@@ -14,7 +17,9 @@ from pathlib import Path
 from ..campaign.schema import AudienceSourceConfig
 from ..sdk.contact import Contact
 from ..sdk.summary import Outcome, RunSummary
+from .clusters import ClusterBuilder, IdentityClusters
 from .identity_table import IdentityTable
+from .link_keys import LinkKeys
 from .onboarding import ContactParser
 from .rejects import RejectsWriter
 from .seen_ids import SeenIds
@@ -44,14 +49,30 @@ class ContactStream:
         """How many contacts the match table gave each identifier kind (None without a match table)."""
         return self.identity.stats if self.identity is not None else None
 
+    def _identity_table(self) -> IdentityTable | None:
+        if self.identity is None and self.audience.identity_table:
+            self.identity = IdentityTable.load(self.audience.identity_table, self.base_dir)
+        return self.identity
+
+    def link(self, link_keys: LinkKeys) -> IdentityClusters:
+        """Read every row once and cluster the records that share a strong identifier (match table included)."""
+        identity = self._identity_table()
+        builder = ClusterBuilder()
+        for row in open_rows(self.audience.source, self.base_dir):
+            if row.error is not None:
+                continue
+            contact_id, identifiers = self.parser.link_identifiers(row)
+            if identity is not None and contact_id:
+                identifiers = {**identity.identifiers_for(contact_id), **identifiers}
+            builder.add(contact_id, link_keys.keys(contact_id, identifiers))
+        return builder.finish()
+
     def __iter__(self) -> Iterator[Contact]:
-        audience, summary, rejects = self.audience, self.summary, self.rejects
-        if audience.identity_table:
-            self.identity = IdentityTable.load(audience.identity_table, self.base_dir)
-        identity = self.identity
+        summary, rejects = self.summary, self.rejects
+        identity = self._identity_table()
         seen = SeenIds()
         try:
-            for row in open_rows(audience.source, self.base_dir):
+            for row in open_rows(self.audience.source, self.base_dir):
                 summary.rows_read += 1
                 parsed = self.parser.parse(row)
                 for issue in parsed.issues:

@@ -26,6 +26,7 @@ from .channels import Channel
 from .contact_stream import ContactStream
 from .eligibility import ChannelRules, ContactGate
 from .holdout import BalanceTracker
+from .link_keys import LinkKeys
 from .rejects import RejectsWriter
 from .routing import ContactRouter
 from .run_options import RunOptions, RunProgress
@@ -123,19 +124,29 @@ class Engine:
         return summary
 
     def _stage(self, state: StateStore, summary: RunSummary, rejects: RejectsWriter) -> None:
-        """Stream, route and stage every contact; then let the guards take back what must not be sent."""
+        """Link records into people, then stream, route and stage every contact.
+
+        Then the guards take back what must not be sent: test members sharing a platform's match key with a
+        control contact, and each channel's own (the e-mail channel's duplicate mailboxes).
+        """
         campaign = self.campaign
         state.reset_desired()
         accounts = RunAccounts(
             summary, rejects, BalanceTracker(campaign.holdout.fraction, campaign.holdout.srm_alpha)
         )
         contacts = ContactStream(campaign.audience, self.loaded.base_dir, campaign.funnel.first_stage, summary, rejects)
+        clusters = contacts.link(LinkKeys(getattr(campaign, "default_country", None)))
+        accounts.clusters(clusters.stats)
         stager = Stager(state, campaign, self.channels, summary.run_id, dry_run=self.options.dry_run)
-        for count, routed in enumerate(map(self.router.route, contacts), start=1):
-            accounts.add(routed)
-            stager.add(routed)
-            if count % 1000 == 0:
-                self.progress.rows(1000)
+        try:
+            for count, contact in enumerate(contacts, start=1):
+                routed = self.router.route(contact, clusters.anchor(contact.contact_id)[0])
+                accounts.add(routed)
+                stager.add(routed)
+                if count % 1000 == 0:
+                    self.progress.rows(1000)
+        finally:
+            clusters.close()
         stager.flush()
         self.progress.rows(summary.rows_read % 1000)
         accounts.hold_back(stager.drop_control_conflicts(), state)

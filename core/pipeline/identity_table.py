@@ -112,6 +112,13 @@ class IdentityTable:
     def __contains__(self, contact_id: object) -> bool:
         return contact_id in self._entries
 
+    def identifiers_for(self, contact_id: str) -> dict[IdentifierKind, str]:
+        """The identifiers the table holds for a contact id (empty when it has none); counts nothing."""
+        values = self._entries.get(contact_id)
+        if values is None:
+            return {}
+        return {kind: value for kind, value in zip(self.kinds, values, strict=False) if value}
+
     def enrich(self, contact: Contact) -> Contact:
         """The contact with the table's identifiers added for kinds it has none of (the same object if none)."""
         stats = self.counts

@@ -33,6 +33,8 @@ class RoutedContact:
         withheld: for control contacts, their payload on every platform, whatever their country, consent or
             suppression; kept only so the engine can keep off each platform the test contacts who share an
             identifier with them (to the platform they are the same person).
+        regrouped: whether the group differs from the one the contact's own id draws (its cluster's anchor
+            drew another), counted in the summary.
         outcome: the row's one outcome, and `reason` for held-out-less non-activations.
         suppressed: platform → why it was kept off; unreachable: platform → why it cannot be matched there.
         problems: identifier values a platform rule refused, by platform.
@@ -45,6 +47,7 @@ class RoutedContact:
     reachable: tuple[str, ...] = ()
     members: dict[str, Member] = field(default_factory=dict)
     withheld: dict[str, Member] = field(default_factory=dict)
+    regrouped: bool = False
     outcome: Outcome = Outcome.INELIGIBLE
     reason: str | None = None
     suppressed: dict[str, str] = field(default_factory=dict)
@@ -82,15 +85,21 @@ class ContactRouter:
         values = [contact.country if name == "country" else contact.attributes.value(name) for name in self.strata]
         return strata_key(str(v) if v is not None else None for v in values)
 
-    def route(self, contact: Contact) -> RoutedContact:
-        """Decide everything about one contact."""
+    def route(self, contact: Contact, anchor: str | None = None) -> RoutedContact:
+        """Decide everything about one contact.
+
+        `anchor` is the contact id whose holdout draw the contact's identity cluster takes (see `clusters.py`);
+        None or the contact's own id means the contact is a person of its own.
+        """
         contact = self.segmenter.apply(contact)
         if not contact.attributes.funnel_stage:
             contact = contact.model_copy(
                 update={"attributes": contact.attributes.model_copy(update={"funnel_stage": self.default_stage})}
             )
-        group = assign_group(self.salt, contact.contact_id, self.control_fraction)
+        group = assign_group(self.salt, anchor or contact.contact_id, self.control_fraction)
         routed = RoutedContact(contact, group, self.stratum_of(contact))
+        if anchor and anchor != contact.contact_id:
+            routed.regrouped = group is not assign_group(self.salt, contact.contact_id, self.control_fraction)
         routed.offered, not_offered = self.rules.offered(contact)
         cache = self.cache
         members = self._members(contact, routed, cache) if routed.offered else {}

@@ -26,6 +26,7 @@ __all__ = [
     "country_lower",
     "country_upper",
     "email_amazon",
+    "email_mailbox",
     "email_trimmed_lower",
     "external_id_trimmed",
     "maid_lower",
@@ -137,6 +138,27 @@ def email_amazon(value: str, country: str | None) -> str:
     hashing (Segment `amazon-amc` normalization; Amazon Ads "hashed PII" guidance).
     """
     return _check_email_shape(_NOT_AMAZON_EMAIL.sub("", _non_empty(value, "email").lower()))
+
+
+_GMAIL_DOMAINS = frozenset({"gmail.com", "googlemail.com"})
+
+
+def email_mailbox(value: str, country: str | None) -> str:
+    """The mailbox an address delivers to, for recognizing one person behind several spellings.
+
+    Not a platform rule: it is what identity clustering and the e-mail channel's one-message-per-mailbox rule
+    compare. Trim and lowercase (domains are case-insensitive and every large provider treats local parts so);
+    drop a `+tag` (sub-addressing, delivered to the same mailbox by Gmail, Outlook, iCloud, Fastmail, Proton
+    and Yahoo's `-` aside); for gmail.com and googlemail.com also remove dots from the local part and spell the
+    domain gmail.com (Gmail ignores dots: "Gmail doesn't recognize dots as characters within usernames",
+    Google Account Help). Over-merging two people is the safe mistake here: they only share a holdout group.
+    """
+    address = _check_email_shape(_non_empty(value, "email").lower())
+    local, _, domain = address.rpartition("@")
+    local = local.split("+", 1)[0] or local
+    if domain in _GMAIL_DOMAINS:
+        local, domain = local.replace(".", "") or local, "gmail.com"
+    return f"{local}@{domain}"
 
 
 # -- phone ------------------------------------------------------------------------------------------------

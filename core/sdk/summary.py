@@ -81,6 +81,20 @@ class BalanceRow(BaseModel):
     mismatch: bool
 
 
+class IdentitySummary(BaseModel):
+    """How the audience's records grouped into people before the holdout (see `pipeline/clusters.py`).
+
+    `regrouped` counts the routed records whose group is not the one their own contact id draws, because
+    their person's smallest contact id drew the other group: each would otherwise have been a person in both.
+    """
+
+    records: int = 0
+    clusters: int = 0
+    multi_record_clusters: int = 0
+    largest_cluster: int = 0
+    regrouped: int = 0
+
+
 class RunSummary(BaseModel):
     """The whole run, as printed, stored in the run ledger and passed to `after_run` hooks."""
 
@@ -97,6 +111,7 @@ class RunSummary(BaseModel):
     suppressed_reasons: dict[str, int] = Field(default_factory=dict)
     field_issues: int = 0
     identity_enriched: dict[str, int] = Field(default_factory=dict)
+    identity: IdentitySummary = Field(default_factory=IdentitySummary)
     holdout_overall: BalanceRow | None = None
     holdout_mismatches: list[BalanceRow] = Field(default_factory=list)
     holdout_strata: int = 0

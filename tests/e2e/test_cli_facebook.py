@@ -42,9 +42,11 @@ def test_run_pushes_only_the_test_group_and_accounts_for_every_row(campaign: Cam
     assert sum(summary["outcomes"].values()) == 800
     assert summary["outcomes"]["held_out"] > 250 and summary["outcomes"]["activated"] > 100
 
-    control = [
-        r for r in rows if r["contact_id"] and assign_group("e2e-winback", r["contact_id"], 0.5) is Group.CONTROL
-    ]
+    ledger = sqlite3.connect(campaign.folder / "state.sqlite")
+    groups = dict(ledger.execute("SELECT contact_id, grp FROM holdout"))
+    ledger.close()
+    control = [r for r in rows if groups.get(r["contact_id"].strip()) == Group.CONTROL.value]
+    assert len(control) == summary["outcomes"]["held_out"]
     control_hashes = {hashed(r["email"]) for r in control if "@" in r["email"] or len(r["email"].strip()) == 64}
     control_hashes |= {r["external_id"] for r in control if r["external_id"]}
     control_hashes |= {r["maid"] for r in control if r["maid"]}

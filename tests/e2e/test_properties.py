@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import os
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -18,7 +19,7 @@ from hypothesis import strategies as st
 from crm_activation.campaign.loader import load_campaign
 from crm_activation.normalization import email_trimmed_lower, external_id_trimmed, maid_lower, sha256_hex
 from crm_activation.pipeline.engine import Engine, RunOptions
-from crm_activation.pipeline.holdout import Group, assign_group
+from crm_activation.pipeline.holdout import Group
 
 from .conftest import CAMPAIGN, TOKEN
 
@@ -83,7 +84,10 @@ def test_no_control_identifier_is_ever_sent_and_rerun_sends_nothing(rows, facebo
     assert summary.status == "succeeded"
     assert sum(summary.outcomes.values()) == len(rows)
 
-    control = [r for r in rows if assign_group("e2e-winback", r["contact_id"], 0.5) is Group.CONTROL]
+    ledger = sqlite3.connect(folder / "state.sqlite")
+    groups = dict(ledger.execute("SELECT contact_id, grp FROM holdout"))
+    ledger.close()
+    control = [r for r in rows if groups[r["contact_id"]] == Group.CONTROL.value]
     forbidden = set().union(*(identifiers_of(r) for r in control)) if control else set()
     sent = "\n".join(r["body"] for r in app.requests)
     assert not [value for value in forbidden if value in sent]

@@ -1,0 +1,137 @@
+"""Identity clusters: which records are one person, and that every record of a person gets one holdout group."""
+
+from __future__ import annotations
+
+import random
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from crm_activation.pipeline.clusters import ClusterBuilder, IdentityClusters
+from crm_activation.pipeline.holdout import assign_group
+from crm_activation.pipeline.link_keys import LinkKeys, maid_key
+from crm_activation.sdk.identifier_kinds import IdentifierKind as K
+from crm_activation.sdk.normalization import sha256_hex
+
+KEYS = LinkKeys()
+
+
+def keys(contact_id: str | None = None, **identifiers: str) -> set[str]:
+    return set(KEYS.keys(contact_id, {K(kind): value for kind, value in identifiers.items()}))
+
+
+def cluster(records: list[tuple[str | None, dict[str, str]]]) -> IdentityClusters:
+    builder = ClusterBuilder()
+    for contact_id, identifiers in records:
+        builder.add(contact_id, keys(contact_id, **identifiers))
+    return builder.finish()
+
+
+def test_spellings_of_one_mailbox_share_a_key():
+    spellings = [" J.Doe@Gmail.com", "jdoe@gmail.com", "j.d.o.e+news@googlemail.com", "JDOE+x@GMAIL.COM"]
+    common = set.intersection(*(keys(email=s) for s in spellings))
+    assert common
+
+
+def test_other_domains_keep_their_dots_but_lose_plus_tags():
+    assert keys(email="j.doe@example.com") & keys(email="J.Doe+promo@example.com")
+    assert not keys(email="j.doe@example.com") & keys(email="jdoe@example.com")
+
+
+def test_a_pre_hashed_address_meets_the_clear_address_it_hashes():
+    prehashed_meta = sha256_hex("ann@example.com")
+    assert keys(email=prehashed_meta.upper()) & keys(email=" Ann@Example.com ")
+    prehashed_google = sha256_hex("jdoe@gmail.com")
+    assert keys(email=prehashed_google) & keys(email="J.Doe@gmail.com")
+
+
+def test_phone_spellings_meet_in_e164_and_pre_hashed_phones_meet_them():
+    national = keys(phone="(201) 555-0123", country="US")
+    assert national & keys(phone="+1 201 555 0123") & keys(phone="001-201-555-0123")
+    assert national & keys(phone=sha256_hex("12015550123"))
+    assert national & keys(phone=sha256_hex("+12015550123"))
+    assert not keys(phone="not a phone")
+
+
+def test_default_country_lets_national_phones_link():
+    with_default = LinkKeys(default_country="GB")
+    national = set(with_default.keys(None, {K.PHONE: "020 7946 0958"}))
+    assert national & keys(phone="+44 20 7946 0958")
+
+
+def test_mobile_ad_ids_link_in_any_spelling_but_the_opt_out_id_links_nobody():
+    maid = "6D92078A-8246-4BA4-AE5B-76104861E7DC"
+    assert keys(maid=maid) == keys(maid=maid.lower().replace("-", ""))
+    assert maid_key("00000000-0000-0000-0000-000000000000") is None
+    assert not keys(maid="00000000000000000000000000000000")
+
+
+def test_kinds_do_not_meet_each_other():
+    assert not keys("42") & keys(external_id="42")
+    assert not keys(uid2="abc") & keys(rampid="abc")
+
+
+def test_clusters_are_transitive_and_anchored_on_the_smallest_contact_id():
+    clusters = cluster(
+        [
+            ("C9", {"email": "ann@example.com"}),
+            ("C5", {"email": "ANN@example.com", "phone": "+12015550123"}),
+            ("C7", {"phone": "2015550123", "country": "US", "maid": "6d92078a-8246-4ba4-ae5b-76104861e7dc"}),
+            ("C1", {"email": "bob@example.org"}),
+        ]
+    )
+    assert clusters.anchor("C9") == clusters.anchor("C7") == ("C5", 3)
+    assert clusters.anchor("C1") == ("C1", 1)
+    assert clusters.anchor("never-seen") == ("never-seen", 1)
+    assert clusters.stats.records == 4 and clusters.stats.clusters == 2
+    assert clusters.stats.multi_record_clusters == 1 and clusters.stats.largest_cluster == 3
+    clusters.close()
+
+
+def test_rejected_rows_still_link_their_person():
+    # a row without a contact id and a duplicate row of C2 (both rejected by onboarding) bridge C2 and C8
+    clusters = cluster(
+        [
+            ("C2", {"email": "ann@example.com"}),
+            (None, {"email": "ann@example.com", "external_id": "crm-77"}),
+            ("C8", {"external_id": "crm-77"}),
+            ("C3", {"email": "cy@example.net"}),
+            ("C3", {"email": "dee@example.com"}),
+            ("C4", {"email": "DEE@example.com"}),
+        ]
+    )
+    assert clusters.anchor("C8") == ("C2", 3)
+    assert clusters.anchor("C4") == ("C3", 3)
+    clusters.close()
+
+
+people = st.lists(
+    st.tuples(
+        st.text(alphabet="ABC123", min_size=1, max_size=3),
+        st.sampled_from(["ann@example.com", "Ann@Example.com ", "a.n.n@gmail.com", "ann@googlemail.com", "", "b@x.io"]),
+        st.sampled_from(["", "+12015550123", "(201) 555-0123", "+12015550199"]),
+    ),
+    min_size=1,
+    max_size=30,
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(records=people, seed=st.integers(0, 2**32 - 1))
+def test_groups_never_depend_on_input_order_and_a_cluster_has_one_group(records, seed):
+    rows = [(cid, {"email": email, "phone": phone, "country": "US"}) for cid, email, phone in records]
+    shuffled = rows[:]
+    random.Random(seed).shuffle(shuffled)
+    first, second = cluster(rows), cluster(shuffled)
+    ids = {cid for cid, _ in rows}
+    assert {cid: first.anchor(cid) for cid in ids} == {cid: second.anchor(cid) for cid in ids}
+    by_record = {}
+    for cid, identifiers in rows:
+        anchor, _ = first.anchor(cid)
+        by_record[cid] = (assign_group("salt", anchor, 0.5), keys(cid, **identifiers))
+    for a, (group_a, keys_a) in by_record.items():
+        for b, (group_b, keys_b) in by_record.items():
+            if keys_a & keys_b:
+                assert group_a is group_b, (a, b)
+    first.close()
+    second.close()
