@@ -163,7 +163,14 @@ class AmazonDspConnector(Connector):
             auth.access_token()
 
     def ensure_audience(self, spec: AudienceSpec, known: AudienceRef | None) -> AudienceRef:
-        """Reuse the known audience while Amazon still has it; create one when there is none or it is gone (404)."""
+        """Reuse the known audience while Amazon still has it; create one when there is none or it is gone (404).
+
+        Only the recorded id proves an audience is this campaign's: the AMC Audiences API reads audiences by id and
+        offers no list or search, so nothing can be looked up by name or marker, and a lost state database means
+        new audiences. Each is still created with the campaign's marker (`AudienceSpec.marker`) as its
+        `externalAudienceId` and in its description, so a person can tell two campaigns' audiences of one name
+        apart in Amazon's console.
+        """
         if known is not None:
             try:
                 response = self.http.request(
@@ -189,20 +196,21 @@ class AmazonDspConnector(Connector):
         return AudienceRef(key=spec.key, remote_id=str(audience_id))  # a 64-bit number: kept as text
 
     def audience_body(self, spec: AudienceSpec) -> dict[str, Any]:
-        """The `POST /amc/audiences/metadata` body; `externalAudienceId` is the engine's stable audience key.
+        """The `POST /amc/audiences/metadata` body, marked with the campaign's audience marker.
 
-        Amazon wants a name of 10 to 128 characters: a shorter campaign name gets a " (crm-activation)" suffix,
-        a longer one is cut.
+        The marker is the `externalAudienceId` ("the user-defined audience identifier") and ends the description
+        (cut to Amazon's 1,000 characters, never the marker). Amazon wants a name of 10 to 128 characters: a
+        shorter campaign name gets a " (crm-activation)" suffix, a longer one is cut.
         """
         name = spec.name.strip()
         if len(name) < NAME_LENGTH[0]:
             name = f"{name} (crm-activation)".strip()
-        metadata: dict[str, Any] = {"externalAudienceId": spec.key}
+        metadata: dict[str, Any] = {"externalAudienceId": spec.marker}
         if self.account.ttl_seconds is not None:
             metadata["ttl"] = self.account.ttl_seconds
         body: dict[str, Any] = {
             "name": name[: NAME_LENGTH[1]],
-            "description": spec.description[:MAX_DESCRIPTION_LENGTH],
+            "description": spec.described_with_marker(MAX_DESCRIPTION_LENGTH),
             "targetResource": {"advertiserId": int(self.account.advertiser_id)},
             "metadata": metadata,
         }
@@ -212,7 +220,7 @@ class AmazonDspConnector(Connector):
 
     def dry_run_audience(self, spec: AudienceSpec) -> dict[str, Any]:
         """What `POST /amc/audiences/metadata` answers, with an id no real (numeric) audience can have."""
-        return {"audienceId": f"dry-run-{spec.key}", "externalAudienceId": spec.key}
+        return {"audienceId": f"dry-run-{spec.key}", "externalAudienceId": spec.marker}
 
     def add_members(self, audience: AudienceRef, members: Sequence[Member]) -> BatchResult:
         """Upload the batch as CREATE records; UK/EEA records without consent are refused, not sent."""

@@ -1,9 +1,11 @@
 """Google Display & Video 360 Customer Match audiences through the DV360 API v4.
 
 Contract (see docs/platform-apis.md section 3): create with `POST /v4/firstPartyAndPartnerAudiences
-?advertiserId=`, look an audience up with `GET /v4/firstPartyAndPartnerAudiences/{id}?advertiserId=`, add and
-remove with `POST /v4/firstPartyAndPartnerAudiences/{id}:editCustomerMatchMembers` carrying an
-`addedContactInfoList` or a `removedContactInfoList`. Authentication is an OAuth 2.0 bearer token obtained from
+?advertiserId=` (the campaign's audience marker in `description`), find it again by that marker in the pages of
+`GET /v4/firstPartyAndPartnerAudiences?advertiserId=`, check a known one with `GET
+/v4/firstPartyAndPartnerAudiences/{id}?advertiserId=`, add and remove with `POST
+/v4/firstPartyAndPartnerAudiences/{id}:editCustomerMatchMembers` carrying an `addedContactInfoList` or a
+`removedContactInfoList`. Authentication is an OAuth 2.0 bearer token obtained from
 a refresh token (core's `RefreshTokenAuth`).
 
 Google accepts or refuses a request as a whole and reports nothing per member, so what can be refused per
@@ -59,6 +61,7 @@ from .settings import (
     HASHED_PHONES,
     LIST_FIELDS,
     MAX_CONTACTS_PER_REQUEST,
+    MAX_LIST_PAGE_SIZE,
     SANDBOX_TOKEN_PATH,
     SCOPE,
     SHA256_HEX,
@@ -86,7 +89,10 @@ class Dv360Connector(Connector):
     account_model = Dv360Account
     credentials_model = Dv360Credentials
     identifier_rules = (
-        IdentifierRule(IdentifierKind.EMAIL, HASHED_EMAILS, norm.email_trimmed_lower, hashed=True, source=_HASHING_DOC),
+        IdentifierRule(
+            IdentifierKind.EMAIL, HASHED_EMAILS, norm.email_google,
+            hashed=True, source=_HASHING_DOC + "; Gmail rule: data-manager/api/devguides/concepts/formatting",
+        ),
         IdentifierRule(IdentifierKind.PHONE, HASHED_PHONES, norm.phone_e164, hashed=True, source=_HASHING_DOC),
         IdentifierRule(
             IdentifierKind.FIRST_NAME, HASHED_FIRST_NAME, norm.name_trimmed_lower, hashed=True, source=_HASHING_DOC
@@ -162,7 +168,12 @@ class Dv360Connector(Connector):
             ) from None
 
     def ensure_audience(self, spec: AudienceSpec, known: AudienceRef | None) -> AudienceRef:
-        """Reuse the known audience while DV360 still has it; create one when there is none or it is gone (404)."""
+        """The known audience while DV360 still has it (not 404); else the one marked for this campaign; else new.
+
+        The campaign's marker (`AudienceSpec.marker`) is written into the audience's `description` at creation and
+        looked up before every create, so a lost state database, or a create whose answer timed out, finds its own
+        audience. An audience with the same display name but not the marker is never used.
+        """
         days = self._duration(spec)
         params = {"advertiserId": self.account.advertiser_id}
         if known is not None:
@@ -178,13 +189,16 @@ class Dv360Connector(Connector):
             except FatalError as error:
                 if google_error(response_of(error)).get("status") != "NOT_FOUND":
                     raise
+        found = self._find(spec)
+        if found is not None:
+            return AudienceRef(key=spec.key, remote_id=found)
         response = self.http.request(
             "POST",
             self._path(AUDIENCES),
             params=params,
             json_body={
                 "displayName": spec.name,
-                "description": spec.description,
+                "description": spec.described_with_marker(),
                 "audienceType": AUDIENCE_TYPE,
                 # Output-only in the v4 reference (Google ignores it on input); sent because the guide says the
                 # audience "must be declared a first-party audience" and the sandbox checks it when present.
@@ -197,6 +211,28 @@ class Dv360Connector(Connector):
             dry_run_result=self.dry_run_audience(spec),
         )
         return AudienceRef(key=spec.key, remote_id=str(response.json()["firstPartyAndPartnerAudienceId"]))
+
+    def _find(self, spec: AudienceSpec) -> str | None:
+        """The advertiser's oldest Customer Match audience whose description carries the spec's marker, if any.
+
+        The list can be filtered on `displayName` only, so every page is read (5,000 audiences a page). Should a
+        retried create have left twins, every lookup takes the same one: the lowest id, the first created.
+        """
+        params: dict[str, Any] = {"advertiserId": self.account.advertiser_id, "pageSize": MAX_LIST_PAGE_SIZE}
+        mine: list[str] = []
+        while True:
+            body = self.http.request("GET", self._path(AUDIENCES), params=params, dry_run_result={}).json()
+            mine += [
+                str(item["firstPartyAndPartnerAudienceId"])
+                for item in body.get(AUDIENCES) or ()
+                if isinstance(item, dict) and item.get("firstPartyAndPartnerAudienceId")
+                and item.get("audienceType") == AUDIENCE_TYPE and spec.is_marked(item.get("description"))
+            ]
+            token = body.get("nextPageToken")
+            if not token:
+                break
+            params = {**params, "pageToken": token}
+        return min(mine, key=lambda i: (int(i), i) if i.isdigit() else (2**63, i)) if mine else None
 
     def dry_run_audience(self, spec: AudienceSpec) -> dict[str, Any]:
         """What the create call answers in a dry run: an id no DV360 audience can have (ids are numeric)."""

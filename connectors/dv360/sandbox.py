@@ -1,7 +1,8 @@
 """A local emulator of Google's OAuth token endpoint and DV360's Customer Match endpoints.
 
 Served endpoints: `POST /token` (refresh-token grant, form-encoded), and under `/v4/`: `GET /advertisers/{id}`,
-`POST /firstPartyAndPartnerAudiences?advertiserId=`, `GET /firstPartyAndPartnerAudiences/{id}?advertiserId=`,
+`GET` (list: `pageSize`, `pageToken`, `orderBy`, a `displayName` HAS filter) and `POST
+/firstPartyAndPartnerAudiences?advertiserId=`, `GET /firstPartyAndPartnerAudiences/{id}?advertiserId=`,
 `POST /firstPartyAndPartnerAudiences/{id}:editCustomerMatchMembers`. API errors come in Google's shape
 (`{"error": {"code", "message", "status", "details"}}`), token errors in OAuth's (`{"error", "error_description"}`),
 throttling as 429 RESOURCE_EXHAUSTED without Retry-After (Google sends none) and transient failures as
@@ -22,6 +23,8 @@ the end state comparable member for member. The token endpoint is core's `Refres
 
 from __future__ import annotations
 
+import base64
+import re
 import time
 from collections import Counter
 from collections.abc import Callable, Hashable, Iterable
@@ -52,6 +55,8 @@ from .settings import (
     FIRST_PARTY,
     HASHED_FIELDS,
     LIST_FIELDS,
+    MAX_LIST_FILTER_LENGTH,
+    MAX_LIST_PAGE_SIZE,
     MAX_MEMBERS_PER_REQUEST,
     SANDBOX_TOKEN_PATH,
     SCOPE,
@@ -70,6 +75,8 @@ _CREATE_FIELDS = frozenset(
 _MEMBER_LISTS = (
     "addedContactInfoList", "removedContactInfoList", "addedMobileDeviceIdList", "removedMobileDeviceIdList"
 )
+_ORDER_FIELDS = ("firstPartyAndPartnerAudienceId", "displayName")
+_HAS_FILTER = re.compile(r'^\s*displayName\s*:\s*"((?:[^"\\]|\\.)*)"\s*$')
 _HTTP_CODES = {"INVALID_ARGUMENT": 400, "UNAUTHENTICATED": 401, "PERMISSION_DENIED": 403, "NOT_FOUND": 404}
 
 
@@ -161,6 +168,8 @@ class Dv360Sandbox(SandboxApp[_Audience]):
                                          "displayName": f"Sandbox advertiser {advertiser}"})
         if collection == AUDIENCES and not name and method == "POST":
             return self._create(self._advertiser(request.param("advertiserId")), request)
+        if collection == AUDIENCES and not name and method == "GET":
+            return self._list(self._advertiser(request.param("advertiserId")), request)
         if collection == AUDIENCES and name and method == "GET" and ":" not in name:
             return self._read(name, self._advertiser(request.param("advertiserId")))
         if collection == AUDIENCES and name.endswith(f":{EDIT_MEMBERS}") and method == "POST":
@@ -210,6 +219,39 @@ class Dv360Sandbox(SandboxApp[_Audience]):
             audience.members = dict.fromkeys(identities, consent)
         audience_id = self.create_audience(audience)
         return SandboxResponse(200, self._resource(audience_id, audience))
+
+    def _list(self, advertiser: str, request: SandboxRequest) -> SandboxResponse:
+        """One page of the advertiser's audiences, as `firstPartyAndPartnerAudiences.list` pages them.
+
+        Without audience sizes (the list omits them), the list field absent when empty, `nextPageToken` only while
+        more remain; a bad page size, page token, order or filter is INVALID_ARGUMENT. Another advertiser's
+        audiences are never listed.
+        """
+        size_text = request.param("pageSize")
+        size = int(size_text) if size_text and size_text.isdigit() else (MAX_LIST_PAGE_SIZE if not size_text else 0)
+        if not 1 <= size <= MAX_LIST_PAGE_SIZE:
+            raise self.bad(f"pageSize must be between 1 and {MAX_LIST_PAGE_SIZE}")
+        found = [(i, a) for i, a in self.audiences.items() if a.advertiser_id == advertiser]
+        wanted = _has_filter(request.param("filter") or "")
+        if wanted is None:
+            raise self.bad('filter must be at most one restriction displayName:"..." of at most '
+                           f"{MAX_LIST_FILTER_LENGTH} characters")
+        found = [(i, a) for i, a in found if wanted.lower() in a.name.lower()]
+        order = (request.param("orderBy") or "firstPartyAndPartnerAudienceId").split() or [""]
+        if order[0] not in _ORDER_FIELDS or order[1:] not in ([], ["desc"]):
+            raise self.bad("orderBy must be firstPartyAndPartnerAudienceId or displayName, optionally desc")
+        found.sort(key=lambda item: int(item[0]) if order[0] == "firstPartyAndPartnerAudienceId" else item[1].name,
+                   reverse=order[1:] == ["desc"])
+        start = _page_start(request.param("pageToken"))
+        if start is None or start > len(found):
+            raise self.bad("pageToken is not valid")
+        page = found[start : start + size]
+        body: dict[str, Any] = {}
+        if page:
+            body[AUDIENCES] = [self._resource(i, a) for i, a in page]
+        if start + size < len(found):
+            body["nextPageToken"] = _page_token(start + size)
+        return SandboxResponse(200, body)
 
     def _read(self, audience_id: str, advertiser: str) -> SandboxResponse:
         audience = self._audience(audience_id, advertiser)
@@ -315,3 +357,30 @@ def _value_problem(name: str, value: Any) -> str | None:
 
 
 __all__ = ["Dv360Sandbox"]
+
+
+def _has_filter(text: str) -> str | None:
+    """The value of a `displayName:"..."` filter ("" for no filter), or None for a filter DV360 refuses."""
+    if not text.strip():
+        return ""
+    match = _HAS_FILTER.match(text)
+    if len(text) > MAX_LIST_FILTER_LENGTH or match is None:
+        return None
+    return re.sub(r"\\(.)", r"\1", match.group(1))
+
+
+def _page_token(start: int) -> str:
+    """An opaque page token (the next page's offset here; Google's are opaque too)."""
+    return base64.urlsafe_b64encode(f"page:{start}".encode()).decode()
+
+
+def _page_start(token: str | None) -> int | None:
+    """The offset a page token stands for (0 without one), or None for a token this sandbox never issued."""
+    if not token:
+        return 0
+    try:
+        text = base64.urlsafe_b64decode(token.encode()).decode()
+    except (ValueError, UnicodeDecodeError):
+        return None
+    number = text.removeprefix("page:")
+    return int(number) if text.startswith("page:") and number.isdigit() else None

@@ -43,6 +43,13 @@ MAX_MEMBERSHIP_DURATION_DAYS = 540
 AUDIENCE_TYPE = "CUSTOMER_MATCH_CONTACT_INFO"
 FIRST_PARTY = "TYPE_FIRST_PARTY"
 
+#: `firstPartyAndPartnerAudiences.list` (v4 reference): `pageSize` "must be between 1 and 5000" (default 5000),
+#: `pageToken` / `nextPageToken`, `orderBy` `firstPartyAndPartnerAudienceId` (default) or `displayName` (+ " desc"),
+#: and a `filter` of at most one restriction, on `displayName` only, with the HAS (`:`) operator, at most 500
+#: characters. The audience marker lives in `description`, which cannot be filtered on: the connector reads pages.
+MAX_LIST_PAGE_SIZE = 5000
+MAX_LIST_FILTER_LENGTH = 500
+
 # ContactInfo fields (DV360 API `ContactInfo`): names, e-mail and phone SHA-256 hex; zip and country in clear.
 HASHED_EMAILS = "hashedEmails"
 HASHED_PHONES = "hashedPhoneNumbers"

@@ -1,6 +1,7 @@
 """Meta (Facebook) customer-file Custom Audiences through the Marketing API.
 
-Contract (see docs/platform-apis.md section 1): create with `POST /act_{id}/customaudiences`, add with
+Contract (see docs/platform-apis.md section 1): create with `POST /act_{id}/customaudiences` (the campaign's
+audience marker in `description`), find by that marker in the pages of `GET /act_{id}/customaudiences`, add with
 `POST /{audience}/users`, remove with `DELETE /{audience}/users` and the same payload, replace with
 `POST /{audience}/usersreplace` in a numbered session. Payloads are multi-key: a `schema` of field names and a
 2-D `data` array, "" where a contact lacks a field. Meta throttles with error codes inside 400 bodies, so
@@ -38,6 +39,8 @@ from crm_activation import normalization as norm
 
 from .sandbox import FacebookSandbox
 from .settings import (
+    AUDIENCE_LIST_FIELDS,
+    AUDIENCE_PAGE_SIZE,
     MAX_ROWS_PER_REQUEST,
     PERMISSION_CODES,
     RATE_LIMIT_CODES,
@@ -92,7 +95,26 @@ class FacebookConnector(Connector):
         IdentifierRule(
             IdentifierKind.PHONE, "PHONE", norm.phone_digits_with_country_code, hashed=True, source=_HASHING_DOC
         ),
+        IdentifierRule(IdentifierKind.GENDER, "GEN", norm.gender_meta, hashed=True, source=_HASHING_DOC),
+        # Three fields from one date of birth, and the first initial from the first name: rules on a part of a
+        # value (whole_value=False), left out when the CRM sent that value pre-hashed. The date is parsed once.
+        IdentifierRule(
+            IdentifierKind.DATE_OF_BIRTH, "DOBY", norm.dob_year_meta,
+            hashed=True, source=_HASHING_DOC, whole_value=False,
+        ),
+        IdentifierRule(
+            IdentifierKind.DATE_OF_BIRTH, "DOBM", norm.dob_month_meta,
+            hashed=True, source=_HASHING_DOC, whole_value=False,
+        ),
+        IdentifierRule(
+            IdentifierKind.DATE_OF_BIRTH, "DOBD", norm.dob_day_meta,
+            hashed=True, source=_HASHING_DOC, whole_value=False,
+        ),
         IdentifierRule(IdentifierKind.FIRST_NAME, "FN", norm.name_letters_lower, hashed=True, source=_HASHING_DOC),
+        IdentifierRule(
+            IdentifierKind.FIRST_NAME, "FI", norm.first_initial_meta,
+            hashed=True, source=_HASHING_DOC, whole_value=False,
+        ),
         IdentifierRule(IdentifierKind.LAST_NAME, "LN", norm.name_letters_lower, hashed=True, source=_HASHING_DOC),
         IdentifierRule(IdentifierKind.CITY, "CT", norm.city_meta, hashed=True, source=_HASHING_DOC),
         IdentifierRule(IdentifierKind.STATE, "ST", norm.state_meta, hashed=True, source=_HASHING_DOC),
@@ -175,7 +197,12 @@ class FacebookConnector(Connector):
             ) from None
 
     def ensure_audience(self, spec: AudienceSpec, known: AudienceRef | None) -> AudienceRef:
-        """Reuse the known audience while Meta still has it; create one when there is none or it was deleted."""
+        """The known audience while Meta still has it; else the account's audience marked for this campaign; else new.
+
+        The campaign's marker (`AudienceSpec.marker`) is written into the audience's `description` at creation and
+        looked up before every create, so a lost state database, or a create whose answer timed out, finds its own
+        audience. An audience of the same name without the marker (another campaign's, a person's) is never used.
+        """
         if known is not None:
             try:
                 response = self.http.request(
@@ -188,6 +215,9 @@ class FacebookConnector(Connector):
             except FatalError as error:
                 if not audience_gone(meta_error(response_of(error))):
                     raise
+        found = self._find(spec)
+        if found is not None:
+            return AudienceRef(key=spec.key, remote_id=found)
         response = self.http.request(
             "POST",
             self._path(self._act, "customaudiences"),
@@ -195,11 +225,37 @@ class FacebookConnector(Connector):
                 "name": spec.name,
                 "subtype": "CUSTOM",
                 "customer_file_source": str(self.account.customer_file_source),
-                "description": spec.description,
+                "description": spec.described_with_marker(),
             },
             dry_run_result=self.dry_run_audience(spec),
         )
         return AudienceRef(key=spec.key, remote_id=str(response.json()["id"]))
+
+    def _find(self, spec: AudienceSpec) -> str | None:
+        """The oldest customer-file audience of the ad account whose description carries the spec's marker.
+
+        Meta offers no documented filter on `description`, so every page of `customaudiences` is read (an account
+        holds at most a few hundred customer-file audiences). Should a retried create have left twins, every
+        lookup takes the same one: the lowest id, the first created.
+        """
+        params: dict[str, Any] = {"fields": AUDIENCE_LIST_FIELDS, "limit": AUDIENCE_PAGE_SIZE}
+        mine: list[str] = []
+        while True:
+            body = self.http.request(
+                "GET", self._path(self._act, "customaudiences"), params=params, dry_run_result={"data": []}
+            ).json()
+            mine += [
+                str(item["id"])
+                for item in body.get("data") or ()
+                if isinstance(item, dict) and "id" in item and item.get("subtype", "CUSTOM") == "CUSTOM"
+                and spec.is_marked(item.get("description"))
+            ]
+            paging = body.get("paging") or {}
+            after = (paging.get("cursors") or {}).get("after")
+            if not paging.get("next") or not after:
+                break
+            params = {**params, "after": after}
+        return min(mine, key=_id_order) if mine else None
 
     def dry_run_audience(self, spec: AudienceSpec) -> dict[str, Any]:
         """What `POST /act_{id}/customaudiences` answers, with an id no real audience can have."""
@@ -301,6 +357,11 @@ class FacebookConnector(Connector):
         )
 
 
+
+
+def _id_order(audience_id: str) -> tuple[int, str]:
+    """Meta's ids grow with creation: numeric order is age order (a non-numeric id sorts last)."""
+    return (int(audience_id), "") if audience_id.isdigit() else (2**63, audience_id)
 
 
 def _with_last_flag(batches: Iterable[Sequence[Member]]) -> Iterator[tuple[Sequence[Member], bool]]:

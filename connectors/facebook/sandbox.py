@@ -1,9 +1,11 @@
 """A local emulator of Meta's custom-audience endpoints that enforces the same contract as the connector.
 
-Served endpoints (all under a supported `/v{N}.{M}/` prefix): `GET /act_{id}`, `POST /act_{id}/customaudiences`,
-`GET` and `DELETE /{audience}`, `POST`/`DELETE /{audience}/users`, `POST /{audience}/usersreplace`. Errors come
-in Graph API shape (`{"error": {"message", "type", "code", "error_subcode", "fbtrace_id"}}`), throttling as HTTP
-400 with code 80003 and no Retry-After (Meta sends none), and transient failures as HTTP 500 code 2.
+Served endpoints (all under a supported `/v{N}.{M}/` prefix): `GET /act_{id}`, `GET` (`fields`, `limit`, cursor
+paging) and `POST /act_{id}/customaudiences`, `GET` and `DELETE /{audience}`, `POST`/`DELETE /{audience}/users`,
+`POST /{audience}/usersreplace`. Errors come in Graph API shape (`{"error": {"message", "type", "code",
+"error_subcode", "fbtrace_id"}}`), throttling as HTTP 400 with code 80003 and no Retry-After (Meta sends none), and
+transient failures as HTTP 500 code 2. Audiences of several ad accounts (and so of several campaigns) live side by
+side; a list shows one account's, each with the `description` its creator gave it.
 
 Membership is a set of row identities (a payload row's non-empty fields, `{field: value}`, as `member_key`
 spells them). That is simpler than Meta, which matches rows to people, but it makes the properties tests need
@@ -12,6 +14,7 @@ exact: re-adding is idempotent, removing with the same payload removes, and the 
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import itertools
@@ -20,7 +23,7 @@ import re
 from collections.abc import Hashable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, urlencode
 
 from crm_activation import (
     Credentials,
@@ -33,12 +36,17 @@ from crm_activation import (
     member_key,
 )
 
-from .settings import MAX_ROWS_PER_REQUEST, SCHEMA_KEYS, CustomerFileSource, FacebookCredentials
+from .settings import AUDIENCE_PAGE_SIZE, MAX_ROWS_PER_REQUEST, SCHEMA_KEYS, CustomerFileSource, FacebookCredentials
 
 _VERSION = re.compile(r"^v\d+\.\d+$")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _MADID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 _SINGLE_KEY_ALIASES = {"EMAIL_SHA256": "EMAIL", "PHONE_SHA256": "PHONE", "MOBILE_ADVERTISER_ID": "MADID"}
+#: The fields an audience can be read with, alone or in a list.
+_AUDIENCE_FIELDS = frozenset({
+    "id", "name", "description", "subtype", "customer_file_source", "operation_status",
+    "approximate_count_lower_bound", "approximate_count_upper_bound",
+})
 _MISSING = (
     "Unsupported {verb} request. Object with ID '{id}' does not exist, cannot be loaded due to missing "
     "permissions, or does not support this operation."
@@ -72,6 +80,7 @@ class FacebookSandbox(SandboxApp[_Audience]):
     first_id = 23850000000000001
     supported_versions = ("v24.0", "v25.0")
     max_samples = 10  # Meta returns a handful of `invalid_entry_samples`, never a full list
+    default_page_size = 25  # the Graph API's page when `limit` is not given
 
     def __init__(
         self, credentials: Credentials, faults: FaultPlan | None = None, ad_account_ids: Iterable[str] | None = None
@@ -83,6 +92,7 @@ class FacebookSandbox(SandboxApp[_Audience]):
         self.ad_accounts = _account_set(ad_account_ids)
         self._sessions: dict[tuple[str, str], _ReplaceSession] = {}
         self._traces = itertools.count(1)
+        self.max_page_size = AUDIENCE_PAGE_SIZE  # the most audiences one list page holds; a test may lower it
 
     # -- faults in Meta's shape ---------------------------------------------------------------------------
     def error(
@@ -133,6 +143,7 @@ class FacebookSandbox(SandboxApp[_Audience]):
             super().reset()
             self._sessions.clear()
             self.ad_accounts = _account_set(ad_account_ids)
+            self.max_page_size = AUDIENCE_PAGE_SIZE
 
     # -- dispatch ------------------------------------------------------------------------------------------
     def handle(self, request: SandboxRequest) -> SandboxResponse:
@@ -149,6 +160,8 @@ class FacebookSandbox(SandboxApp[_Audience]):
                 return SandboxResponse(200, {"id": node, "name": f"Sandbox ad account {account}"})
             if edge == "customaudiences" and method == "POST":
                 return self._create(account, params)
+            if edge == "customaudiences" and method == "GET":
+                return self._list(node, account, params)
         elif node in self.audiences:
             audience = self.audiences[node]
             if edge == "" and method == "GET":
@@ -207,8 +220,46 @@ class FacebookSandbox(SandboxApp[_Audience]):
         audience = _Audience(account, str(params.get("description") or ""), source, name=str(name))
         return SandboxResponse(200, {"id": self.create_audience(audience)})
 
-    def _read(self, audience_id: str, audience: _Audience, params: dict[str, Any]) -> SandboxResponse:
-        available = {
+    def _list(self, node: str, account: str, params: dict[str, Any]) -> SandboxResponse:
+        """One page of the account's audiences, oldest first, as the Graph API pages an edge.
+
+        `limit` (default 25, capped at `max_page_size`), opaque `after`/`before` cursors, and a `paging.next` link
+        only while more remain; other accounts' audiences are never listed.
+        """
+        try:
+            limit = int(params.get("limit") or self.default_page_size)
+        except (TypeError, ValueError):
+            raise self.bad("(#100) limit must be an integer") from None
+        if limit < 1:
+            raise self.bad("(#100) limit must be a positive integer")
+        mine = [(i, a) for i, a in self.audiences.items() if a.account == account]
+        start = 0
+        if params.get("after"):
+            ids = [i for i, _ in mine]
+            position = _uncursor(str(params["after"]))
+            if position not in ids:
+                raise self.bad("(#100) The after cursor is not valid")
+            start = ids.index(position) + 1
+        page = mine[start : start + min(limit, self.max_page_size)]
+        wanted = self._wanted_fields(params)
+        body: dict[str, Any] = {"data": [{f: self._fields(i, a)[f] for f in wanted} for i, a in page]}
+        if page:
+            paging: dict[str, Any] = {"cursors": {"before": _cursor(page[0][0]), "after": _cursor(page[-1][0])}}
+            if start + len(page) < len(mine):
+                query = urlencode({"fields": ",".join(wanted), "limit": limit, "after": _cursor(page[-1][0])})
+                paging["next"] = f"{self.base_url}/{self.supported_versions[-1]}/{node}/customaudiences?{query}"
+            body["paging"] = paging
+        return SandboxResponse(200, body)
+
+    def _wanted_fields(self, params: dict[str, Any]) -> list[str]:
+        wanted = [f for f in str(params.get("fields") or "id").split(",") if f]
+        unknown = [f for f in wanted if f not in _AUDIENCE_FIELDS]
+        if unknown:
+            raise self.bad(f"(#100) Tried accessing nonexisting field ({unknown[0]})")
+        return wanted
+
+    def _fields(self, audience_id: str, audience: _Audience) -> dict[str, Any]:
+        return {
             "id": audience_id,
             "name": audience.name,
             "description": audience.description,
@@ -218,11 +269,10 @@ class FacebookSandbox(SandboxApp[_Audience]):
             "approximate_count_lower_bound": len(audience.members),
             "approximate_count_upper_bound": len(audience.members),
         }
-        wanted = [f for f in str(params.get("fields") or "id").split(",") if f]
-        unknown = [f for f in wanted if f not in available]
-        if unknown:
-            raise self.bad(f"(#100) Tried accessing nonexisting field ({unknown[0]})")
-        return SandboxResponse(200, {f: available[f] for f in wanted})
+
+    def _read(self, audience_id: str, audience: _Audience, params: dict[str, Any]) -> SandboxResponse:
+        available = self._fields(audience_id, audience)
+        return SandboxResponse(200, {f: available[f] for f in self._wanted_fields(params)})
 
     def _users(
         self, audience_id: str, audience: _Audience, params: dict[str, Any], method: str, edge: str
@@ -323,6 +373,18 @@ class FacebookSandbox(SandboxApp[_Audience]):
         return valid, samples, invalid
 
 
+def _cursor(audience_id: str) -> str:
+    """An opaque paging cursor, as Meta's are (base64 of the audience's id here)."""
+    return base64.urlsafe_b64encode(audience_id.encode()).decode()
+
+
+def _uncursor(cursor: str) -> str:
+    try:
+        return base64.urlsafe_b64decode(cursor.encode()).decode()
+    except (ValueError, UnicodeDecodeError):
+        return ""
+
+
 def _account_set(ids: Iterable[str] | None) -> set[str] | None:
     return {a.removeprefix("act_") for a in ids} if ids is not None else None
 
@@ -337,6 +399,8 @@ def _cell_problem(key: str, cell: Any) -> str | None:
         return None
     if key == "LOOKALIKE_VALUE":
         return None if re.fullmatch(r"\d+(\.\d+)?", cell) else "LOOKALIKE_VALUE must be a number"
+    # Every other key (EMAIL, PHONE, GEN, DOBY, DOBM, DOBD, FN, FI, LN, CT, ST, ZIP, COUNTRY) is hashed, as Meta's
+    # schema table requires: a clear "f" or "1985" is an invalid entry, as on Meta.
     return None if _SHA256.match(cell) else "value is not a SHA-256 hash (64 lowercase hex digits)"
 
 

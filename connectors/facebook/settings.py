@@ -25,6 +25,14 @@ SCHEMA_KEYS = frozenset(
      "COUNTRY", "LOOKALIKE_VALUE"}
 )
 
+#: Page size asked of `GET /act_{id}/customaudiences` (ad-account customaudiences reference: `fields`, `limit`,
+#: cursor paging with `paging.cursors.after` and a `paging.next` link while more remain). Meta's default page is
+#: 25; the edge's maximum is not documented (**UNCONFIRMED**), so the sandbox caps pages here and the connector
+#: follows the cursors whatever page size it gets.
+AUDIENCE_PAGE_SIZE = 100
+#: Fields read when listing audiences: the marker lives in `description` (custom-audience create parameter).
+AUDIENCE_LIST_FIELDS = "id,name,description,subtype"
+
 # Meta error codes (Marketing API error reference; rate-limiting guide).
 RATE_LIMIT_CODES = frozenset({4, 17, 32, 613, 80003, 80004})
 TRANSIENT_CODES = frozenset({1, 2, 99, 21009})

@@ -39,6 +39,7 @@ from crm_activation import normalization as norm
 from .api import error_summary, json_object
 from .sandbox import LinkedInSandbox
 from .settings import (
+    FINDER_PAGE_SIZE,
     MAX_ELEMENTS_PER_REQUEST,
     RESTLI_PROTOCOL_VERSION,
     SEGMENT_URN_PREFIX,
@@ -162,19 +163,20 @@ class LinkedInConnector(Connector):
 
     # -- audiences ----------------------------------------------------------------------------------------
     def ensure_audience(self, spec: AudienceSpec, known: AudienceRef | None) -> AudienceRef:
-        """The known segment while it still exists in this account; else the one tagged with the spec's key; else new.
+        """The known segment while it still exists in this account; else the one marked for this campaign; else new.
 
-        The spec's key is the segment's `sourceSegmentId`, so a lost state database finds its segments again.
+        The campaign's marker (`AudienceSpec.marker`) is the segment's `sourceSegmentId`, so a lost state database
+        finds its segments again, and a segment of the same name without it (another campaign's) is never used.
         A create that timed out after LinkedIn applied it is retried and makes a second segment; the finder
         then lists both and every lookup, including the one right after creating, takes the oldest.
         """
         if known is not None and self._still_ours(known.remote_id):
             return AudienceRef(key=spec.key, remote_id=known.remote_id)
-        found = self._find(spec.key)
+        found = self._find(spec.marker)
         if found is not None:
             return AudienceRef(key=spec.key, remote_id=found)
         created = self._create(spec)
-        return AudienceRef(key=spec.key, remote_id=self._find(spec.key) or created)
+        return AudienceRef(key=spec.key, remote_id=self._find(spec.marker) or created)
 
     def dry_run_audience(self, spec: AudienceSpec) -> dict[str, Any]:
         """What a dry run pretends `POST /rest/dmpSegments` returned (LinkedIn puts the id in a header)."""
@@ -193,20 +195,31 @@ class LinkedInConnector(Connector):
             raise
         return json_object(response).get("account") == self.account.account_urn
 
-    def _find(self, key: str) -> str | None:
-        """The oldest USER segment of this account carrying `key` as its sourceSegmentId, if any."""
-        params = {
+    def _find(self, marker: str) -> str | None:
+        """The oldest USER segment of this account carrying `marker` as its sourceSegmentId, if any.
+
+        The finder pages with `start` and `count` (Rest.li); pages are read until one comes back short.
+        """
+        params: dict[str, Any] = {
             "q": "account",
             "account": self.account.account_urn,
-            "sourceSegmentId": key,
+            "sourceSegmentId": marker,
             "sourcePlatform": self.account.source_platform,
+            "start": 0,
+            "count": FINDER_PAGE_SIZE,
         }
-        response = self._request("GET", "/dmpSegments", params=params, dry_run_result={"elements": []})
-        elements = json_object(response).get("elements") or []
+        elements: list[Any] = []
+        while True:
+            response = self._request("GET", "/dmpSegments", params=params, dry_run_result={"elements": []})
+            page = json_object(response).get("elements") or []
+            elements += page
+            if len(page) < FINDER_PAGE_SIZE:
+                break
+            params = {**params, "start": params["start"] + len(page)}
         matching = [
             e
             for e in elements
-            if isinstance(e, dict) and e.get("type") == "USER" and e.get("sourceSegmentId") == key and "id" in e
+            if isinstance(e, dict) and e.get("type") == "USER" and e.get("sourceSegmentId") == marker and "id" in e
         ]
         if not matching:
             return None
@@ -218,7 +231,7 @@ class LinkedInConnector(Connector):
             "name": spec.name,
             "account": self.account.account_urn,
             "sourcePlatform": self.account.source_platform,
-            "sourceSegmentId": spec.key,
+            "sourceSegmentId": spec.marker,
             "type": "USER",
             "destinations": [{"destination": "LINKEDIN"}],
         }

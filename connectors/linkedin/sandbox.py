@@ -43,6 +43,7 @@ from .settings import (
     ACCESS_TOKEN_SECONDS,
     ACCOUNT_URN_PREFIX,
     EXPIRED_TOKEN_CODE,
+    FINDER_DEFAULT_COUNT,
     INVALID_TOKEN_CODE,
     MAX_ELEMENTS_PER_REQUEST,
     REFRESH_TOKEN_SECONDS,
@@ -243,9 +244,13 @@ class LinkedInSandbox(SandboxApp[_Segment]):
             if s.account == account
             and source_id in (None, s.source_segment_id) and platform in (None, s.source_platform)
         ]
-        start, count = int(request.param("start") or 0), request.param("count")
-        page = found[start : start + int(count)] if count is not None else found[start:]
-        return SandboxResponse(200, {"elements": page, "paging": {"start": start, "count": len(page), "links": []}})
+        start_text, count_text = request.param("start") or "0", request.param("count") or str(FINDER_DEFAULT_COUNT)
+        if not (start_text.isdigit() and count_text.isdigit()):
+            raise self.invalid("/start", "start and count must be non-negative integers")
+        start, count = int(start_text), int(count_text)
+        page = found[start : start + count]  # Rest.li paging: `count` defaults to 10, never "everything"
+        paging = {"start": start, "count": count, "total": len(found), "links": []}
+        return SandboxResponse(200, {"elements": page, "paging": paging})
 
     def _create(self, request: SandboxRequest) -> SandboxResponse:
         body = request.json()

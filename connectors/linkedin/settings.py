@@ -22,6 +22,12 @@ from crm_activation import AccountConfig, Credentials, InvalidIdentifier
 #: UNCONFIRMED, so it is the conservative limit and the sandbox refuses anything larger.
 MAX_ELEMENTS_PER_REQUEST = 5_000
 
+#: Segments a page of the `q=account` finder holds. Rest.li pages with `start` and `count` and serves 10 when no
+#: `count` is given; the finder's maximum `count` is not documented (**UNCONFIRMED**), so the connector asks for a
+#: modest page and reads on while pages come back full.
+FINDER_PAGE_SIZE = 50
+FINDER_DEFAULT_COUNT = 10
+
 #: User id types the users endpoint accepts (create-and-manage-segment-users, "IdTypes"). `BIZO_ID` appears in
 #: old pages only and is not accepted.
 ID_TYPES = frozenset({"SHA256_EMAIL", "SHA512_EMAIL", "GOOGLE_AID", "APPLE_IDFA"})

@@ -60,7 +60,6 @@ from .settings import (
     SegField,
     XandrAccount,
     XandrCredentials,
-    segment_code,
     xandr_uid,
 )
 
@@ -103,6 +102,7 @@ class XandrConnector(Connector):
         self._upload_lock = threading.Lock()
         self._last_upload: float | None = None
         self._created: dict[str, float] = {}  # segments this connector created -> when (monotonic)
+        self._codes: dict[str, str] = {}  # segment id -> its `code`, for files in a SEG_CODE format
 
     # -- HTTP hooks ---------------------------------------------------------------------------------------
     @classmethod
@@ -169,13 +169,18 @@ class XandrConnector(Connector):
             ) from None
 
     def ensure_audience(self, spec: AudienceSpec, known: AudienceRef | None) -> AudienceRef:
-        """Reuse the known segment while it exists, else the member's segment with this code, else create one."""
-        code = segment_code(spec.key)
+        """Reuse the known segment while it exists, else the member's segment with this campaign's code, else new.
+
+        A segment's `code` is unique per member, so it holds the campaign's marker (`AudienceSpec.marker`, 47
+        characters of `[a-z0-9-]`, within the 50 allowed): a lost state database, or a create that timed out,
+        finds the segment again, and another campaign's segment of the same `short_name` is never used.
+        """
+        code = spec.marker
         if known is not None:
             segment = self._segment({"id": known.remote_id})
             if segment is not None:
                 self._activate(segment)
-                return AudienceRef(key=spec.key, remote_id=str(segment.get("id", known.remote_id)))
+                return self._ref(spec, segment, known.remote_id)
         found = self._segment({"code": code})
         if found is None:
             body = {"segment": {"code": code, "short_name": spec.name[:MAX_SHORT_NAME_LENGTH], "state": "active"}}
@@ -194,11 +199,31 @@ class XandrConnector(Connector):
                 if found is None:
                     raise
         self._activate(found)
-        return AudienceRef(key=spec.key, remote_id=str(found["id"]))
+        return self._ref(spec, found, str(found["id"]))
+
+    def _ref(self, spec: AudienceSpec, segment: dict[str, Any], remote_id: str) -> AudienceRef:
+        """The segment as an AudienceRef, its code remembered for files that name segments by code."""
+        remote_id = str(segment.get("id", remote_id))
+        if segment.get("code"):
+            self._codes[remote_id] = str(segment["code"])
+        return AudienceRef(key=spec.key, remote_id=remote_id)
+
+    def _code_of(self, audience: AudienceRef) -> str:
+        """The segment's `code` as Xandr holds it (read once when `ensure_audience` did not see it)."""
+        if audience.remote_id not in self._codes:
+            placeholder = {"response": {"status": "OK", "segment": {"id": audience.remote_id, "code": "dry-run"}}}
+            response = self.http.request(
+                "GET", "/segment", params={"id": audience.remote_id, **self._member}, dry_run_result=placeholder
+            )
+            segment = one_object(envelope(response), "segment", "segments") or {}
+            if not segment.get("code"):
+                raise FatalError(f"xandr: segment {audience.remote_id} has no code, which the file format needs")
+            self._codes[audience.remote_id] = str(segment["code"])
+        return self._codes[audience.remote_id]
 
     def dry_run_audience(self, spec: AudienceSpec) -> dict[str, Any]:
         """What `POST /segment` answers, with an id no real segment can have."""
-        code = segment_code(spec.key)
+        code = spec.marker
         segment = {"id": f"dry-run-{code}", "code": code, "short_name": spec.name, "state": "active"}
         return {"response": {"status": "OK", "id": segment["id"], "segment": segment}}
 
@@ -239,15 +264,15 @@ class XandrConnector(Connector):
         self, audience: AudienceRef, members: Sequence[Member], remove: bool
     ) -> tuple[SegmentFile, list[tuple[str, str]]]:
         """The delta file for one audience and the members it cannot carry (with reasons)."""
+        fmt = self.account.file_format
         values = {
             SegField.SEG_ID: audience.remote_id,
-            SegField.SEG_CODE: segment_code(audience.key),
+            SegField.SEG_CODE: self._code_of(audience) if SegField.SEG_CODE in fmt.segment_fields else "",
             SegField.EXPIRATION: str(REMOVE_EXPIRATION if remove else self.account.expiration_minutes),
             SegField.TIMESTAMP: str(int(time.time())),
             SegField.VALUE: "0",
             SegField.MEMBER_ID: str(self.account.member_id),
         }
-        fmt = self.account.file_format
         return write_lines(fmt, members, values, remove, self.account.device_id_domains)
 
     def _upload(self, audience: AudienceRef, members: Sequence[Member], remove: bool) -> BatchResult:

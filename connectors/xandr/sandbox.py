@@ -1,6 +1,7 @@
 """A local emulator of Xandr's Authentication, Segment and Batch Segment services.
 
-Served: `POST /auth`; `GET`/`POST`/`PUT`/`DELETE /segment?member_id=`; `POST /batch-segment?member_id=` (a job
+Served: `POST /auth`; `GET`/`POST`/`PUT`/`DELETE /segment?member_id=` (GET by `id`, by `code`, or a page of the
+member's segments); `POST /batch-segment?member_id=` (a job
 and an upload URL on this server), `GET /batch-segment?member_id=[&job_id=]`; `POST /segment-upload/{job_id}`
 (the upload URL). It enforces what the connector must get right: the `Authorization: <token>` header, token
 idle and absolute expiry (NOAUTH), at most `auth_limit` logins per window, one valid upload URL per member with
@@ -53,6 +54,10 @@ from .settings import (
     BssFileFormat,
     XandrCredentials,
 )
+
+#: "The maximum number of objects that can be returned in a given GET response is 100" (API semantics: paging
+#: with `start_element` and `num_elements`); the default page is that maximum.
+MAX_PAGE = 100
 
 
 @dataclass
@@ -257,7 +262,12 @@ class XandrSandbox(SandboxApp[_Segment]):
         ident, code = request.param("id"), request.param("code")
         if method == "GET" and ident is None:
             found = [s.resource(i) for i, s in mine.items() if code is None or (s.code or "").lower() == code.lower()]
-            return _ok({"count": len(found), "segments": found[:100]})
+            # API paging: `start_element` and `num_elements` (at most 100, the default), `count` is the total.
+            start, size = request.param("start_element") or "0", request.param("num_elements") or str(MAX_PAGE)
+            if not (start.isdigit() and size.isdigit()) or not 1 <= int(size) <= MAX_PAGE:
+                raise self.error(400, "SYNTAX", f"start_element and num_elements (1..{MAX_PAGE}) must be integers")
+            page = found[int(start) : int(start) + int(size)]
+            return _ok({"count": len(found), "start_element": int(start), "num_elements": len(page), "segments": page})
         if ident is None or not ident.isdigit() or int(ident) not in mine:
             raise self.error(404, "NOTFOUND", "segment not found")
         segment_id, segment = int(ident), mine[int(ident)]

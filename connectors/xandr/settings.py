@@ -7,8 +7,6 @@ drift apart. Where the documentation is silent the value is our conservative rea
 
 from __future__ import annotations
 
-import hashlib
-import re
 from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
@@ -59,7 +57,6 @@ RATE_EXCEEDED = "RATE_EXCEEDED"
 FINAL_UPLOAD_CODES = frozenset({"FILESIZE_LIMIT_EXCEEDED", "RATE_LIMIT_EXCEEDED"})
 
 _SEPARATOR_FORBIDDEN = frozenset("[](){}$\\/|?*+-") | {"\n", "\r"}  # the docs' list, plus line ends
-_CODE_CHARS = re.compile(r"[^a-z0-9_.-]+")
 _UINT64_MAX = 2**64 - 1
 
 
@@ -196,20 +193,6 @@ class XandrCredentials(Credentials):
 
     username: SecretStr
     password: SecretStr
-
-
-def segment_code(audience_key: str) -> str:
-    """The segment `code` for an audience key: lower case, `[a-z0-9_.-]`, at most 50 characters.
-
-    Codes are unique per member regardless of case, so the code is how `ensure_audience` finds a segment again
-    when the state database lost its id. When sanitizing changed the key (or it is too long), 8 hex digits of
-    the key's SHA-256 are appended so that two keys can never share a code.
-    """
-    cleaned = _CODE_CHARS.sub("_", audience_key.lower()).strip("_.-") or "audience"
-    if cleaned == audience_key and len(cleaned) <= MAX_CODE_LENGTH:
-        return cleaned
-    digest = hashlib.sha256(audience_key.encode()).hexdigest()[:8]
-    return f"{cleaned[: MAX_CODE_LENGTH - 9]}-{digest}"
 
 
 def xandr_uid(value: str, country: str | None) -> str:

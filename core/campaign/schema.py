@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from ..sdk.countries import is_country_code
 from ..state.database import is_postgres_url
 from ..state.database_url import mask_url
 from .email_settings import EmailConfig
@@ -281,6 +282,11 @@ class Campaign(BaseModel):
 
     campaign: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$", description="the campaign id")
     name: str = ""
+    default_country: str | None = Field(
+        None,
+        description="ISO 3166-1 alpha-2 country assumed when normalizing identifiers of contacts without a country "
+        "(phone numbers, US states and ZIP codes); eligibility still goes by the contact's own country",
+    )
     audience: AudienceSourceConfig
     segments: tuple[SegmentRule, ...] = ()
     default_segment: str = "unsegmented"
@@ -293,6 +299,16 @@ class Campaign(BaseModel):
     http: HttpConfig = HttpConfig()
     email: EmailConfig | None = Field(None, description="the email channel (slug `email` in channels)")
     measurement: MeasurementConfig | None = None
+
+    @field_validator("default_country")
+    @classmethod
+    def _country(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        code = value.strip().upper()
+        if not _ISO2.match(code) or not is_country_code(code):
+            raise ValueError("not an ISO 3166-1 alpha-2 country code (e.g. US, GB, DE)")
+        return code
 
     @model_validator(mode="after")
     def _consistent(self) -> Campaign:

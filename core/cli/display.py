@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from ..sdk.summary import RunSummary, StageCounts, top
@@ -68,6 +69,8 @@ def print_summary(summary: RunSummary, console: Console) -> None:
         console.print(f"Identity match table added: {enriched}")
     if summary.rejects_file:
         console.print(f"Rejects and identifier problems ({summary.field_issues} field issues): {summary.rejects_file}")
+    for warning in summary.warnings:
+        console.print(f"[yellow]warning[/yellow]: {escape(warning)}")  # segment names come from the CRM
     if summary.error:
         console.print(f"[red]error[/red]: {summary.error}")
 

@@ -121,13 +121,14 @@ class ConversionReader:
             self._row(row)
         return self.data
 
-    def _reject(self, row: SourceRow, column: str, reason: str) -> None:
+    def _reject(self, row: SourceRow, column: str, reason: str, detail: str | None = None) -> None:
+        """Count `reason` (the same words for every such row) and write `detail` (this row's particulars)."""
         self.data.rejected[f"{column}: {reason}" if column else reason] += 1
-        self.rejects.write(row.source, row.row, column, reason, fatal=True)
+        self.rejects.write(row.source, row.row, column, detail or reason, fatal=True)
 
     def _row(self, row: SourceRow) -> None:
         if row.error is not None:
-            self._reject(row, "", row.error)
+            self._reject(row, row.column or "", row.error, row.detail)
             return
         get = row.fields.get
         contact_id = str(get(self.column["contact_id"]) or "").strip()

@@ -76,7 +76,7 @@ class ContactStream:
                 summary.rows_read += 1
                 parsed = self.parser.parse(row)
                 for issue in parsed.issues:
-                    rejects.write(issue.source, issue.row, issue.field, issue.reason, fatal=issue.fatal)
+                    rejects.write(issue.source, issue.row, issue.field, issue.detail or issue.reason, fatal=issue.fatal)
                     summary.field_issues += 0 if issue.fatal else 1
                 contact = parsed.contact
                 if contact is None:

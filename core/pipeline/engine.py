@@ -81,7 +81,9 @@ class Engine:
         builders = {channel.name: channel.payload for channel in self.channels}
         gated = {channel.name for channel in self.channels if channel.email_consent}
         return ContactRouter(
-            segmenter=Segmenter(self.campaign.segments, self.campaign.default_segment),
+            segmenter=Segmenter(
+                self.campaign.segments, self.campaign.default_segment, self.campaign.channels.by_segment
+            ),
             salt=self.campaign.holdout_salt,
             control_fraction=self.campaign.holdout.fraction,
             strata=self.campaign.holdout.strata,
@@ -135,7 +137,7 @@ class Engine:
             summary, rejects, BalanceTracker(campaign.holdout.fraction, campaign.holdout.srm_alpha)
         )
         contacts = ContactStream(campaign.audience, self.loaded.base_dir, campaign.funnel.first_stage, summary, rejects)
-        clusters = contacts.link(LinkKeys(getattr(campaign, "default_country", None)))
+        clusters = contacts.link(LinkKeys(campaign.default_country))
         accounts.clusters(clusters.stats)
         stager = Stager(state, campaign, self.channels, summary.run_id, dry_run=self.options.dry_run)
         try:
@@ -153,3 +155,4 @@ class Engine:
         for channel in self.channels:
             accounts.hold_back(channel.hold_back(state), state)
         accounts.close(contacts.identity_stats)
+        summary.warnings += self.router.segmenter.warnings()  # segment rules that never applied

@@ -4,8 +4,8 @@ Identity clustering (`clusters.py`) links two records when they share any of the
 identifier kind's prefix and a canonical value, so an external id "42" never meets a contact id "42":
 
 - `c:` the CRM contact id (a duplicate row of one id is the same person, even when it is rejected);
-- `e:` the SHA-256 of the address in every form a platform hashes it (trimmed and lower-cased as Meta, LinkedIn
-  and DV360 do; Amazon's `a-z0-9.@-` form; Google's form without Gmail dots) and of its mailbox
+- `e:` the SHA-256 of the address in every form a platform hashes it (trimmed and lower-cased as Meta and LinkedIn
+  do; Amazon's `a-z0-9.@-` form; Google's form without Gmail dots and tags) and of its mailbox
   (`email_mailbox`: `+tag` and Gmail dots gone). A pre-hashed address is its own key, so it meets the clear
   address whose hash it is, whichever of those forms the CRM hashed;
 - `p:` the SHA-256 of the phone in E.164 with and without the `+` (Google hashes the first, Meta and Amazon
@@ -25,12 +25,24 @@ from collections.abc import Callable, Iterator, Mapping
 
 from ..sdk.errors import InvalidIdentifier
 from ..sdk.identifier_kinds import IdentifierKind, is_sha256_hex
-from ..sdk.normalization import email_amazon, email_mailbox, email_trimmed_lower, phone_e164, sha256_hex
+from ..sdk.normalization import (
+    email_amazon,
+    email_google,
+    email_mailbox,
+    email_trimmed_lower,
+    phone_e164,
+    sha256_hex,
+)
 
 _HEX32 = re.compile(r"^[0-9a-f]{32}$")
 
 #: Every spelling of an address some platform hashes, plus its mailbox (see the module docstring).
-EMAIL_FORMS: tuple[Callable[[str, str | None], str], ...] = (email_trimmed_lower, email_amazon, email_mailbox)
+EMAIL_FORMS: tuple[Callable[[str, str | None], str], ...] = (
+    email_trimmed_lower,
+    email_amazon,
+    email_google,
+    email_mailbox,
+)
 _VERBATIM_PREFIX = {
     IdentifierKind.EXTERNAL_ID: "x:",
     IdentifierKind.UID2: "u:",

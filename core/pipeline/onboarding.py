@@ -8,8 +8,10 @@ is decided once per column name and cached, and each row builds its three small 
 Column meanings (after the campaign's `columns` mapping, standard name → source column; a standard name that
 is not mapped is read from the column of the same name; a mapping to a non-standard name renames the column):
 
-- `contact_id` (required), identifier columns (`email`, `phone`, names, address parts, `country`, `maid`,
-  `external_id`, `uid2`, `rampid`, `xandr_uid`);
+- `contact_id` (required), identifier columns (`email`, `phone`, names, address parts, `country`, `gender`,
+  `date_of_birth`, `maid`, `external_id`, `uid2`, `rampid`, `xandr_uid`);
+- `country`: an ISO 3166-1 code (alpha-2 or alpha-3, any case) or a name in English or a local language
+  ("Deutschland", "U.S.", "England"), resolved by `sdk/countries.py` and stored as the alpha-2 code;
 - `segment`, `lifecycle_stage`, `funnel_stage` (missing → the campaign's default stage);
 - `preferred_categories`: "a|b", "a;b" or a JSON list; `score`: a number, kept in `extra`;
 - `consent_ad_user_data`, `consent_ad_personalization`, `consent_email`: yes/no (empty = not recorded);
@@ -19,9 +21,10 @@ is not mapped is read from the column of the same name; a mapping to a non-stand
   "1_000" stay text (an account number keeps its zeros); blank cells are kept as None so every contact of a
   source has the same keys (templates with StrictUndefined can rely on them).
 
-Fatal (the row is rejected): a malformed source row (field "*"), a blank `contact_id`, a `country` that is not
-an ISO 3166-1 alpha-2 code (upper or lower case; a few alpha-3 codes and English names are accepted too).
-Non-fatal: a consent or unsubscribe value that is not yes/no, a `score` that is not a number. An issue's
+Fatal (the row is rejected): a malformed source row (field: the column at fault when the source could tell,
+else "*"), a blank `contact_id`. Non-fatal: a `country` that names no country (the contact is kept without
+one: its other identifiers still reach the platforms its lack of a country allows), a consent or unsubscribe
+value that is not yes/no, a `score` that is not a number. An issue's
 `field` is the source's own column name, as the person fixing the file sees it.
 """
 
@@ -35,6 +38,7 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from ..sdk.contact import Attributes, Consent, Contact
+from ..sdk.countries import country_code
 from ..sdk.identifier_kinds import IdentifierKind
 from .sources import SourceRow
 
@@ -66,41 +70,25 @@ _INT = re.compile(r"-?(?:0|[1-9][0-9]*)")
 _FLOAT = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+(?:[eE][-+]?[0-9]+)?|[eE][-+]?[0-9]+)|-?\.[0-9]+")
 _CATEGORY_SPLIT = re.compile(r"[|;]")
 _NUMBER_START = frozenset("-.0123456789")
-
-# ISO 3166-1 alpha-2, plus XK (Kosovo: user-assigned, but what the EU, banks and phone numbering use).
-_ISO_CODES = """AD AE AF AG AI AL AM AO AQ AR AS AT AU AW AX AZ BA BB BD BE BF BG BH BI BJ BL BM BN BO BQ BR BS BT BV BW
-    BY BZ CA CC CD CF CG CH CI CK CL CM CN CO CR CU CV CW CX CY CZ DE DJ DK DM DO DZ EC EE EG EH ER ES ET FI FJ FK
-    FM FO FR GA GB GD GE GF GG GH GI GL GM GN GP GQ GR GS GT GU GW GY HK HM HN HR HT HU ID IE IL IM IN IO IQ IR IS
-    IT JE JM JO JP KE KG KH KI KM KN KP KR KW KY KZ LA LB LC LI LK LR LS LT LU LV LY MA MC MD ME MF MG MH MK ML MM
-    MN MO MP MQ MR MS MT MU MV MW MX MY MZ NA NC NE NF NG NI NL NO NP NR NU NZ OM PA PE PF PG PH PK PL PM PN PR PS
-    PT PW PY QA RE RO RS RU RW SA SB SC SD SE SG SH SI SJ SK SL SM SN SO SR SS ST SV SX SY SZ TC TD TF TG TH TJ TK
-    TL TM TN TO TR TT TV TW TZ UA UG UM US UY UZ VA VC VE VG VI VN VU WF WS YE YT ZA ZM ZW XK"""
-ISO_COUNTRIES = frozenset(_ISO_CODES.split())
-#: Spellings CRMs commonly hold instead of the alpha-2 code (keys upper case).
-COUNTRY_ALIASES = {
-    "USA": "US", "UNITED STATES": "US", "UNITED STATES OF AMERICA": "US", "CAN": "CA", "CANADA": "CA",
-    "GBR": "GB", "UK": "GB", "UNITED KINGDOM": "GB", "GREAT BRITAIN": "GB", "AUS": "AU", "AUSTRALIA": "AU",
-    "DEU": "DE", "GERMANY": "DE", "FRA": "FR", "FRANCE": "FR", "ESP": "ES", "SPAIN": "ES", "ITA": "IT",
-    "ITALY": "IT", "NLD": "NL", "NETHERLANDS": "NL", "BEL": "BE", "BELGIUM": "BE", "SWE": "SE", "SWEDEN": "SE",
-    "NOR": "NO", "NORWAY": "NO", "DNK": "DK", "DENMARK": "DK", "FIN": "FI", "FINLAND": "FI", "IRL": "IE",
-    "IRELAND": "IE", "PRT": "PT", "PORTUGAL": "PT", "POL": "PL", "POLAND": "PL", "AUT": "AT", "AUSTRIA": "AT",
-    "CHE": "CH", "SWITZERLAND": "CH", "IND": "IN", "INDIA": "IN", "BRA": "BR", "BRAZIL": "BR", "MEX": "MX",
-    "MEXICO": "MX", "JPN": "JP", "JAPAN": "JP", "SGP": "SG", "SINGAPORE": "SG", "NZL": "NZ", "NEW ZEALAND": "NZ",
-}
-
+_UNKNOWN_COUNTRY = "not a country code or name; contact kept without a country"
 
 @dataclass(frozen=True, slots=True)
 class FieldIssue:
-    """A problem with one field of one row; `fatal` issues keep the row from becoming a contact."""
+    """A problem with one field of one row; `fatal` issues keep the row from becoming a contact.
+
+    `reason` is worded the same for every row with the problem (the run summary counts by it); `detail`, when
+    set, adds this row's particulars (line span, byte offset) for the rejects file.
+    """
 
     source: str
     row: int
     field: str
     reason: str
     fatal: bool
+    detail: str | None = None
 
     def __str__(self) -> str:
-        return f"{self.source}:{self.row}: {self.field}: {self.reason}"
+        return f"{self.source}:{self.row}: {self.field}: {self.detail or self.reason}"
 
 
 class ParsedRow(NamedTuple):
@@ -108,14 +96,6 @@ class ParsedRow(NamedTuple):
 
     contact: Contact | None
     issues: tuple[FieldIssue, ...] = ()
-
-
-def country_code(value: str) -> str | None:
-    """The ISO 3166-1 alpha-2 code for a country as CRMs write it, or None when it is not one."""
-    upper = value.strip().upper()
-    if upper in ISO_COUNTRIES:
-        return upper
-    return COUNTRY_ALIASES.get(" ".join(upper.replace(".", "").split()))
 
 
 def parse_bool(value: Any) -> bool | None:
@@ -231,7 +211,8 @@ class ContactParser:
     def parse(self, row: SourceRow) -> ParsedRow:
         """Parse one row; never raises for bad data (that is what the issues are for)."""
         if row.error is not None:
-            return ParsedRow(None, (FieldIssue(row.source, row.row, "*", row.error, True),))
+            issue = FieldIssue(row.source, row.row, row.column or "*", row.error, True, row.detail)
+            return ParsedRow(None, (issue,))
         plan = self._plan
         idents = self._idents
         issues: list[FieldIssue] = []
@@ -274,10 +255,9 @@ class ContactParser:
             elif code == _COUNTRY:
                 text = _text(value)
                 if text:
-                    iso = text if text in ISO_COUNTRIES else country_code(text)
-                    if iso is None:
-                        fatal = True
-                        issues.append(FieldIssue(row.source, row.row, column, "not an ISO 3166-1 country code", True))
+                    iso = country_code(text)
+                    if iso is None:  # the contact stays, without a country (the campaign's default_country rules)
+                        issues.append(FieldIssue(row.source, row.row, column, _UNKNOWN_COUNTRY, False))
                     else:
                         identifiers[IdentifierKind.COUNTRY] = iso
             elif code == _TEXT:

@@ -1,8 +1,15 @@
 """Turning a contact into one platform's payload: normalize, hash, and decide whether it is reachable there.
 
 Each connector declares an `IdentifierRule` per identifier kind; this module applies them. Values that
-arrive already SHA-256 hashed pass through untouched when the platform wants a hash. A contact with none of
-the platform's match keys is ineligible there, which is an outcome, not an error.
+arrive already SHA-256 hashed pass through untouched when the platform wants a hash of the whole value; a rule
+that needs the value in clear (an unhashed field, or a part of the value such as Meta's FI) cannot use them. A
+contact with none of the platform's match keys is ineligible there, which is an outcome, not an error.
+
+Country-dependent normalization (phone numbers, US states and ZIP codes) uses the contact's country or, when the
+contact has none, the campaign's `default_country`; the member keeps the contact's own country, which alone
+decides eligibility, consent regimes and the country fields sent. (A contact without a country is offered no
+channel, so in a run the default shapes the payloads computed for every contact: the control group's, which keep
+test contacts sharing their identifiers off a platform.)
 """
 
 from __future__ import annotations
@@ -42,10 +49,18 @@ class PayloadBuilder:
     per contact. `NormalizationCache` bounds its size so memory stays flat however many contacts stream by.
     """
 
-    def __init__(self, platform: str, rules: Sequence[IdentifierRule], match_keys: frozenset[IdentifierKind]):
+    def __init__(
+        self,
+        platform: str,
+        rules: Sequence[IdentifierRule],
+        match_keys: frozenset[IdentifierKind],
+        default_country: str | None = None,
+    ):
         self.platform = platform
         self.rules = tuple(rules)
         self.match_keys = match_keys
+        #: the campaign's `default_country`: the region normalization assumes for a contact without a country
+        self.default_country = default_country
         #: payload fields that identify a person on their own (used to detect people in both holdout groups)
         self.match_fields = frozenset(rule.key for rule in self.rules if rule.kind in match_keys)
 
@@ -55,11 +70,14 @@ class PayloadBuilder:
         problems: list[IdentifierProblem] = []
         matched = False
         country = contact.country
+        region = country or self.default_country
         for rule in self.rules:
             raw = contact.identifiers.get(rule.kind)
             if not raw:
                 continue
-            value = self._value(rule, raw, country, cache)
+            value = self._value(rule, raw, region, cache)
+            if value is None:
+                continue
             if isinstance(value, InvalidIdentifier):
                 problems.append(IdentifierProblem(rule.kind, str(value)))
                 continue
@@ -74,12 +92,17 @@ class PayloadBuilder:
         }
         return PayloadOutcome(Member(contact.contact_id, fields, country, consent), tuple(problems))
 
-    @staticmethod
     def _value(
-        rule: IdentifierRule, raw: str, country: str | None, cache: NormalizationCache
-    ) -> str | InvalidIdentifier:
-        if rule.hashed and rule.kind in PERSONAL_KINDS and is_sha256_hex(raw):
-            return raw.lower()  # the CRM hashed it already; hashing again would make it unmatchable
+        self, rule: IdentifierRule, raw: str, country: str | None, cache: NormalizationCache
+    ) -> str | InvalidIdentifier | None:
+        """The field's value, the reason the rule refused the raw value, or None when the field is left out."""
+        if rule.kind in PERSONAL_KINDS and is_sha256_hex(raw):
+            if rule.hashed and rule.whole_value:
+                return raw.lower()  # the CRM hashed it already; hashing again would make it unmatchable
+            if rule.hashed:
+                return None  # a part of the value (Meta's FI, DOBY): nothing to take from a digest, nothing wrong
+            # Never "not of the form local@domain.tld": the value is fine, this platform needs it in clear.
+            return InvalidIdentifier(f"{rule.kind} is already SHA-256 hashed; {self.platform} needs it in clear")
         key = (rule.normalize, raw, country, rule.hashed)
         cached = cache.get(key)
         if cached is not None:

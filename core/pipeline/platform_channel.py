@@ -45,7 +45,12 @@ class PlatformChannel:
         self.redactor = redactor
         self.dry_run = dry_run
         self.progress = progress or RunProgress()
-        self.payload = PayloadBuilder(name, connector.identifier_rules, connector.match_keys)
+        self.payload = PayloadBuilder(
+            name,
+            connector.identifier_rules,
+            connector.match_keys,
+            default_country=campaign.default_country if campaign is not None else None,
+        )
 
     @property
     def requests(self) -> int:

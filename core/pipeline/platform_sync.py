@@ -34,6 +34,7 @@ def audience_specs(campaign: Campaign, platform: str | None) -> dict[str, Audien
         stage_audience = configured.get(stage)
         specs[stage] = AudienceSpec(
             key=audience_key(campaign.campaign, stage),
+            campaign=campaign.campaign,  # with the key, makes `marker`: how a connector knows the audience is ours
             name=stage_audience.name if stage_audience else f"{campaign.campaign} {stage}",
             description=stage_audience.description if stage_audience else f"crm-activation {campaign.campaign}",
             funnel_stage=stage,

@@ -1,4 +1,8 @@
-"""The rejects file: one line per refused row or identifier, naming file, row and field, never the value."""
+"""The rejects file: one line per refused row or identifier, naming file, row and field, never the value.
+
+Its `reason` is the row's own account (a record's line span, a bad byte's offset), which the run summary, counting
+rows by reason, leaves out.
+"""
 
 from __future__ import annotations
 

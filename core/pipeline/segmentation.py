@@ -3,11 +3,25 @@
 Rules are data (field, operator, value), not an expression language: email teams and analysts edit campaign
 files, and a mini-language would be one more thing to secure and document. The first rule whose conditions
 all hold wins; a contact that already carries a segment in the CRM keeps it.
+
+A CRM segment is kept as it is written, and `channels.by_segment` looks it up exactly, so a segment the
+campaign never mentions silently escapes every segment restriction, and a `by_segment` key no contact has
+restricts nobody. The `Segmenter` therefore counts the segments it hands out and words what looks wrong as
+run-summary warnings (`warnings`). Precisely:
+
+- *known* segments are the campaign's `segments` names, its `default_segment` and the `channels.by_segment`
+  keys — every name a campaign file can give a segment;
+- an *unknown segment value* is a segment a contact carries from the CRM that is none of those, compared
+  exactly (as `by_segment` compares): "VIP" is unknown to a campaign that says "vip", and the warning says so;
+- a `by_segment` key *matches no contact* when no contact routed in the run (test or control) ended in it.
+
+Counting is one dictionary update per contact; at most `MAX_UNKNOWN_SEGMENTS` distinct unknown values are
+remembered (a free-text CRM column could hold a value per contact), the contacts with any other are counted.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from typing import Any
 
 from ..campaign.schema import Condition, SegmentRule
@@ -78,12 +92,31 @@ def condition_holds(condition: Condition, attributes: Attributes) -> bool:
     return _OPERATORS[condition.op](attributes.value(condition.field), condition.value)
 
 
-class Segmenter:
-    """Assigns segments by the campaign's ordered rules."""
+#: Distinct unknown CRM segment values remembered per run; contacts with further ones are only counted.
+MAX_UNKNOWN_SEGMENTS = 1000
+#: Unknown segment values named in the run summary (the most common first); the rest are summed up in one line.
+SHOWN_UNKNOWN_SEGMENTS = 10
 
-    def __init__(self, rules: Sequence[SegmentRule], default_segment: str) -> None:
+
+class Segmenter:
+    """Assigns segments by the campaign's ordered rules, counting the segments it assigns (see the module doc).
+
+    `restricted`: the `channels.by_segment` keys, which are known segments too and should each match someone.
+    The counts cover every contact the segmenter ever applied to: the engine builds one per run.
+    """
+
+    def __init__(
+        self, rules: Sequence[SegmentRule], default_segment: str, restricted: Collection[str] = ()
+    ) -> None:
         self.rules = tuple(rules)
         self.default_segment = default_segment
+        self.restricted = tuple(restricted)
+        self.known = frozenset((*(rule.name for rule in self.rules), default_segment, *self.restricted))
+        #: contacts per segment: every known segment given, and the first `MAX_UNKNOWN_SEGMENTS` unknown ones
+        self.counts: dict[str, int] = {}
+        self._unknown_values = 0
+        #: contacts whose unknown segment came after `MAX_UNKNOWN_SEGMENTS` others, so was not remembered
+        self.unremembered = 0
 
     def segment_of(self, contact: Contact) -> str:
         """The contact's CRM segment if it has one, else the first matching rule's, else the default."""
@@ -95,9 +128,67 @@ class Segmenter:
         return self.default_segment
 
     def apply(self, contact: Contact) -> Contact:
-        """The contact with its segment set."""
+        """The contact with its segment set (and counted, for `warnings`)."""
         segment = self.segment_of(contact)
+        self._count(segment)
         if segment == contact.attributes.segment:
             return contact
         attributes = contact.attributes.model_copy(update={"segment": segment})
         return contact.model_copy(update={"attributes": attributes})
+
+    def _count(self, segment: str) -> None:
+        counts = self.counts
+        seen = counts.get(segment)
+        if seen is not None:
+            counts[segment] = seen + 1
+        elif segment in self.known:
+            counts[segment] = 1
+        elif self._unknown_values < MAX_UNKNOWN_SEGMENTS:
+            self._unknown_values += 1
+            counts[segment] = 1
+        else:
+            self.unremembered += 1
+
+    def warnings(self) -> list[str]:
+        """Run-summary warnings: unknown CRM segment values, then `by_segment` keys that matched no contact.
+
+        Nothing is said about a run that segmented no contact: every rule matching nobody is then no news.
+        """
+        if not self.counts and not self.unremembered:
+            return []
+        warnings = []
+        unknown = sorted(
+            ((segment, n) for segment, n in self.counts.items() if segment not in self.known), key=lambda x: -x[1]
+        )
+        for segment, n in unknown[:SHOWN_UNKNOWN_SEGMENTS]:
+            warnings.append(
+                f"segment {_shown(segment)} from the CRM ({n} contact{'s' if n != 1 else ''}) is not a segment the "
+                f"campaign names (segments, default_segment, channels.by_segment): no segment rule applies to it"
+                + _near(segment, self.known)
+            )
+        more = len(unknown) - SHOWN_UNKNOWN_SEGMENTS
+        if more > 0 or self.unremembered:
+            contacts = sum(n for _, n in unknown[SHOWN_UNKNOWN_SEGMENTS:]) + self.unremembered
+            values = f"{more}{'+' if self.unremembered else ''}"
+            warnings.append(f"{values} more segment values from the CRM that the campaign does not name "
+                            f"({contacts} contacts)")
+        for segment in self.restricted:
+            if not self.counts.get(segment):
+                seen = [value for value in self.counts if value != segment]
+                warnings.append(
+                    f"channels.by_segment names segment {_shown(segment)}, which no contact is in: its restriction "
+                    f"never applied" + _near(segment, seen)
+                )
+        return warnings
+
+
+def _shown(segment: str) -> str:
+    """A segment as a warning quotes it: repr (control characters visible), long CRM text cut short."""
+    return repr(segment if len(segment) <= 60 else segment[:57] + "...")
+
+
+def _near(segment: str, names: Collection[str]) -> str:
+    """A hint when `segment` differs from one of `names` only in case or surrounding spaces."""
+    key = segment.strip().casefold()
+    near = sorted(name for name in names if name != segment and name.strip().casefold() == key)
+    return f" (did you mean {', '.join(map(_shown, near))}? segment names are compared exactly)" if near else ""

@@ -17,6 +17,10 @@ class IdentifierKind(StrEnum):
     STATE = "state"
     ZIP = "zip"
     COUNTRY = "country"
+    #: As the CRM writes it ("F", "male", "Woman"); Meta's GEN takes `f` or `m` (see `normalization.gender_meta`).
+    GENDER = "gender"
+    #: `YYYY-MM-DD`, `YYYYMMDD` or an unambiguous `DD/MM/YYYY` (see `normalization.dob_year_meta`).
+    DATE_OF_BIRTH = "date_of_birth"
     MAID = "maid"
     EXTERNAL_ID = "external_id"
     UID2 = "uid2"
@@ -34,6 +38,8 @@ PERSONAL_KINDS = frozenset(
         IdentifierKind.CITY,
         IdentifierKind.STATE,
         IdentifierKind.ZIP,
+        IdentifierKind.GENDER,
+        IdentifierKind.DATE_OF_BIRTH,
     }
 )
 

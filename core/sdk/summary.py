@@ -4,6 +4,8 @@ Each input row ends in exactly one outcome — activated (in at least one platfo
 sequence), held out (control group), suppressed (consent, unsubscribe, suppression list, plugin veto),
 ineligible (no channel for its country/segment, or no usable identifier anywhere it was offered) or rejected
 (with a reason, also written to the rejects file). `check_reconciles` enforces that the outcomes add up.
+Reasons are counted by what is wrong (`column: reason`), in words shared by every row with that problem, never
+with a line number or anything else particular to one row: the rejects file has each row and its particulars.
 """
 
 from __future__ import annotations
@@ -104,6 +106,11 @@ class RunSummary(BaseModel):
     dry_run: bool = False
     status: str = "running"
     error: str | None = None
+    warnings: list[str] = Field(
+        default_factory=list,
+        description="what the run did not fail on but someone should look at: campaign rules that never applied "
+        "to this audience (a CRM segment no rule mentions, a by_segment entry no contact has)",
+    )
     rows_read: int = 0
     outcomes: dict[str, int] = Field(default_factory=lambda: {o.value: 0 for o in Outcome})
     rejected_reasons: dict[str, int] = Field(default_factory=dict)

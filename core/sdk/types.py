@@ -6,6 +6,7 @@ these types without importing the class that drives HTTP.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Mapping
 from dataclasses import KW_ONLY, dataclass, field
 from enum import StrEnum
@@ -38,6 +39,10 @@ class IdentifierRule:
         hashed: whether the platform wants the normalized value SHA-256 hashed (lowercase hex); keyword only,
             like `source`, so that `True` never lands in the wrong place.
         source: where the rule is documented, so a reviewer can check it.
+        whole_value: whether the field is the hash of the whole normalized value (the default), so that a value
+            the CRM already hashed can be sent as it is. False for fields made from part of the value (Meta's FI
+            from the first name, DOBY/DOBM/DOBD from the date of birth): a pre-hashed value cannot give them, and
+            the field is left out.
     """
 
     kind: IdentifierKind
@@ -46,6 +51,7 @@ class IdentifierRule:
     _: KW_ONLY
     hashed: bool
     source: str = ""
+    whole_value: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,17 +68,61 @@ class Member:
     consent: Mapping[str, bool | None] = field(default_factory=dict)
 
 
+#: How every audience marker starts: a person browsing a platform's UI sees which tool wrote it, and the marker's
+#: characters (`[a-z0-9-]`) and length (47) fit every place platforms offer for one (Xandr codes take 50).
+AUDIENCE_MARKER_PREFIX = "crm-activation-"
+_MARKER_DIGEST_CHARS = 32  # 128 bits of SHA-256: no two campaigns' audiences ever share a marker by chance
+
+
 class AudienceSpec(BaseModel):
-    """The audience the engine wants to exist on a platform (one per campaign, platform and funnel stage)."""
+    """The audience the engine wants to exist on a platform (one per campaign, platform and funnel stage).
+
+    Attributes:
+        key: the engine's stable key (`<campaign>/<stage>`), under which the state database keeps the remote id.
+        name: the display name. Names are a person's choice and two campaigns may well share one, so a connector
+            never takes an audience for its own because of its name: see `marker`.
+        campaign: the campaign id the audience belongs to (part of `marker`).
+    """
 
     model_config = ConfigDict(frozen=True)
 
     key: str
     name: str
+    campaign: str = ""
     description: str = ""
     funnel_stage: str | None = None
     creative: str | None = None
     settings: dict[str, Any] = {}
+
+    @property
+    def marker(self) -> str:
+        """This campaign's unique tag for this audience, to store on the platform where it offers a place.
+
+        A connector writes it when it creates the audience (a description, an external id or code, an integration
+        code) and, with no recorded id, adopts only an audience carrying it: the recorded id and the marker are the
+        only proofs that an audience is this campaign's, never its name. Derived from the campaign id and the key
+        (SHA-256), so every connector, built in or third-party, computes the same one, and a run that lost its
+        state database, or a create that timed out after the platform applied it, finds the audience again.
+        """
+        digest = hashlib.sha256(f"{self.campaign}\n{self.key}".encode()).hexdigest()
+        return AUDIENCE_MARKER_PREFIX + digest[:_MARKER_DIGEST_CHARS]
+
+    def described_with_marker(self, max_length: int | None = None) -> str:
+        """The description with the marker appended: `"<description> (<marker>)"`, or the marker alone.
+
+        For platforms whose only place for a marker is the audience's description; the description is cut so the
+        whole fits `max_length`, never the marker.
+        """
+        marker = self.marker
+        if max_length is not None and max_length < len(marker):
+            raise ValueError(f"a description of at most {max_length} characters cannot hold the audience marker")
+        room = len(marker) + 3 if self.description else len(marker)
+        text = self.description if max_length is None else self.description[: max(0, max_length - room)]
+        return f"{text.rstrip()} ({marker})" if text.strip() else marker
+
+    def is_marked(self, text: object) -> bool:
+        """Whether `text` (a description, code or id a platform returned; anything else is False) carries the marker."""
+        return isinstance(text, str) and self.marker in text
 
 
 class AudienceRef(BaseModel):

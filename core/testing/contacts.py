@@ -84,6 +84,8 @@ def sample_identifiers(
         IdentifierKind.STATE: lambda: state or "",
         IdentifierKind.ZIP: lambda: postal,
         IdentifierKind.COUNTRY: lambda: country.lower(),
+        IdentifierKind.GENDER: lambda: ("Female", "Male")[index % 2],
+        IdentifierKind.DATE_OF_BIRTH: lambda: f"{1950 + index % 50}-{1 + index % 12:02d}-{1 + index % 28:02d}",
         IdentifierKind.MAID: lambda: str(uuid.uuid5(_NAMESPACE, f"maid-{index}")).upper(),
         IdentifierKind.EXTERNAL_ID: lambda: f"crm-{index:06d}",
         IdentifierKind.UID2: lambda: base64.b64encode(token).decode(),

@@ -31,7 +31,7 @@ from typing import ClassVar
 import pytest
 
 from ..sdk.sandbox import FaultPlan
-from . import engine_checks, safety_checks, sync_checks
+from . import engine_checks, ownership_checks, safety_checks, sync_checks
 from .declaration import ContractDeclaration
 from .harness import SandboxHarness
 from .scenarios import FaultScenario, MembershipScenario
@@ -111,3 +111,9 @@ class ConnectorContract(ContractDeclaration):
     def test_holdout_invariant_through_the_engine(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         """The real engine pushes the test group only; no control identifier reaches the sandbox; a rerun is idle."""
         engine_checks.check_holdout_invariant(self, tmp_path, monkeypatch)
+
+    def test_campaigns_sharing_audience_names_never_share_audiences(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """Two campaigns, same audience names: own audiences and members; a lost state finds its own, not another's."""
+        ownership_checks.check_audience_ownership(self, tmp_path, monkeypatch)

@@ -35,8 +35,9 @@ class ContractDeclaration:
         reports_record_rejections: the platform says which records of a batch it refused; False for platforms
             that accept or refuse whole requests (DV360), whose sandbox must then ignore `partial_reject_rate`.
         rejections_are_sampled: the platform names only a sample of the refused records (Meta).
-        finds_audience_without_ref: `ensure_audience(spec, None)` finds an audience it created before (by a key
-            stored on the platform) instead of creating another.
+        finds_audience_without_ref: `ensure_audience(spec, None)` finds an audience it created for this campaign
+            before (by the campaign's marker, `AudienceSpec.marker`, stored on the platform) instead of creating
+            another; False only where the platform offers no way to list or look audiences up.
         clear_personal_kinds: personal identifier kinds the platform documents as sent unhashed (LinkedIn names,
             Google's postal code); any other personal kind sent in clear fails the identifier test.
         identifier_vectors: the platform's own normalization vectors, on top of the kit's `DEFAULT_VECTORS`.
@@ -113,9 +114,13 @@ class ContractDeclaration:
             return sample_contact(index, {self.primary_kind()}, self.country)
         return restrict(self.make_contact(index), {self.primary_kind()})
 
-    def audience_spec(self, name: str = "awareness") -> AudienceSpec:
-        """The audience the kit asks for (its key is what a state database would store)."""
-        return AudienceSpec(key=f"contract-kit/{name}", name=f"Contract kit {name}", description="crm-activation kit")
+    def audience_spec(self, name: str = "awareness", campaign: str = "contract-kit") -> AudienceSpec:
+        """The audience the kit asks for (its key is what a state database would store), as the engine builds it.
+
+        The display name does not depend on `campaign`: two campaigns' specs differ only in key and marker.
+        """
+        return AudienceSpec(key=f"{campaign}/{name}", campaign=campaign, name=f"Contract kit {name}",
+                            description="crm-activation kit")
 
     # -- helpers for the checks ---------------------------------------------------------------------------
     def primary_kind(self) -> IdentifierKind:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Hashable
+from collections.abc import Hashable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -50,8 +50,18 @@ class _Registration:
         return [self.cls]
 
 
-def write_campaign(contract: ContractDeclaration, folder: Path, contacts: list[Contact]) -> Path:
-    """A campaign file (JSON is YAML) and its contacts CSV, one platform, two funnel stages, a 50 % holdout."""
+def write_campaign(
+    contract: ContractDeclaration,
+    folder: Path,
+    contacts: list[Contact],
+    campaign_id: str = CAMPAIGN_ID,
+    audience_names: Mapping[str, str] | None = None,
+) -> Path:
+    """A campaign file (JSON is YAML) and its contacts CSV, one platform, two funnel stages, a 50 % holdout.
+
+    `audience_names` names the platform's audience of each stage (the engine's defaults contain the campaign id,
+    and the ownership check needs two campaigns whose audiences are named alike).
+    """
     slug = contract.connector.platform
     kinds = [kind.value for kind in IdentifierKind]
     columns = ["contact_id", *kinds, "funnel_stage", "consent_ad_user_data", "consent_ad_personalization"]
@@ -68,13 +78,16 @@ def write_campaign(contract: ContractDeclaration, folder: Path, contacts: list[C
                 "consent_ad_personalization": _CONSENT[consent.ad_personalization],
             })
     account = minimal_settings(contract.account)
+    platform: dict[str, Any] = {"account": account}
+    if audience_names:
+        platform["audiences"] = {stage: {"name": name} for stage, name in audience_names.items()}
     campaign = {
-        "campaign": CAMPAIGN_ID,
+        "campaign": campaign_id,
         "audience": {"source": {"type": "csv", "path": "contacts.csv"}},
         "holdout": {"fraction": 0.5},
         "channels": {"default": [slug]},
         "funnel": {"stages": list(STAGES)},
-        "platforms": {slug: {"account": account}},
+        "platforms": {slug: platform},
         "state": {"path": "state.sqlite"},
         "http": contract.policy.model_dump(),
     }
@@ -111,7 +124,8 @@ def set_credentials_env(contract: ContractDeclaration, monkeypatch: pytest.Monke
             monkeypatch.setenv(variable, value.get_secret_value() if isinstance(value, SecretStr) else str(value))
 
 
-def _run(contract: ContractDeclaration, harness: SandboxHarness, campaign: Path) -> RunSummary:
+def run_engine(contract: ContractDeclaration, harness: SandboxHarness, campaign: Path) -> RunSummary:
+    """Run the campaign file through the real engine against the harness's sandbox; fail unless it succeeded."""
     slug = contract.connector.platform
     options = RunOptions(base_urls={slug: harness.server.url}, sleep=harness.sleep)
     manager = make_plugin_manager([_Registration(contract.connector)], load_entry_points=False)
@@ -130,7 +144,7 @@ def check_holdout_invariant(contract: ContractDeclaration, tmp: Path, monkeypatc
     assert 0 < len(control) < len(contacts), "the kit's holdout split left one group empty: use more contacts"
     held_out = [contact for contact in contacts if contact.contact_id in control]
     with SandboxHarness(contract) as harness:
-        first = _run(contract, harness, campaign)
+        first = run_engine(contract, harness, campaign)
         assert first.outcomes["held_out"] == len(control), (
             f"the engine held out {first.outcomes['held_out']} contacts, the kit's holdout oracle {len(control)}"
         )
@@ -144,7 +158,7 @@ def check_holdout_invariant(contract: ContractDeclaration, tmp: Path, monkeypatc
         assert not pushed & control_keys, "control-group members are in the sandbox's audiences"
         assert pushed == test_keys, f"the sandbox holds {len(pushed)} members, the test group has {len(test_keys)}"
         seen = len(harness.app.requests)
-        second = _run(contract, harness, campaign)
+        second = run_engine(contract, harness, campaign)
         platform = second.platforms[contract.connector.platform]
         changes = {stage: (c.added, c.removed) for stage, c in platform.stages.items() if c.added or c.removed}
         assert not changes, f"a rerun with nothing changed pushed membership changes (added, removed): {changes}"

@@ -16,6 +16,7 @@ _KIT_MODULES = (
     "crm_activation.testing.sync_checks",
     "crm_activation.testing.safety_checks",
     "crm_activation.testing.engine_checks",
+    "crm_activation.testing.ownership_checks",
     "crm_activation.testing.harness",
 )
 MARKER = "connector_contract"

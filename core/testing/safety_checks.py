@@ -25,7 +25,7 @@ from ..sdk.identifier_kinds import PERSONAL_KINDS, IdentifierKind
 from ..sdk.normalization import sha256_hex
 from ..sdk.plugins import ENTRY_POINT_GROUP, collect_connectors, make_plugin_manager
 from ..sdk.sandbox import FaultPlan, SandboxApp
-from ..sdk.types import Credentials
+from ..sdk.types import Credentials, IdentifierRule
 from .contacts import DEFAULT_VECTORS
 from .harness import LogCapture, SandboxHarness, leaked, on_wire, step
 
@@ -101,7 +101,9 @@ def check_identifiers(contract: ContractDeclaration) -> None:
                 f"{rule.kind}: personal data sent in clear as `{rule.key}`; hash it, or list the kind in "
                 "clear_personal_kinds if the platform documents it unhashed"
             )
-    declared = {rule.kind: rule for rule in cls.identifier_rules}
+    declared: dict[IdentifierKind, IdentifierRule] = {}
+    for rule in cls.identifier_rules:  # a vector checks a kind's first rule (Meta's FN, not the FI made from it)
+        declared.setdefault(rule.kind, rule)
     for vector in (*DEFAULT_VECTORS, *contract.identifier_vectors):
         vector_rule = declared.get(vector.kind)
         if vector_rule is None:
@@ -130,8 +132,11 @@ def check_identifiers(contract: ContractDeclaration) -> None:
         for given in (digest, digest.upper()):  # CRM exports write hashes in either case; platforms want lower
             outcome = builder.build(_vector_contact(contract, rule.kind, given, contract.country), cache)
             got = outcome.member.fields.get(rule.key) if outcome.member else None
-            if got != digest:
+            if rule.whole_value and got != digest:
                 problems.append(f"{rule.kind}: pre-hashed {given[:8]}... became {got!r}; it must pass through")
+            elif not rule.whole_value and got is not None:  # a digest has no year or initial to take
+                problems.append(f"{rule.kind}: `{rule.key}` is made from part of the value, yet a pre-hashed value "
+                                f"gave {got!r}; it must be left out")
     assert not problems, "identifier contract broken:\n  " + "\n  ".join(problems)
 
 

@@ -66,12 +66,15 @@ class AcmeConnector(Connector):
         self.http.request("GET", f"/v1/advertisers/{self.account.advertiser_id}", dry_run_result={})
 
     def ensure_audience(self, spec: AudienceSpec, known: AudienceRef | None) -> AudienceRef:
-        """The audience whose external id is the spec's key (`known` included, a timed-out create too), else new."""
+        """The audience whose external id is this campaign's marker (`known` and a timed-out create too), else new.
+
+        Never one found by name: two campaigns may name their audiences alike. A deleted one is simply not found.
+        """
         path = f"/v1/advertisers/{self.account.advertiser_id}/audiences"
-        found = self.http.request("GET", path, params={"external_id": spec.key}, dry_run_result={"audiences": []})
+        found = self.http.request("GET", path, params={"external_id": spec.marker}, dry_run_result={"audiences": []})
         audiences = found.json()["audiences"]
         if not audiences:
-            body = {"name": spec.name, "external_id": spec.key}
+            body = {"name": spec.name, "external_id": spec.marker}
             created = self.http.request("POST", path, json_body=body, dry_run_result=self.dry_run_audience(spec))
             audiences = [created.json()]
         return AudienceRef(key=spec.key, remote_id=str(audiences[0]["id"]))

@@ -40,18 +40,18 @@ def test_duplicates_and_unreadable_rows_are_refused_and_the_match_table_enriches
     contacts = list(stream)
     rejects.close()
 
-    assert [c.contact_id for c in contacts] == ["c1", "c3"]
-    assert contacts[1].identifiers[IdentifierKind.MAID] == "m-3"
+    assert [c.contact_id for c in contacts] == ["c1", "c2", "c3"]  # c2 kept, without its unknown country
+    assert contacts[1].country is None
+    assert contacts[2].identifiers[IdentifierKind.MAID] == "m-3"
     assert stream.identity_stats == {"maid": 1}
-    assert summary.rows_read == 4 and summary.field_issues == 1
-    assert summary.outcomes["rejected"] == 2
+    assert summary.rows_read == 4 and summary.field_issues == 2
+    assert summary.outcomes["rejected"] == 1
     assert summary.rejected_reasons == {
-        "country: not an ISO 3166-1 country code": 1,
         "contact_id: duplicate contact_id": 1,
     }
     with (tmp_path / "rejects.csv").open() as handle:
         written = [(r["row"], r["field"], r["row_rejected"]) for r in csv.DictReader(handle)]
-    assert written == [("2", "consent_email", "no"), ("3", "country", "yes"), ("4", "contact_id", "yes")]
+    assert written == [("2", "consent_email", "no"), ("3", "country", "no"), ("4", "contact_id", "yes")]
 
 
 def test_without_a_match_table_there_are_no_identity_stats(tmp_path: Path) -> None:
@@ -59,3 +59,38 @@ def test_without_a_match_table_there_are_no_identity_stats(tmp_path: Path) -> No
     audience = AudienceSourceConfig.model_validate({"source": {"type": "csv", "path": "contacts.csv"}})
     stream = ContactStream(audience, tmp_path, "awareness", RunSummary(campaign="c", mode="full"), RejectsWriter(None))
     assert len(list(stream)) == 1 and stream.identity_stats is None
+
+
+def test_summary_groups_rejections_by_reason_while_the_rejects_file_keeps_each_rows_particulars(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "contacts.csv").write_bytes(
+        b"contact_id,country,city\n"
+        b"c1,US,Bern\n"
+        b"c2,US\n"  # line 3: too few cells
+        b"c3,US,Bern,extra\n"  # line 4: too many
+        b"c4,US,Z\xfcrich\n"  # line 5: not UTF-8, in column city
+        b'c5,US,"never closed\n'  # line 6: only this line is lost
+        b"c6,GB,Bern\n"
+    )
+    audience = AudienceSourceConfig.model_validate({"source": {"type": "csv", "path": "contacts.csv"}})
+    summary = RunSummary(campaign="c", mode="incremental")
+    rejects = RejectsWriter(tmp_path / "rejects.csv")
+    contacts = list(ContactStream(audience, tmp_path, "awareness", summary, rejects))
+    rejects.close()
+
+    assert [c.contact_id for c in contacts] == ["c1", "c6"]
+    assert summary.rejected_reasons == {
+        "*: wrong number of cells (the header has 3)": 2,
+        "city: not valid UTF-8": 1,
+        "city: unreadable CSV record: a quote is never closed": 1,
+    }
+    with (tmp_path / "rejects.csv").open() as handle:
+        written = [(r["row"], r["field"], r["reason"]) for r in csv.DictReader(handle)]
+    assert written == [
+        ("3", "*", "record on line 3 has 2 cells, the header has 3"),
+        ("4", "*", "record on line 4 has 4 cells, the header has 3"),
+        ("5", "city", "not valid UTF-8: byte 0xFC at offset 7 of line 5"),
+        ("6", "city", "unreadable CSV record: a quote is never closed (the record ran over lines 6-7; "
+         "only line 6 is rejected, reading resumed at line 7)"),
+    ]

@@ -117,10 +117,22 @@ class UnregisteredFacebook(FacebookConnector):
 
 # -- audiences and membership ----------------------------------------------------------------------------------
 class ForgetfulFacebook(FacebookConnector):
-    """Ignores the known audience and creates a new one on every call."""
+    """Ignores the known audience, looks nothing up, and creates a new one on every call."""
 
     def ensure_audience(self, spec: AudienceSpec, known: AudienceRef | None) -> AudienceRef:
         return super().ensure_audience(spec, None)
+
+    def _find(self, spec: AudienceSpec) -> str | None:
+        return None
+
+
+class NameAdoptingFacebook(FacebookConnector):
+    """Finds its audience by display name, as if names were unique: takes another campaign's audience of that name."""
+
+    def _find(self, spec: AudienceSpec) -> str | None:
+        params = {"fields": "id,name", "limit": 100}
+        body = self.http.request("GET", self._path(self._act, "customaudiences"), params=params).json()
+        return next((str(a["id"]) for a in body.get("data") or () if a.get("name") == spec.name), None)
 
 
 class RemoveDoesNothingFacebook(FacebookConnector):
@@ -255,6 +267,7 @@ PARTIAL, CREDENTIALS = (
     "test_wrong_credentials_are_a_config_error_without_leaks",
 )
 DRY_RUN, HOLDOUT = "test_dry_run_records_masked_requests_and_sends_nothing", "test_holdout_invariant_through_the_engine"
+OWNERSHIP = "test_campaigns_sharing_audience_names_never_share_audiences"
 
 CASES = (
     Broken("clear-email", FB, ClearEmailFacebook, VECTORS, "personal data sent in clear"),
@@ -279,6 +292,8 @@ CASES = (
     Broken("token-in-error-message", FB, LeakyFacebook, CREDENTIALS, r"the ConfigError \(and its chain\) contains"),
     Broken("dry-run-sends", FB, SendsDuringDryRunFacebook, DRY_RUN, "a dry run reached the sandbox"),
     Broken("control-group-seeded", FB, SeedingFacebook, HOLDOUT, "control-group contacts reached the sandbox"),
+    Broken("audience-adopted-by-name", FB, NameAdoptingFacebook, OWNERSHIP, "share remote audiences"),
+    Broken("lost-state-makes-new-audiences", FB, ForgetfulFacebook, OWNERSHIP, "did not find its own audiences"),
 )
 
 
@@ -314,6 +329,9 @@ from crm_activation.testing import ConnectorContract, loads_body
 class ForgetfulFacebook(FacebookConnector):
     def ensure_audience(self, spec, known):
         return super().ensure_audience(spec, None)
+
+    def _find(self, spec):
+        return None
 
 
 class TestForgetfulFacebook(ConnectorContract):

@@ -21,6 +21,7 @@ from crm_activation import (
     Action,
     AudienceSpec,
     ConfigError,
+    FatalError,
     FaultPlan,
     HttpResponse,
     IdentifierKind,
@@ -161,7 +162,9 @@ def test_for_sandbox_moves_the_api_and_the_token_endpoint() -> None:
     ("kind", "raw", "normalized"),
     [
         (IdentifierKind.EMAIL, " Jane.Doe@GMail.com ", "janedoe@gmail.com"),  # Data Manager's Gmail rule
-        (IdentifierKind.EMAIL, "jane.doe+news@googlemail.com", "janedoe+news@googlemail.com"),  # +tags kept
+        (IdentifierKind.EMAIL, "jane.doe+news@googlemail.com", "janedoe@googlemail.com"),  # +tag gone, domain kept
+        (IdentifierKind.EMAIL, "Cloudy.SanFrancisco+shopping@gmail.com", "cloudysanfrancisco@gmail.com"),  # Google's
+        (IdentifierKind.EMAIL, "user.name+NYC@Example.com", "user.name+nyc@example.com"),  # Google's example
         (IdentifierKind.EMAIL, "Jane.Doe@Example.com", "jane.doe@example.com"),  # dots elsewhere kept
         (IdentifierKind.PHONE, "(800) 555-0100", "+18005550100"),  # Google's own example
         (IdentifierKind.FIRST_NAME, " Mary Ann ", "maryann"),
@@ -177,9 +180,10 @@ def test_identifier_rules_follow_data_managers_formatting(kind: IdentifierKind, 
 def test_gmail_addresses_made_of_dots_are_refused_without_the_value() -> None:
     rule = GoogleDataManagerConnector.rule_for(IdentifierKind.EMAIL)
     assert rule is not None
-    with pytest.raises(ValueError, match="nothing but dots") as refused:
-        rule.normalize("...@gmail.com", None)
-    assert "..." not in str(refused.value).replace("nothing but dots", "")
+    for raw in ("...@gmail.com", ".+news@googlemail.com"):
+        with pytest.raises(ValueError, match="nothing before the @") as refused:
+            rule.normalize(raw, None)
+        assert "news" not in str(refused.value)
 
 
 @pytest.mark.parametrize(
@@ -200,7 +204,7 @@ def test_googles_errors_are_classified_by_status_name(status: int, body: dict, e
 
 
 # -- user lists --------------------------------------------------------------------------------------------------
-def test_ensure_audience_creates_once_then_reuses_by_id_and_by_name(sandbox) -> None:
+def test_ensure_audience_creates_once_then_reuses_by_id_and_by_marker(sandbox) -> None:
     app, server = sandbox
     connector = make_connector(server)
     connector.check()
@@ -208,11 +212,67 @@ def test_ensure_audience_creates_once_then_reuses_by_id_and_by_name(sandbox) -> 
     lists = lists_of(app)
     assert list(lists) == [ref.remote_id] and lists[ref.remote_id]["duration"] == "2592000s"
     assert connector.ensure_audience(SPEC, ref) == ref
-    assert make_connector(server).ensure_audience(SPEC, None) == ref  # state lost: found by its unique name
+    assert make_connector(server).ensure_audience(SPEC, None) == ref  # state lost: found by its integration code
+    assert lists_of(app)[ref.remote_id]["integration_code"] == SPEC.marker
     app.delete_audience(ref.remote_id)
     again = connector.ensure_audience(SPEC, ref)
     assert again.remote_id != ref.remote_id
     assert list(lists_of(app)) == [again.remote_id]
+
+
+def test_two_campaigns_naming_a_list_alike_get_two_lists_and_a_person_s_list_is_never_taken(sandbox) -> None:
+    app, server = sandbox
+    connector = make_connector(server)
+    theirs = connector.ensure_audience(AudienceSpec(key="made-in-ui", name=SPEC.name), None)  # a person's list
+    spring = SPEC.model_copy(update={"campaign": "spring"})
+    autumn = SPEC.model_copy(update={"campaign": "autumn", "key": "autumn/awareness"})
+    first, other = connector.ensure_audience(spring, None), connector.ensure_audience(autumn, None)
+    assert len({theirs.remote_id, first.remote_id, other.remote_id}) == 3
+    names = {list_id: ul["name"] for list_id, ul in lists_of(app).items()}
+    # Google wants names unique per account: the campaign's id tells them apart
+    assert names[first.remote_id] == f"{SPEC.name} (spring)" and names[other.remote_id] == f"{SPEC.name} (autumn)"
+    assert make_connector(server).ensure_audience(autumn, None) == other  # state lost: its own list, by marker
+    assert make_connector(server).ensure_audience(spring, None) == first
+    creates = [r for r in app.requests if r["method"] == "POST" and r["path"].endswith("/userLists")]
+    assert [r["status"] for r in creates] == [200, 409, 200, 409, 200]
+    finds = [r["query"]["filter"][0] for r in app.requests if r["method"] == "GET" and r["path"].endswith("/userLists")]
+    assert all(f.startswith("integration_code = ") for f in finds)  # never looked up by display name
+
+
+def test_a_name_taken_by_a_campaign_s_own_id_falls_back_to_the_marker(sandbox) -> None:
+    app, server = sandbox
+    connector = make_connector(server)
+    spring = SPEC.model_copy(update={"campaign": "spring"})
+    for name in (SPEC.name, f"{SPEC.name} (spring)"):
+        connector.ensure_audience(AudienceSpec(key=f"ui/{name}", name=name), None)
+    ref = connector.ensure_audience(spring, None)
+    assert lists_of(app)[ref.remote_id]["name"] == f"{SPEC.name} ({spring.marker})"
+
+
+def test_the_sandbox_filters_and_pages_user_lists_as_google_does(sandbox) -> None:
+    app, server = sandbox
+    connector = make_connector(server)
+    for n in range(3):
+        connector.ensure_audience(AudienceSpec(key=f"k/{n}", name=f"List {n}", campaign="c"), None)
+    path = f"/v1/{ACCOUNT.parent}/userLists"
+    page = connector.http.request("GET", path, params={"pageSize": 2}).json()
+    assert len(page["userLists"]) == 2 and page["nextPageToken"]
+    rest = connector.http.request("GET", path, params={"pageSize": 2, "pageToken": page["nextPageToken"]}).json()
+    assert len(rest["userLists"]) == 1 and "nextPageToken" not in rest
+    with pytest.raises(FatalError, match="INVALID_ARGUMENT"):  # a page token is only good for the same query
+        connector.http.request("GET", path, params={"pageSize": 1, "pageToken": page["nextPageToken"]})
+    marker = AudienceSpec(key="k/1", name="x", campaign="c").marker
+    both = f'integration_code = "{marker}" AND display_name = "List 1"'
+    listed = connector.http.request("GET", path, params={"filter": both}).json()["userLists"]
+    assert [u["displayName"] for u in listed] == ["List 1"]
+    has = connector.http.request("GET", path, params={"filter": 'display_name : "List" AND membership_status = '
+                                                                 '"OPEN" AND display_name != "List 0"'}).json()
+    assert sorted(u["displayName"] for u in has["userLists"]) == ["List 1", "List 2"]
+    mixed = 'integration_code = "x" AND displayName = "y"'  # Google refuses snake_case mixed with camelCase
+    for bad_filter in ('bogus = "x"', "display_name = List", mixed):
+        with pytest.raises(FatalError, match="INVALID_ARGUMENT"):
+            connector.http.request("GET", path, params={"filter": bad_filter})
+    assert len(app.state()["audiences"]) == 3
 
 
 def timeouts(seed: int, count: int) -> list[bool]:
@@ -223,7 +283,7 @@ def timeouts(seed: int, count: int) -> list[bool]:
 
 def test_a_create_that_timed_out_is_not_duplicated(sandbox) -> None:
     app, server = sandbox
-    # requests: token, list by name, create (times out after it was applied), create again (409), list by name
+    # requests: token, list by marker, create (times out after it was applied), create again (409), list by marker
     seed = next(s for s in range(1000) if timeouts(s, 5) == [False, False, True, False, False])
     app.set_faults(FaultPlan(timeout_rate=0.5, timeout_seconds=0.6, seed=seed))
     ref = make_connector(server).ensure_audience(SPEC, None)

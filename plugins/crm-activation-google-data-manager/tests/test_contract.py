@@ -37,7 +37,7 @@ class TestGoogleDataManagerContract(ConnectorContract):
         IdentifierVector(kind=IdentifierKind.EMAIL, raw="Jane.Doe@GMAIL.com", normalized="janedoe@gmail.com",
                          note="Data Manager formatting: no dots before the @ for gmail.com"),
         IdentifierVector(kind=IdentifierKind.EMAIL, raw="j.doe+ads@googlemail.com",
-                         normalized="jdoe+ads@googlemail.com", note="googlemail.com too; +tags are kept"),
+                         normalized="jdoe@googlemail.com", note="googlemail.com too: +tag gone, domain kept"),
         IdentifierVector(kind=IdentifierKind.PHONE, raw="(800)555-0100", normalized="+18005550100",
                          note="Google's own example: E.164 with the plus sign"),
         IdentifierVector(kind=IdentifierKind.PHONE, raw="020 7946 0018", country="GB", normalized="+442079460018"),

@@ -314,12 +314,26 @@ def test_ensure_audience_is_idempotent_and_recreates_a_missing_one(sandbox, cred
     created = calls(app, "POST", "/amc/audiences/metadata")[0]["body"]
     assert '"advertiserId": 5830184726450123' in created  # a number, as the API wants
     body = json.loads(created)
-    assert body["metadata"] == {"externalAudienceId": SPEC.key} and "countryCode" not in body
+    assert body["metadata"] == {"externalAudienceId": SPEC.marker} and "countryCode" not in body
+    assert body["description"] == f"crm-activation test ({SPEC.marker})"
 
     app.delete_audience(first.remote_id)
     again = connector.ensure_audience(SPEC, first)
     assert again.remote_id != first.remote_id and again.key == SPEC.key
     assert connector.ensure_audience(SPEC, again) == again
+
+
+def test_two_campaigns_with_one_audience_name_get_two_audiences_each_marked(sandbox, creds) -> None:
+    app, server = sandbox
+    spring = SPEC.model_copy(update={"campaign": "spring-sale", "description": "x" * 1200})
+    autumn = spring.model_copy(update={"campaign": "autumn-sale", "key": "autumn-sale/awareness"})
+    connector = make_connector(server, creds)
+    first, other = connector.ensure_audience(spring, None), connector.ensure_audience(autumn, None)
+    assert first.remote_id != other.remote_id
+    bodies = [json.loads(c["body"]) for c in calls(app, "POST", "/amc/audiences/metadata")]
+    assert [b["metadata"]["externalAudienceId"] for b in bodies] == [spring.marker, autumn.marker]
+    assert all(len(b["description"]) == 1000 and b["description"].endswith(f"({m})")  # cut, marker kept
+               for b, m in zip(bodies, (spring.marker, autumn.marker), strict=True))
 
 
 def test_short_names_ttl_and_audience_country(sandbox, creds) -> None:

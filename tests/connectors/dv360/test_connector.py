@@ -295,7 +295,7 @@ def test_ensure_audience_is_idempotent_and_recreates_on_404(sandbox, creds) -> N
     created = json.loads(calls(app, "/firstPartyAndPartnerAudiences")[0]["body"])
     assert created == {
         "displayName": SPEC.name,
-        "description": "",
+        "description": SPEC.marker,  # no description of its own: the campaign's marker alone
         "audienceType": "CUSTOMER_MATCH_CONTACT_INFO",
         "firstPartyAndPartnerAudienceType": "TYPE_FIRST_PARTY",
         "membershipDurationDays": "540",
@@ -309,6 +309,56 @@ def test_ensure_audience_is_idempotent_and_recreates_on_404(sandbox, creds) -> N
     assert connector.ensure_audience(SPEC, again) == again
     with pytest.raises(FatalError):
         connector.add_members(first, members(0, 3))
+
+
+def test_audiences_are_told_apart_by_the_campaigns_marker_never_by_name(sandbox, creds, monkeypatch) -> None:
+    app, server = sandbox
+    monkeypatch.setattr("crm_activation.connectors.dv360.connector.MAX_LIST_PAGE_SIZE", 2)  # read several pages
+    spring = SPEC.model_copy(update={"campaign": "spring-sale", "description": "CRM push"})
+    autumn = spring.model_copy(update={"campaign": "autumn-sale", "key": "autumn-sale/awareness"})
+    connector = make_connector(server, creds)
+    for n in range(3):  # same display name, made by a person or another tool: never adopted
+        connector.ensure_audience(AudienceSpec(key=f"ui/{n}", name=SPEC.name), None)
+    first = connector.ensure_audience(spring, None)
+    assert json.loads(calls(app, "/firstPartyAndPartnerAudiences")[-1]["body"])["description"] == (
+        f"CRM push ({spring.marker})"
+    )
+    other = connector.ensure_audience(autumn, None)
+    assert len({first.remote_id, other.remote_id}) == 2 and len(app.state()["audiences"]) == 5
+    # state lost: each campaign finds its own audience by the marker in its description, past the first page
+    assert make_connector(server, creds).ensure_audience(autumn, None) == other
+    assert make_connector(server, creds).ensure_audience(spring, None) == first
+    assert len(app.state()["audiences"]) == 5
+    assert any(r["query"].get("pageToken") for r in calls(app, "/firstPartyAndPartnerAudiences", "GET"))
+
+
+@pytest.mark.parametrize(
+    "query",
+    [{"pageSize": "0"}, {"pageSize": "5001"}, {"pageToken": "bogus"}, {"filter": 'description:"x"'},
+     {"filter": 'displayName:"a" AND displayName:"b"'}, {"filter": 'displayName:"' + "x" * 500 + '"'},
+     {"orderBy": "description"}],
+)
+def test_the_sandbox_lists_audiences_as_dv360_does(sandbox, creds, query) -> None:
+    _, server = sandbox
+    connector = make_connector(server, creds)
+    for n in range(3):
+        connector.ensure_audience(AudienceSpec(key=f"k/{n}", name=f"Audience {n}"), None)
+    path = "/v4/firstPartyAndPartnerAudiences"
+    listed = connector.http.request("GET", path, params={"advertiserId": ADVERTISER, "pageSize": 2}).json()
+    assert len(listed["firstPartyAndPartnerAudiences"]) == 2 and listed["nextPageToken"]
+    rest = connector.http.request(
+        "GET", path, params={"advertiserId": ADVERTISER, "pageToken": listed["nextPageToken"]}
+    ).json()
+    assert len(rest["firstPartyAndPartnerAudiences"]) == 1 and "nextPageToken" not in rest
+    assert "displayAudienceSize" not in rest["firstPartyAndPartnerAudiences"][0]
+    named = connector.http.request(
+        "GET", path, params={"advertiserId": ADVERTISER, "filter": 'displayName:"audience 1"'}
+    ).json()
+    assert [a["displayName"] for a in named["firstPartyAndPartnerAudiences"]] == ["Audience 1"]
+    other = connector.http.request("GET", path, params={"advertiserId": "999"}).json()
+    assert other == {}  # another advertiser's audiences are not listed
+    with pytest.raises(FatalError, match="INVALID_ARGUMENT"):
+        connector.http.request("GET", path, params={"advertiserId": ADVERTISER, **query})
 
 
 def test_membership_duration_comes_from_the_audience_settings(sandbox, creds) -> None:
@@ -530,6 +580,7 @@ def test_dry_run_records_the_token_request_masked_and_sends_nothing(sandbox, cre
     assert [(line["method"], line["url"].split("?")[0].rsplit("/", 1)[-1]) for line in lines] == [
         ("POST", "token"),
         ("GET", ADVERTISER),
+        ("GET", "firstPartyAndPartnerAudiences"),  # the lookup by marker, which finds nothing in a dry run
         ("POST", "firstPartyAndPartnerAudiences"),
         ("POST", "dry-run-spring-sale-awareness:editCustomerMatchMembers"),
         ("POST", "dry-run-spring-sale-awareness:editCustomerMatchMembers"),
@@ -537,4 +588,4 @@ def test_dry_run_records_the_token_request_masked_and_sends_nothing(sandbox, cre
     assert lines[0]["body"] == {"grant_type": "refresh_token", "client_id": "***", "client_secret": "***",
                                 "refresh_token": "***"}
     assert all(line["headers"]["Authorization"] == "***" for line in lines[1:])
-    assert lines[3]["body"]["addedContactInfoList"]["consent"]["adUserData"] == GRANTED
+    assert lines[4]["body"]["addedContactInfoList"]["consent"]["adUserData"] == GRANTED

@@ -27,6 +27,8 @@ class Dv360Contract(ConnectorContract):
     # Google accepts or refuses an edit request as a whole and names no member, so the sandbox ignores
     # `partial_reject_rate` and the kit checks that nothing is refused record by record.
     reports_record_rejections = False
+    # The advertiser's audiences are listed and the campaign's marker read in each one's `description`.
+    finds_audience_without_ref = True
     # Google matches addresses on the postal code as the country writes it, unhashed (ContactInfo.zipCodes).
     clear_personal_kinds = frozenset({IdentifierKind.ZIP})
     identifier_vectors = (
@@ -34,6 +36,8 @@ class Dv360Contract(ConnectorContract):
                          note="Google: E.164 with the +"),
         IdentifierVector(kind=IdentifierKind.PHONE, raw="020 7946 0958", normalized="+442079460958", country="GB",
                          note="national format, country from the contact"),
+        IdentifierVector(kind=IdentifierKind.EMAIL, raw="Cloudy.SanFrancisco+shopping@gmail.com",
+                         normalized="cloudysanfrancisco@gmail.com", note="Google's Gmail rule, as Data Manager"),
         IdentifierVector(kind=IdentifierKind.FIRST_NAME, raw=" Mary Ann ", normalized="maryann"),
         IdentifierVector(kind=IdentifierKind.ZIP, raw="94103-1234", normalized="94103"),
         IdentifierVector(kind=IdentifierKind.COUNTRY, raw="gb", normalized="GB"),

@@ -13,6 +13,7 @@ from crm_activation import (
     AudienceRef,
     AudienceSpec,
     ConfigError,
+    Contact,
     FatalError,
     FaultPlan,
     HttpResponse,
@@ -27,6 +28,7 @@ from crm_activation import (
 from crm_activation.connectors.facebook import FacebookAccount, FacebookConnector, FacebookCredentials, FacebookSandbox
 from crm_activation.connectors.facebook.settings import audience_gone
 from crm_activation.normalization import sha256_hex
+from crm_activation.pipeline.payload import NormalizationCache, PayloadBuilder
 from crm_activation.sdk.http import Outbox
 from crm_activation.sdk.plugins import collect_connectors, make_plugin_manager
 from crm_activation.sdk.redaction import MASK, Redactor
@@ -214,6 +216,38 @@ def test_ensure_audience_is_idempotent_and_recreates_a_deleted_one(sandbox, cred
     assert again.remote_id != first.remote_id
     assert again.key == SPEC.key
     assert connector.ensure_audience(SPEC, again) == again
+
+
+def test_audiences_are_told_apart_by_the_campaigns_marker_never_by_name(sandbox, creds) -> None:
+    app, server = sandbox
+    spring = SPEC.model_copy(update={"campaign": "spring-sale", "description": "CRM push"})
+    autumn = spring.model_copy(update={"campaign": "autumn-sale", "key": "autumn-sale/facebook/awareness"})
+    connector = make_connector(server, creds)
+    first = connector.ensure_audience(spring, None)
+    created = json.loads(user_calls(app, "POST", "customaudiences")[0]["body"])
+    assert created["name"] == spring.name and created["description"] == f"CRM push ({spring.marker})"
+    other = connector.ensure_audience(autumn, None)  # same name, another campaign: never the first one
+    assert other.remote_id != first.remote_id
+    # state lost: each campaign finds its own audience by the marker in its description
+    assert make_connector(server, creds).ensure_audience(autumn, None) == other
+    assert make_connector(server, creds).ensure_audience(spring, None) == first
+    assert len(app.state()["audiences"]) == 2
+
+
+def test_the_marker_lookup_reads_every_page_and_only_this_account(sandbox, creds) -> None:
+    app, server = sandbox
+    app.max_page_size = 2
+    mine = make_connector(server, creds)
+    theirs = make_connector(server, creds, FacebookAccount(ad_account_id="777"))
+    wanted = theirs.ensure_audience(SPEC, None)  # another ad account holds an audience with the same marker
+    for n in range(5):
+        mine.ensure_audience(AudienceSpec(key=f"other/{n}", name=SPEC.name), None)
+    found = mine.ensure_audience(SPEC, None)
+    assert found.remote_id != wanted.remote_id and len(app.state()["audiences"]) == 7
+    lists = user_calls(app, "GET", "customaudiences")
+    pages = [c for c in lists if c["query"].get("after")]
+    assert len(pages) >= 2  # five audiences in pages of two were all read before creating
+    assert mine.ensure_audience(SPEC, None) == found
 
 
 def test_adding_to_a_deleted_audience_fails_for_good(sandbox, creds) -> None:
@@ -452,9 +486,10 @@ def test_dry_run_records_requests_with_the_token_masked(sandbox, creds, tmp_path
     text = (tmp_path / "facebook.jsonl").read_text()
     assert TOKEN not in text
     lines = [json.loads(line) for line in text.splitlines()]
-    assert [line["method"] for line in lines] == ["GET", "POST", "POST", "POST"]
+    # check, the lookup by marker (nothing in a dry run), create, add, replace
+    assert [line["method"] for line in lines] == ["GET", "GET", "POST", "POST", "POST"]
     assert all("access_token=***" in line["url"] for line in lines)
-    assert lines[2]["body"]["payload"]["schema"] == ["EMAIL", "COUNTRY"]
+    assert lines[3]["body"]["payload"]["schema"] == ["EMAIL", "COUNTRY"]
 
 
 def test_another_platforms_account_is_refused_at_construction(sandbox, creds):
@@ -462,3 +497,32 @@ def test_another_platforms_account_is_refused_at_construction(sandbox, creds):
 
     with pytest.raises(TypeError, match="FacebookConnector needs a FacebookAccount and a FacebookCredentials"):
         FacebookConnector(Dv360Account(advertiser_id="4412345"), creds, make_http(sandbox[1], creds))
+
+
+# -- GEN, DOB*, FI --------------------------------------------------------------------------------------------------
+def test_gender_birth_date_and_first_initial_reach_the_sandbox_hashed(sandbox, creds) -> None:
+    app, server = sandbox
+    connector = make_connector(server, creds)
+    audience = connector.ensure_audience(SPEC, None)
+    builder = PayloadBuilder("facebook", FacebookConnector.identifier_rules, FacebookConnector.match_keys)
+    raw = {"email": "ann@example.com", "gender": "Woman", "date_of_birth": "14/07/1985", "first_name": "Élodie"}
+    built = builder.build(
+        Contact(contact_id="c1", identifiers={IdentifierKind(k): v for k, v in raw.items()}), NormalizationCache()
+    )
+    assert built.member is not None and not built.problems
+    connector.add_members(audience, [built.member])
+    payload = json.loads(user_calls(app, "POST")[0]["body"])["payload"]
+    assert payload["schema"] == ["EMAIL", "GEN", "DOBY", "DOBM", "DOBD", "FN", "FI"]
+    expected = ["ann@example.com", "f", "1985", "07", "14", "élodie", "é"]
+    assert payload["data"] == [[sha256_hex(value) for value in expected]]
+    assert rows_of(app, audience) == rows_for([built.member])
+
+
+@pytest.mark.parametrize("key", ["GEN", "DOBY", "DOBM", "DOBD", "FI"])
+def test_sandbox_counts_clear_gen_dob_and_fi_values_as_invalid_entries(sandbox, creds, key: str) -> None:
+    app, server = sandbox
+    connector = make_connector(server, creds)
+    audience = connector.ensure_audience(SPEC, None)
+    clear = Member("c1", {"EMAIL": sha256_hex("ann@example.com"), key: "07"})
+    result = connector.add_members(audience, [clear])
+    assert result.invalid == 1 and rows_of(app, audience) == set()

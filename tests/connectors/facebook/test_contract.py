@@ -18,6 +18,7 @@ class FacebookContract(ConnectorContract):
     account = FacebookAccount(ad_account_id="act_1234567890")
     credentials = FacebookCredentials(access_token=SecretStr("EAAGcontractTOKEN0123456789abcdef"))
     rejections_are_sampled = True  # Meta returns `invalid_entry_samples`, a handful of rows, never all of them
+    finds_audience_without_ref = True  # the ad account's audiences are listed and the marker read in `description`
     identifier_vectors = (
         IdentifierVector(kind=IdentifierKind.PHONE, raw="+1 (415) 555-0123", normalized="14155550123",
                          note="Meta: digits with country code, no +"),
@@ -27,6 +28,14 @@ class FacebookContract(ConnectorContract):
         IdentifierVector(kind=IdentifierKind.COUNTRY, raw="US", normalized="us"),
         IdentifierVector(kind=IdentifierKind.MAID, raw="6D92078A-8246-4BA4-AE5B-76104861E7DC",
                          normalized="6d92078a-8246-4ba4-ae5b-76104861e7dc"),
+        IdentifierVector(kind=IdentifierKind.MAID, raw="6D92078A82464BA4AE5B76104861E7DC",
+                         normalized="6d92078a-8246-4ba4-ae5b-76104861e7dc", note="MADID: hyphens restored"),
+        IdentifierVector(kind=IdentifierKind.GENDER, raw="Female", normalized="f", note="GEN: m or f"),
+        IdentifierVector(kind=IdentifierKind.DATE_OF_BIRTH, raw="1985-07-04", normalized="1985", note="DOBY"),
+        IdentifierVector(kind=IdentifierKind.DATE_OF_BIRTH, raw="03/04/1985", normalized=None,
+                         note="day/month or month/day: ambiguous"),
+        IdentifierVector(kind=IdentifierKind.ZIP, raw="02134-1234", normalized="02134", country=None,
+                         note="ZIP+4 cut whatever the country"),
         IdentifierVector(kind=IdentifierKind.EXTERNAL_ID, raw=" crm-1 ", normalized="crm-1"),
     )
 

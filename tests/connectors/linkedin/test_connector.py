@@ -239,7 +239,7 @@ def test_ensure_audience_is_idempotent_and_finds_its_segment_by_source_segment_i
         "description": SPEC.description,
         "account": "urn:li:sponsoredAccount:507404993",
         "sourcePlatform": "CRM_ACTIVATION",
-        "sourceSegmentId": SPEC.key,
+        "sourceSegmentId": SPEC.marker,  # the campaign's marker: how a lost state finds the segment again
         "type": "USER",
         "destinations": [{"destination": "LINKEDIN"}],
     }
@@ -247,6 +247,34 @@ def test_ensure_audience_is_idempotent_and_finds_its_segment_by_source_segment_i
     assert all(r["headers"]["x-restli-protocol-version"] == "2.0.0" for r in app.requests)
     other = connector.ensure_audience(AudienceSpec(key="spring-sale/conversion", name="Conversion"), None)
     assert other.remote_id != first.remote_id
+
+
+def test_segments_are_told_apart_by_the_campaigns_marker_never_by_name(sandbox) -> None:
+    app, server = sandbox
+    spring = SPEC.model_copy(update={"campaign": "spring-sale"})
+    autumn = spring.model_copy(update={"campaign": "autumn-sale", "key": "autumn-sale/awareness"})
+    connector = make_connector(server)
+    first = connector.ensure_audience(spring, None)
+    other = connector.ensure_audience(autumn, None)
+    assert other.remote_id != first.remote_id and spring.name == autumn.name
+    assert make_connector(server).ensure_audience(autumn, None) == other  # state lost: found by its marker
+    assert make_connector(server).ensure_audience(spring, None) == first
+    assert len(app.state()["audiences"]) == 2
+
+
+def test_the_finder_pages_like_restli(sandbox) -> None:
+    _, server = sandbox
+    connector = make_connector(server)
+    body = {"name": "dup", "account": ACCOUNT.account_urn, "sourcePlatform": "CRM_ACTIVATION",
+            "sourceSegmentId": SPEC.marker, "type": "USER", "destinations": [{"destination": "LINKEDIN"}]}
+    headers = {"LinkedIn-Version": "202608", "X-Restli-Protocol-Version": "2.0.0"}
+    for _ in range(12):
+        connector.http.request("POST", "/rest/dmpSegments", json_body=body, headers=headers)
+    params = {"q": "account", "account": ACCOUNT.account_urn}
+    first = connector.http.request("GET", "/rest/dmpSegments", params=params, headers=headers).json()
+    assert len(first["elements"]) == 10 and first["paging"] == {"start": 0, "count": 10, "total": 12, "links": []}
+    rest = connector.http.request("GET", "/rest/dmpSegments", params={**params, "start": 10}, headers=headers).json()
+    assert len(rest["elements"]) == 2
 
 
 def test_a_deleted_segment_is_recreated(sandbox) -> None:
@@ -263,7 +291,7 @@ def test_duplicate_segments_converge_on_the_oldest(sandbox) -> None:
     _, server = sandbox
     connector = make_connector(server)
     body = {"name": "dup", "account": ACCOUNT.account_urn, "sourcePlatform": "CRM_ACTIVATION",
-            "sourceSegmentId": SPEC.key, "type": "USER", "destinations": [{"destination": "LINKEDIN"}]}
+            "sourceSegmentId": SPEC.marker, "type": "USER", "destinations": [{"destination": "LINKEDIN"}]}
     headers = {"LinkedIn-Version": "202608", "X-Restli-Protocol-Version": "2.0.0"}
     ids = [connector.http.request("POST", "/rest/dmpSegments", json_body=body, headers=headers) for _ in range(2)]
     oldest = ids[0].headers["x-linkedin-id"]  # as a create retried after a timeout leaves behind

@@ -23,7 +23,7 @@ class LinkedInContract(ConnectorContract):
         client_id="86contractclient",
         client_secret=SecretStr("contract-client-secret-0123456789"),
     )
-    # The segment finder looks segments up by `sourceSegmentId`, so a lost state database finds them again.
+    # The segment finder looks segments up by `sourceSegmentId`, the campaign's marker: a lost state finds them again.
     finds_audience_without_ref = True
     # LinkedIn's users schema takes firstName/lastName unhashed (LinkedIn does the matching on profile names).
     clear_personal_kinds = frozenset({IdentifierKind.FIRST_NAME, IdentifierKind.LAST_NAME})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Iterator
 from importlib.metadata import entry_points
@@ -31,7 +32,7 @@ from crm_activation import (
 from crm_activation.connectors import xandr as xandr_plugin
 from crm_activation.connectors.xandr import XandrAccount, XandrConnector, XandrCredentials, XandrSandbox
 from crm_activation.connectors.xandr.segment_file import parse_line
-from crm_activation.connectors.xandr.settings import BssFileFormat, DeviceDomain, SegField, segment_code
+from crm_activation.connectors.xandr.settings import MAX_CODE_LENGTH, BssFileFormat, DeviceDomain, SegField
 from crm_activation.pipeline.payload import NormalizationCache, PayloadBuilder
 from crm_activation.sdk.connector import validate_connector_class
 from crm_activation.sdk.contact import Contact
@@ -175,12 +176,11 @@ def test_contacts_with_only_an_email_are_ineligible() -> None:
     assert member is not None and dict(member.fields) == {"DEVICE_ID": IDFA.lower()}
 
 
-def test_segment_codes_are_short_sanitized_and_distinct() -> None:
-    assert segment_code("plain-code_1") == "plain-code_1"
-    code = segment_code("Spring Sale/xandr/awareness")
-    assert code.startswith("spring_sale_xandr_awareness-") and len(code) <= 50
-    assert segment_code("a/b") != segment_code("a_b")
-    assert len(segment_code("x" * 200)) == 50
+def test_the_campaigns_marker_fits_a_segment_code() -> None:
+    long = AudienceSpec(key="x" * 64 + "/awareness", name="n", campaign="x" * 64)
+    for spec in (SPEC, long):
+        assert len(spec.marker) <= MAX_CODE_LENGTH and re.fullmatch(r"[a-z0-9-]+", spec.marker)
+    assert SPEC.model_copy(update={"campaign": "a"}).marker != SPEC.model_copy(update={"campaign": "b"}).marker
 
 
 @pytest.mark.parametrize(
@@ -280,11 +280,24 @@ def test_ensure_audience_is_idempotent_finds_by_code_and_recreates_a_deleted_one
     assert connector.ensure_audience(SPEC, None) == first  # state lost: found again by its code
     assert list(app.state()["audiences"]) == [first.remote_id]
     created = json.loads(calls(app, "POST", "/segment")[0]["body"])["segment"]
-    assert created == {"code": segment_code(SPEC.key), "short_name": SPEC.name, "state": "active"}
+    assert created == {"code": SPEC.marker, "short_name": SPEC.name, "state": "active"}
     app.delete_audience(first.remote_id)
     again = connector.ensure_audience(SPEC, first)
     assert again.remote_id != first.remote_id and again.key == SPEC.key
     assert connector.ensure_audience(SPEC, again) == again
+
+
+def test_segments_are_told_apart_by_the_campaigns_code_never_by_name(sandbox, creds) -> None:
+    app, server = sandbox
+    spring = SPEC.model_copy(update={"campaign": "spring-sale"})
+    autumn = spring.model_copy(update={"campaign": "autumn-sale", "key": "autumn-sale/xandr/awareness"})
+    connector = make_connector(server, creds)
+    first = connector.ensure_audience(spring, None)
+    other = connector.ensure_audience(autumn, None)
+    assert other.remote_id != first.remote_id and spring.name == autumn.name
+    assert make_connector(server, creds).ensure_audience(autumn, None) == other  # state lost: found by its code
+    assert make_connector(server, creds).ensure_audience(spring, None) == first
+    assert {s["code"] for s in app.state()["audiences"].values()} == {spring.marker, autumn.marker}
 
 
 def test_ensure_audience_reactivates_a_paused_segment(sandbox, creds) -> None:
@@ -364,11 +377,14 @@ def test_a_member_specific_format_with_codes_and_separator_4(sandbox, creds) -> 
     connector.add_members(audience, [*members(0, 3), Member("m", {"DEVICE_ID": IDFA.lower()})])
     connector.remove_members(audience, members(0, 1))
     bodies = [c["body"].splitlines() for c in calls(app, "POST", "/segment-upload/")]
-    code = segment_code(SPEC.key)
+    code = SPEC.marker
     assert bodies[0][0] == f"{uid(0)};{MEMBER}:{code}" and bodies[0][-1] == f"{IDFA.lower()};{MEMBER}:{code}~8"
     assert bodies[1] == [f"{uid(0)};\t{MEMBER}:{code}"]
     assert parse_line(bodies[1][0], fmt).removes == ({SegField.MEMBER_ID: str(MEMBER), SegField.SEG_CODE: code},)
     assert users_of(app, audience) == {uid(1), uid(2), f"aaid:{IDFA.lower()}"}
+    # a connector that did not ensure the segment (the engine's dry run, another job) reads its code from Xandr
+    make_connector(server, creds, account).add_members(audience, members(5, 6))
+    assert uid(5) in users_of(app, audience)
 
 
 def test_invalid_lines_are_counted_attributed_and_not_applied(sandbox, creds) -> None:

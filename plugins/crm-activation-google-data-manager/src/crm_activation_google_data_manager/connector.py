@@ -8,9 +8,12 @@ with `POST /v1/audienceMembers:remove`, each carrying `destinations` (operating 
 Authentication is an OAuth 2.0 bearer token from a refresh token with the `datamanager` scope.
 
 Audiences: a funnel stage either names an existing list (`settings: {user_list_id: "..."}`, checked to exist
-and take contact data), or the connector finds its list by display name (Google requires names unique per
-account) and creates it when there is none. Finding by name makes `ensure_audience` idempotent even when the
-state database lost the id, or a create timed out after Google applied it.
+and take contact data), or the connector finds the list it created for this campaign, by the recorded id or by
+the campaign's marker in the list's `integrationCode` (`AudienceSpec.marker`), and creates it when there is
+none. Never by display name: two campaigns may name their audiences alike, and a list of that name may be a
+person's. The marker makes `ensure_audience` idempotent even when the state database lost the id, or a create
+timed out after Google applied it. Google requires display names unique per account, so when another list holds
+the name, this campaign's list is created as "<name> (<campaign>)" (then "<name> (<marker>)").
 
 Google accepts or refuses a request as a whole; per-record outcomes are counts in the asynchronous diagnostics
 (`requestStatus:retrieve`), never per contact. So what can be refused per record is refused here, before
@@ -45,7 +48,7 @@ from crm_activation import (
 from crm_activation import normalization as norm
 
 from .api import classify_google, google_error
-from .formatting import SOURCE, email_data_manager
+from .formatting import SOURCE
 from .sandbox import GoogleDataManagerSandbox
 from .settings import (
     ADDRESS_FIELDS,
@@ -57,6 +60,7 @@ from .settings import (
     GIVEN_NAME,
     HASHED_FIELDS,
     INGEST_PATH,
+    MAX_LIST_PAGE_SIZE,
     MAX_MEMBERS_PER_REQUEST,
     MEMBERSHIP_OPEN,
     PHONE,
@@ -90,7 +94,7 @@ class GoogleDataManagerConnector(Connector):
     account_model = GoogleDataManagerAccount
     credentials_model = GoogleDataManagerCredentials
     identifier_rules = (
-        IdentifierRule(IdentifierKind.EMAIL, EMAIL, email_data_manager, hashed=True, source=SOURCE),
+        IdentifierRule(IdentifierKind.EMAIL, EMAIL, norm.email_google, hashed=True, source=SOURCE),
         IdentifierRule(IdentifierKind.PHONE, PHONE, norm.phone_e164, hashed=True, source=SOURCE),
         IdentifierRule(IdentifierKind.FIRST_NAME, GIVEN_NAME, norm.name_trimmed_lower, hashed=True, source=SOURCE),
         IdentifierRule(IdentifierKind.LAST_NAME, FAMILY_NAME, norm.name_trimmed_lower, hashed=True, source=SOURCE),
@@ -144,7 +148,12 @@ class GoogleDataManagerConnector(Connector):
             raise ConfigError(f"{self.platform}: account {self.account.parent} could not be read ({status})") from None
 
     def ensure_audience(self, spec: AudienceSpec, known: AudienceRef | None) -> AudienceRef:
-        """The stage's pinned list, else the known list while it exists, else the list of that name, else a new one."""
+        """The stage's pinned list, else the known list while it exists, else this campaign's marked list, else new.
+
+        Looked up by marker before every create; a create refused because the display name is taken either
+        timed out after Google applied it (the marked list is then found) or collides with a list that is not
+        this campaign's, which is left alone while the next display name is tried.
+        """
         pinned = spec.settings.get("user_list_id")
         if pinned is not None:
             found = self._get(str(pinned).strip())
@@ -156,22 +165,26 @@ class GoogleDataManagerConnector(Connector):
             found = self._get(known.remote_id)
             if found is not None:
                 return self._usable(spec, found)
-        found = self._find(spec.name)
+        found = self._find(spec.marker)
         if found is not None:
             return self._usable(spec, found)
-        try:
-            created = self.http.request(
-                "POST", f"/v1/{self.account.parent}/userLists", json_body=self._new_list(spec),
-                headers=self._login_header(), dry_run_result=self.dry_run_audience(spec),
-            ).json()
-        except FatalError:
-            # A create that timed out after Google applied it is retried and refused as a duplicate name: the
-            # list exists, so find it; anything else is a real refusal.
-            found = self._find(spec.name)
-            if found is None:
-                raise
-            created = found
-        return self._usable(spec, created)
+        for display_name in display_names(spec):
+            try:
+                created = self.http.request(
+                    "POST", f"/v1/{self.account.parent}/userLists", json_body=self._new_list(spec, display_name),
+                    headers=self._login_header(), dry_run_result=self.dry_run_audience(spec),
+                ).json()
+                return self._usable(spec, created)
+            except FatalError as error:
+                if google_error(response_of(error)).get("status") != "ALREADY_EXISTS":
+                    raise
+            # Refused as a duplicate name: a create that timed out after Google applied it was retried (the list
+            # carries the marker), or the name is another list's (never adopted): then try the next name.
+            found = self._find(spec.marker)
+            if found is not None:
+                return self._usable(spec, found)
+        raise ConfigError(f"{self.platform}: audience {spec.name!r}: every display name tried is taken by a user "
+                          f"list that is not this campaign's in {self.account.parent}; rename the audience")
 
     def dry_run_audience(self, spec: AudienceSpec) -> dict[str, Any]:
         """What the create call answers in a dry run: an id no user list can have (ids are numeric)."""
@@ -274,20 +287,31 @@ class GoogleDataManagerConnector(Connector):
                 return None
             raise
 
-    def _find(self, name: str) -> dict[str, Any] | None:
-        """The account's user list with this display name (names are unique per account), or None."""
-        quoted = name.replace("\\", "\\\\").replace('"', '\\"')
-        response = self.http.request(
-            "GET", f"/v1/{self.account.parent}/userLists", params={"filter": f'display_name = "{quoted}"'},
-            headers=self._login_header(), dry_run_result={"userLists": []},
-        )
-        lists = [item for item in response.json().get("userLists") or () if item.get("displayName") == name]
-        return lists[0] if lists else None
+    def _find(self, marker: str) -> dict[str, Any] | None:
+        """The account's user list whose `integrationCode` is `marker` (the lowest id if twins exist), or None.
 
-    def _new_list(self, spec: AudienceSpec) -> dict[str, Any]:
+        Filtered by Google (`integration_code = "..."`); every page is read all the same.
+        """
+        quoted = marker.replace("\\", "\\\\").replace('"', '\\"')
+        params: dict[str, Any] = {"filter": f'integration_code = "{quoted}"', "pageSize": MAX_LIST_PAGE_SIZE}
+        lists: list[dict[str, Any]] = []
+        while True:
+            body = self.http.request(
+                "GET", f"/v1/{self.account.parent}/userLists", params=params, headers=self._login_header(),
+                dry_run_result={"userLists": []},
+            ).json()
+            lists += [item for item in body.get("userLists") or ()
+                      if isinstance(item, dict) and item.get("integrationCode") == marker and item.get("id")]
+            if not body.get("nextPageToken"):
+                break
+            params = {**params, "pageToken": body["nextPageToken"]}
+        return min(lists, key=lambda item: (len(str(item["id"])), str(item["id"]))) if lists else None
+
+    def _new_list(self, spec: AudienceSpec, display_name: str) -> dict[str, Any]:
         body: dict[str, Any] = {
-            "displayName": spec.name,
+            "displayName": display_name,
             "description": spec.description,
+            "integrationCode": spec.marker,
             "membershipStatus": MEMBERSHIP_OPEN,
             "ingestedUserListInfo": {
                 "uploadKeyTypes": [UPLOAD_KEY_CONTACT_ID],
@@ -313,6 +337,19 @@ class GoogleDataManagerConnector(Connector):
         if user_list.get("membershipStatus", MEMBERSHIP_OPEN) != MEMBERSHIP_OPEN:
             raise ConfigError(f"{name} is {user_list.get('membershipStatus')}: reopen it or pin another list")
         return AudienceRef(key=spec.key, remote_id=str(user_list["id"]))
+
+
+def display_names(spec: AudienceSpec) -> list[str]:
+    """The display names to create a campaign's list under, in order: Google wants them unique per account.
+
+    The audience's own name first; when a list that is not this campaign's holds it, the name qualified by the
+    campaign, then by the marker, which no other list can hold.
+    """
+    names = [spec.name]
+    if spec.campaign:
+        names.append(f"{spec.name} ({spec.campaign})")
+    names.append(f"{spec.name} ({spec.marker})")
+    return names
 
 
 def member_consent(consent: Mapping[str, bool | None]) -> tuple[dict[str, str], str | None]:

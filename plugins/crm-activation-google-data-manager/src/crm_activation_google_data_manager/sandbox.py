@@ -1,7 +1,8 @@
 """A local emulator of Google's OAuth token endpoint and the Data Manager API's Customer Match surface.
 
 Served: `POST /token` (refresh-token grant, form-encoded), and under `/v1/`: `GET|POST
-accountTypes/{type}/accounts/{id}/userLists` (list with a `display_name = "..."` filter, create), `GET
+accountTypes/{type}/accounts/{id}/userLists` (list: `pageSize`, `pageToken`, a `filter` of `=`, `!=` or `:`
+conditions joined by AND on `display_name`, `description`, `integration_code` or `membership_status`; create), `GET
 .../userLists/{id}`, `POST audienceMembers:ingest`, `POST audienceMembers:remove`, `GET requestStatus:retrieve`.
 Errors come in Google's shape (`{"error": {code, message, status, details: [ErrorInfo, BadRequest
 {fieldViolations: [{field, description, reason}]}]}}`, reasons from Data Manager's `ErrorReason`), token errors in
@@ -22,6 +23,7 @@ with its operating account), and the token endpoint is its `RefreshTokenEndpoint
 
 from __future__ import annotations
 
+import re
 import secrets
 import time
 from collections import Counter
@@ -41,11 +43,13 @@ from crm_activation import (
 
 from .sandbox_checks import bad, consent, google_error, member, obj
 from .settings import (
+    DEFAULT_LIST_PAGE_SIZE,
     DIGITS,
     DURATION_SHAPE,
     ENCODING,
     FIRST_PARTY,
     MAX_DESTINATIONS,
+    MAX_LIST_PAGE_SIZE,
     MAX_MEMBERS_PER_REQUEST,
     MAX_MEMBERSHIP_DAYS,
     MEMBERSHIP_OPEN,
@@ -64,6 +68,17 @@ _INGEST_FIELDS = {"destinations", "audienceMembers", "consent", "validateOnly", 
 _REMOVE_FIELDS = {"destinations", "audienceMembers", "validateOnly", "encoding", "encryptionInfo"}
 _LIST_FIELDS = {"name", "displayName", "description", "membershipStatus", "integrationCode", "membershipDuration",
                 "ingestedUserListInfo", "targetNetworkInfo"}
+#: The filter fields the sandbox serves (Google's snake_case or camelCase names) and the user-list fields they read.
+_FILTER_FIELDS = {"display_name": "name", "displayName": "name", "description": "description",
+                  "integration_code": "integration_code", "integrationCode": "integration_code",
+                  "membership_status": "status", "membershipStatus": "status"}
+_CONDITION = re.compile(r'^\s*(\w+)\s*(=|!=|:)\s*"((?:[^"\\]|\\.)*)"\s*$')
+#: How each served operator compares a list's field with the condition's value (`:` is "has": contains).
+_OPERATORS: dict[str, Callable[[str, str], bool]] = {
+    "=": lambda field, value: field == value,
+    "!=": lambda field, value: field != value,
+    ":": lambda field, value: value in field,
+}
 _DESTINATION_FIELDS = {"reference", "loginAccount", "linkedAccount", "operatingAccount", "productDestinationId"}
 
 
@@ -74,6 +89,7 @@ class _UserList(SandboxAudience):
     account: str
     description: str
     duration: str
+    integration_code: str = ""  # "An ID from external system": crm-activation keeps its audience marker here
 
     def view(self) -> dict[str, Any]:
         """The standard view, plus how many members carry each consent label."""
@@ -107,6 +123,7 @@ class GoogleDataManagerSandbox(SandboxApp[_UserList]):
         self.accounts = set(accounts) if accounts is not None else None
         self.max_members_per_request = MAX_MEMBERS_PER_REQUEST  # lower it in a test rather than send 10,001
         self.statuses: dict[str, list[dict[str, Any]]] = {}  # request id -> status per destination
+        self._page_tokens: dict[tuple[str, str], int] = {}  # (token, filter and page size) -> next offset
 
     # -- dispatch (tokens: `oauth.expire()`; a deleted list answers 404 NOT_FOUND) --------------------------
     def handle(self, request: SandboxRequest) -> SandboxResponse:
@@ -125,7 +142,7 @@ class GoogleDataManagerSandbox(SandboxApp[_UserList]):
         if len(route) in (5, 6) and route[0] == "accountTypes" and route[2] == "accounts" and route[4] == "userLists":
             account = self._account(route[1], route[3], "parent")
             if len(route) == 5 and method == "GET":
-                return self._list_lists(account, request.param("filter"))
+                return self._list_lists(account, request)
             if len(route) == 5 and method == "POST":
                 return self._create_list(account, request.json())
             if len(route) == 6 and method == "GET":
@@ -171,18 +188,39 @@ class GoogleDataManagerSandbox(SandboxApp[_UserList]):
         return {"name": f"accountTypes/{account.replace('/', '/accounts/')}/userLists/{list_id}", "id": list_id,
                 "readOnly": False, "displayName": ul.name, "description": ul.description,
                 "membershipStatus": MEMBERSHIP_OPEN, "membershipDuration": ul.duration, "accessReason": "OWNED",
+                **({"integrationCode": ul.integration_code} if ul.integration_code else {}),
                 "ingestedUserListInfo": {"uploadKeyTypes": [UPLOAD_KEY_CONTACT_ID],
                                          "contactIdInfo": {"dataSourceType": FIRST_PARTY}}}
 
-    def _list_lists(self, account: str, filter_text: str | None) -> SandboxResponse:
-        live = self._lists(account)
-        if filter_text:
-            text = filter_text.strip()
-            if not (text.startswith('display_name = "') and text.endswith('"')):
-                raise bad("INVALID_ARGUMENT", "filter", 'The sandbox supports only display_name = "...".')
-            wanted = text[len('display_name = "') : -1].replace('\\"', '"').replace("\\\\", "\\")
-            live = {i: ul for i, ul in live.items() if ul.name == wanted}
-        return SandboxResponse(200, {"userLists": [self._resource(account, i, ul) for i, ul in live.items()]})
+    def _list_lists(self, account: str, request: SandboxRequest) -> SandboxResponse:
+        """One page of the account's user lists, filtered and paged as `userLists.list` does.
+
+        A page token is only good for the same filter and page size ("all other parameters ... must match the
+        call that provided the page token"); other accounts' lists are never listed.
+        """
+        filter_text, size_text = request.param("filter") or "", request.param("pageSize") or "0"
+        conditions = list_filter(filter_text)
+        try:
+            size = int(size_text)
+        except ValueError:
+            raise bad("INVALID_ARGUMENT", "page_size", "pageSize must be an integer.") from None
+        if size < 0:
+            raise bad("INVALID_ARGUMENT", "page_size", "pageSize must not be negative.")
+        size = min(size or DEFAULT_LIST_PAGE_SIZE, MAX_LIST_PAGE_SIZE)
+        live = [(i, ul) for i, ul in self._lists(account).items()
+                if all(_OPERATORS[op](_field(ul, name), value) for name, op, value in conditions)]
+        query = f"{filter_text}\n{size_text}"
+        start = 0
+        if request.param("pageToken"):
+            start = self._page_tokens.get((request.param("pageToken") or "", query), -1)
+            if start < 0:
+                raise bad("INVALID_ARGUMENT", "page_token", "The page token is not valid for this request.")
+        body: dict[str, Any] = {"userLists": [self._resource(account, i, ul) for i, ul in live[start : start + size]]}
+        if start + size < len(live):
+            token = secrets.token_urlsafe(12)
+            self._page_tokens[(token, query)] = start + size
+            body["nextPageToken"] = token
+        return SandboxResponse(200, body)
 
     def _create_list(self, account: str, body: Any) -> SandboxResponse:
         body = obj(body, "user_list", _LIST_FIELDS)
@@ -207,7 +245,8 @@ class GoogleDataManagerSandbox(SandboxApp[_UserList]):
             days = seconds // SECONDS_PER_DAY
         if any(ul.name == name for ul in self._lists(account).values()):
             raise google_error("ALREADY_EXISTS", "A user list with this name already exists.")
-        user_list = _UserList(account, str(body.get("description") or ""), f"{days * SECONDS_PER_DAY}s", name=name)
+        user_list = _UserList(account, str(body.get("description") or ""), f"{days * SECONDS_PER_DAY}s",
+                              str(body.get("integrationCode") or ""), name=name)
         return SandboxResponse(200, self._resource(account, self.create_audience(user_list), user_list))
 
     # -- audience members ------------------------------------------------------------------------------------
@@ -290,6 +329,35 @@ class GoogleDataManagerSandbox(SandboxApp[_UserList]):
                 raise bad("INVALID_USER_LIST_ID", f"{where}.product_destination_id", "User list is not valid.")
             targets.append(found)
         return targets
+
+
+def list_filter(text: str) -> list[tuple[str, str, str]]:
+    """A `userLists.list` filter as (field, operator, value) conditions; 400 for what the sandbox does not serve.
+
+    Google's filter puts the field on the left, joins conditions with AND, and refuses a mix of snake_case and
+    camelCase names. The sandbox serves `=`, `!=` and `:` (has) on quoted strings for the text fields and the
+    membership status; Google's comparisons (`<`, `>=`, ...) and its other fields (`id`, `access_reason`, upload
+    key types) are refused as not served.
+    """
+    if not text.strip():
+        return []
+    conditions = []
+    for part in re.split(r"\s+AND\s+", text.strip()):
+        match = _CONDITION.match(part)
+        if match is None or match.group(1) not in _FILTER_FIELDS:
+            fields = ", ".join(sorted(f for f in _FILTER_FIELDS if "_" in f))
+            raise bad("INVALID_ARGUMENT", "filter", f'The sandbox serves field = "value" conditions on {fields}.')
+        conditions.append((match.group(1), match.group(2), re.sub(r"\\(.)", r"\1", match.group(3))))
+    names = [name for name, _, _ in conditions]
+    if any("_" in n for n in names) and any(n != n.lower() for n in names):
+        raise bad("INVALID_ARGUMENT", "filter", "Use all camel case or all snake case field names.")
+    return conditions
+
+
+def _field(user_list: _UserList, name: str) -> str:
+    """The user list's value of a filter field (every sandbox list is OPEN)."""
+    attribute = _FILTER_FIELDS[name]
+    return MEMBERSHIP_OPEN if attribute == "status" else str(getattr(user_list, attribute))
 
 
 __all__ = ["GoogleDataManagerSandbox"]

@@ -56,6 +56,14 @@ UPLOAD_KEY_CONTACT_ID = "CONTACT_ID"
 FIRST_PARTY = "DATA_SOURCE_TYPE_FIRST_PARTY"
 MEMBERSHIP_OPEN = "OPEN"
 
+#: `accountTypes.accounts.userLists.list`: "If unspecified, at most 50 user lists will be returned. The maximum
+#: value is 1000; values above 1000 will be coerced to 1000", then `nextPageToken`. Its `filter` puts fields on
+#: the left of each condition (`display_name = "list 1"`), joined by AND, on fields including `display_name`,
+#: `description`, `membership_status` and `integration_code` ("An ID from external system"), which holds the
+#: campaign's audience marker.
+DEFAULT_LIST_PAGE_SIZE = 50
+MAX_LIST_PAGE_SIZE = 1000
+
 # UserIdentifier / AddressInfo JSON names; these are also the connector's payload keys (`Member.fields`).
 EMAIL = "emailAddress"
 PHONE = "phoneNumber"
