@@ -209,3 +209,29 @@ def test_a_repeated_contact_id_keeps_the_first_row_and_rejects_the_others(campai
         ("32", "contact_id", "yes"), ("33", "contact_id", "yes"), ("34", "contact_id", "yes")]
     ledger = sqlite3.connect(campaign.folder / "state.sqlite").execute("SELECT COUNT(*) FROM holdout")
     assert ledger.fetchone()[0] == 30
+
+
+def test_one_person_behind_several_records_is_in_one_group_and_control_reaches_nobody(campaign: CampaignDir, facebook):
+    """A control record and test records of one person, linked only through spellings Meta hashes differently."""
+    app, _ = facebook
+    control = next(f"P{i}" for i in range(50) if assign_group("e2e-winback", f"P{i}", 0.5) is Group.CONTROL)
+    test = [f"Q{i}" for i in range(50) if assign_group("e2e-winback", f"Q{i}", 0.5) is Group.TEST][:2]
+    assert control < test[0] < test[1]  # the control record's id anchors the person
+    rows = [
+        contact(control, "Jo.Doe@gmail.com", "awareness"),
+        contact(test[0], "jodoe+winback@googlemail.com", "awareness") | {"phone": "+1 201 555 0123"},
+        contact(test[1], "", "awareness") | {"phone": "(201) 555-0123 ext. 9"},
+        contact("Z1", "someone.else@example.com", "awareness"),
+    ]
+    campaign.write_contacts([{"phone": "", **row} for row in rows])
+    code, summary = campaign.run_json()
+    assert code == 0, summary
+    assert summary["identity"]["multi_record_clusters"] == 1 and summary["identity"]["largest_cluster"] == 3
+    assert summary["identity"]["regrouped"] == 2
+    with sqlite3.connect(campaign.folder / "state.sqlite") as ledger:
+        groups = dict(ledger.execute("SELECT contact_id, grp FROM holdout"))
+    assert groups[control] == groups[test[0]] == groups[test[1]] == "control"
+    sent = "".join(r["body"] for r in app.requests)
+    for email in ("jo.doe@gmail.com", "jodoe+winback@googlemail.com"):
+        assert sha256_hex(email) not in sent
+    assert sha256_hex("12015550123") not in sent
