@@ -209,9 +209,11 @@ class _Handler(BaseHTTPRequestHandler):
                 response = app.server_error_response()
             else:
                 response = self.server.dispatch(request)
-                if fault == "timeout":
-                    time.sleep(app.faults.timeout_seconds)
+        # Logged before an injected delay: once the client gave up and the test moved on, nothing of this request
+        # may still change what the test (or the next one, sharing the server) reads.
         self.server.log(request, response, fault)
+        if fault == "timeout":
+            time.sleep(app.faults.timeout_seconds)
         self._write(response)
 
     def _write(self, response: SandboxResponse) -> None:

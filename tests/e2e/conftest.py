@@ -55,7 +55,7 @@ platforms:
       conversion: {{name: "E2E conversion"}}
 sync: {{mode: incremental, batch_size: {batch_size}}}
 state: {{path: state.sqlite}}
-http: {{max_attempts: {max_attempts}, initial_wait: 0.001, max_wait: 0.01, read_timeout: 0.5}}
+http: {{max_attempts: {max_attempts}, initial_wait: 0.001, max_wait: 0.01, read_timeout: {read_timeout}}}
 """
 
 
@@ -69,10 +69,12 @@ class CampaignDir:
         self.contacts = folder / "contacts.csv"
         self.write_campaign()
 
-    def write_campaign(self, batch_size: int = 10_000, max_attempts: int = 8, rps: float = 500) -> None:
-        self.yaml.write_text(
-            CAMPAIGN.format(base_url=self.base_url, batch_size=batch_size, max_attempts=max_attempts, rps=rps)
-        )
+    def write_campaign(
+        self, batch_size: int = 10_000, max_attempts: int = 8, rps: float = 500, read_timeout: float = 30.0
+    ) -> None:
+        """The campaign file; the read timeout is generous unless a test injects slow responses and lowers it."""
+        settings = {"batch_size": batch_size, "max_attempts": max_attempts, "rps": rps, "read_timeout": read_timeout}
+        self.yaml.write_text(CAMPAIGN.format(base_url=self.base_url, **settings))
 
     def write_contacts(self, rows: list[dict[str, str]]) -> None:
         columns = list(rows[0]) if rows else ["contact_id"]

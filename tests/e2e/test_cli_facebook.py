@@ -130,7 +130,7 @@ def test_faults_still_reach_the_intended_end_state(campaign: CampaignDir, facebo
 
     app, _ = facebook
     campaign.write_contacts(list(synth.generate_contacts(1000, seed=8)))
-    campaign.write_campaign(batch_size=15)
+    campaign.write_campaign(batch_size=15, read_timeout=0.3)  # the injected 0.7 s delays must trip it
     _, clean = campaign.run_json("--dry-run", "--outbox", str(tmp_path / "o"))
     app.set_faults(FaultPlan(throttle_rate=0.2, server_error_rate=0.15, timeout_rate=0.1, timeout_seconds=0.7, seed=4))
     code, summary = campaign.run_json()

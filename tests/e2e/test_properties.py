@@ -72,7 +72,7 @@ def test_no_control_identifier_is_ever_sent_and_rerun_sends_nothing(rows, facebo
     app.reset()
     folder: Path = tmp_path_factory.mktemp("prop")
     (folder / "campaign.yaml").write_text(
-        CAMPAIGN.format(base_url=server.url, batch_size=7, max_attempts=3, rps=1000)
+        CAMPAIGN.format(base_url=server.url, batch_size=7, max_attempts=3, rps=1000, read_timeout=30)
     )
     with (folder / "contacts.csv").open("w", newline="") as out:
         writer = csv.DictWriter(out, fieldnames=list(rows[0]))

@@ -77,13 +77,17 @@ def sandbox(running: tuple[Dv360Sandbox, SandboxServer]) -> Iterator[tuple[Dv360
     app.oauth.clock = time.monotonic
 
 
+#: Injected timeouts (0.7 s below) must trip the client; everything else gets the default's generous 30 s.
+FAULT_POLICY = RetryPolicy(initial_wait=0.001, max_wait=0.01, read_timeout=0.3)
+
+
 def make_connector(server: SandboxServer, creds: Dv360Credentials, account: Dv360Account = ACCOUNT, **overrides):
     sandboxed = Dv360Connector.for_sandbox(account, server.url)  # as the engine does: moves API and token endpoint
     settings = {
         "platform": "dv360",
         "base_url": sandboxed.base_url,
         "classify": Dv360Connector.classify_response,
-        "policy": RetryPolicy(initial_wait=0.001, max_wait=0.01, read_timeout=0.5),
+        "policy": RetryPolicy(initial_wait=0.001, max_wait=0.01, read_timeout=30.0),
         "sleep": lambda s: None,
     }
     return Dv360Connector(sandboxed, creds, PlatformHttp(**(settings | overrides)))
@@ -531,7 +535,7 @@ def test_20001_members_go_in_requests_of_at_most_10000(sandbox, creds) -> None:
 )
 def test_faults_still_reach_the_exact_end_state(sandbox, creds, plan: FaultPlan, fault: str | None) -> None:
     app, server = sandbox
-    connector = make_connector(server, creds)
+    connector = make_connector(server, creds, policy=FAULT_POLICY)
     audience = connector.ensure_audience(SPEC, None)  # creation is not idempotent on DV360: done before faults
     app.set_faults(plan)
     everyone = members(0, 300, {"ad_user_data": True})

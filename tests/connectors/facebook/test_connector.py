@@ -33,7 +33,7 @@ from crm_activation.sdk.http import Outbox
 from crm_activation.sdk.plugins import collect_connectors, make_plugin_manager
 from crm_activation.sdk.redaction import MASK, Redactor
 
-from ..sandbox_http import sandbox_http
+from ..sandbox_http import FAULT_READ_TIMEOUT, sandbox_http
 
 TOKEN = "EAAGsandboxTOKEN0123456789abcdef"
 APP_SECRET = "app-secret-0123456789"
@@ -426,7 +426,7 @@ def test_partial_rejects_are_reported_and_not_added(sandbox, creds) -> None:
 )
 def test_faults_still_reach_the_exact_end_state(sandbox, creds, plan: FaultPlan, fault: str) -> None:
     app, server = sandbox
-    connector = make_connector(server, creds)
+    connector = make_connector(server, creds, read_timeout=FAULT_READ_TIMEOUT)
     audience = connector.ensure_audience(SPEC, None)  # creation is not idempotent on Meta: done before faults
     app.set_faults(plan)
     everyone = members(0, 400)

@@ -40,7 +40,7 @@ from crm_activation.sdk.http import Outbox
 from crm_activation.sdk.plugins import collect_connectors, make_plugin_manager
 from crm_activation.sdk.redaction import Redactor
 
-from ..sandbox_http import sandbox_http
+from ..sandbox_http import FAULT_READ_TIMEOUT, sandbox_http
 
 USERNAME = "crm-api-user"
 PASSWORD = "s3cret-Passw0rd-xyz"
@@ -508,7 +508,7 @@ def test_new_segments_propagate_and_uploads_are_paced_with_the_injected_sleep(sa
 )
 def test_faults_still_reach_the_exact_end_state(sandbox, creds, plan: FaultPlan, fault: str) -> None:
     app, server = sandbox
-    connector = make_connector(server, creds)
+    connector = make_connector(server, creds, read_timeout=FAULT_READ_TIMEOUT)
     app.set_faults(plan)
     audience = connector.ensure_audience(SPEC, None)
     everyone = members(0, 200)
