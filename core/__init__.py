@@ -32,7 +32,15 @@ from .sdk.plugins import hookimpl
 from .sdk.sandbox import FaultPlan, SandboxApp, SandboxError, SandboxRequest, SandboxResponse, SandboxServer
 from .sdk.sandbox_audiences import SandboxAudience, member_key
 from .sdk.sandbox_oauth import RefreshTokenEndpoint
-from .sdk.summary import BalanceRow, IdentitySummary, Outcome, PlatformSummary, RunSummary, StageCounts
+from .sdk.summary import (
+    BalanceRow,
+    IdentitySummary,
+    InDoubtSend,
+    Outcome,
+    PlatformSummary,
+    RunSummary,
+    StageCounts,
+)
 from .sdk.types import (
     AccountConfig,
     AudienceRef,
@@ -72,6 +80,7 @@ __all__ = [
     "IdentifierKind",
     "IdentifierRule",
     "IdentitySummary",
+    "InDoubtSend",
     "InvalidIdentifier",
     "Member",
     "Outcome",

@@ -356,6 +356,7 @@ class FacebookSandbox(SandboxApp[_Audience]):
         valid: set[Hashable] = set()
         samples: dict[str, str] = {}
         invalid = 0
+        names = self.names_limit(self.max_samples)
         for row in data:
             cells = [(key, cell) for key, cell in zip(schema, row, strict=True) if cell != ""]
             problem = next(((str(cell), reason) for key, cell in cells if (reason := _cell_problem(key, cell))), None)
@@ -368,7 +369,7 @@ class FacebookSandbox(SandboxApp[_Audience]):
                 valid.add(identity)
                 continue
             invalid += 1
-            if len(samples) < self.max_samples:
+            if len(samples) < names:
                 samples[problem[0]] = problem[1]
         return valid, samples, invalid
 

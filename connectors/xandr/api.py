@@ -16,12 +16,16 @@ from dataclasses import dataclass, field
 from typing import Any, cast
 
 from crm_activation import Authenticator, ConfigError, FatalError, HttpResponse, PlatformHttp
+from crm_activation.sdk.http import token_key
 
 from .settings import AUTH_WINDOW_SECONDS
 
 #: Fresh logins allowed within Xandr's 5-minute auth window before we stop: tokens live 2 h, so needing more
 #: means the API refuses fresh tokens, and carrying on would spend the user's 10 logins for everyone.
 MAX_LOGINS_PER_WINDOW = 5
+#: How long a session token is reused by later runs (kept in the state database): Xandr's tokens live 2 hours
+#: after their last use (24 at most), so one stored at login is still good for this long whatever the run did.
+SESSION_REUSE_SECONDS = 90 * 60.0
 
 
 def envelope(response: HttpResponse) -> dict[str, Any]:
@@ -72,14 +76,29 @@ class XandrSessionAuth(Authenticator):
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False)
 
     def apply(self, headers: dict[str, str], params: dict[str, Any]) -> None:
-        """Set the header, logging in first when there is no token yet."""
+        """Set the header: the token, else one an earlier run kept (`TokenCache`), else log in first."""
+        if self.token is None:
+            with self._lock:
+                tokens = self.http.tokens if self._caches() else None
+                cached = tokens.get("xandr", self._login_key()) if tokens is not None else None
+                if cached is not None:
+                    self.http.add_secrets(cached[0])
+                    self.token = cached[0]
         if self.token is None:
             self.refresh()
         headers["Authorization"] = cast(str, self.token)
 
+    def _caches(self) -> bool:
+        return self.http.tokens is not None and not self.http.dry_run
+
+    def _login_key(self) -> str:
+        return token_key("xandr", self.http.base_url, self.username, self.password)
+
     def refresh(self) -> None:
         """`POST /auth` for a new token; registered for redaction before anything can log it."""
         with self._lock:
+            if self.token is not None and self.http.tokens is not None and self._caches():
+                self.http.tokens.drop("xandr", self._login_key())  # refused (NOAUTH): expired or revoked
             now = self.clock()
             self._logins = [t for t in self._logins if now - t < AUTH_WINDOW_SECONDS]
             if len(self._logins) >= MAX_LOGINS_PER_WINDOW:
@@ -102,5 +121,7 @@ class XandrSessionAuth(Authenticator):
             self.http.add_secrets(token)
             self.token = token
             self._logins.append(now)
+            if self.http.tokens is not None and self._caches():
+                self.http.tokens.put("xandr", self._login_key(), token, SESSION_REUSE_SECONDS)
 
 

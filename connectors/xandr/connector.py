@@ -373,6 +373,9 @@ class XandrConnector(Connector):
         minus `num_valid`; the segment counters are deduplicated per segment and would undercount a file sent
         to an unknown segment. `error_log_lines` names refused lines (up to the member's configured number, 200
         by default), which the file maps back to contacts; reasons name the counter and the field, never the id.
+        `invalid` counts lines, not contacts, so `unnamed` says how many contacts may be refused unnamed: zero
+        when the log names every refused line (or every line it leaves out was refused), else a number below the
+        contacts in doubt, so that the engine splits them rather than taking any of them for refused.
         """
         valid = job.get("num_valid")
         if isinstance(valid, int):
@@ -380,9 +383,20 @@ class XandrConnector(Connector):
         else:
             invalid = sum(int(job.get(name) or 0) for name in INVALID_COUNTERS)
         refused: dict[str, list[str]] = {}
+        logged: set[str] = set()
         for counter, line in error_log_entries(job.get("error_log_lines")):
+            logged.add(line)
             for contact_id, key in file.owners.get(line, ()):
                 refused.setdefault(contact_id, []).append(f"{key}: {counter}")
+        unlogged = [line for line in file.lines if line not in logged]
+        unlogged_refused = max(0, invalid - len(logged & set(file.owners)))
+        doubtful: set[str] = set()
+        if unlogged_refused and unlogged_refused >= len(unlogged):  # every line the log left out was refused
+            for line in unlogged:
+                for contact_id, key in file.owners[line]:
+                    refused.setdefault(contact_id, []).append(f"{key}: refused (beyond the error log)")
+        elif unlogged_refused:
+            doubtful = {contact_id for line in unlogged for contact_id, _ in file.owners[line]}
         written: dict[str, int] = {}
         for owners in file.owners.values():
             for contact_id, _ in owners:
@@ -390,8 +404,13 @@ class XandrConnector(Connector):
         for contact_id, reasons in refused.items():
             if len(reasons) >= written.get(contact_id, 0):  # a contact with one line still applied is in
                 rejections.append(RecordRejection(contact_id=contact_id, reason="; ".join(sorted(set(reasons)))))
+        # Some lines the log left out were refused, some applied: the engine re-sends the contacts in doubt in
+        # smaller files until the log names every refused line. One contact in doubt has a line applied: it is in.
+        in_doubt = len(doubtful - {r.contact_id for r in rejections})
+        unnamed = min(unlogged_refused, in_doubt - 1) if in_doubt > 1 else 0
         return BatchResult(
-            received=len(members), invalid=invalid, rejections=tuple(rejections), job_id=str(job.get("job_id"))
+            received=len(members), invalid=invalid, rejections=tuple(rejections), job_id=str(job.get("job_id")),
+            unnamed=unnamed,
         )
 
 

@@ -336,7 +336,7 @@ class XandrSandbox(SandboxApp[_Segment]):
             job.member_id,
             self._members_view(job.member_id),
             reject=_bucket_zero if self.should_reject_partially() else None,
-            log_lines=self.num_error_log_lines,
+            log_lines=self.names_limit(self.num_error_log_lines),
         )
         return answer
 

@@ -181,6 +181,24 @@ class SyncConfig(BaseModel):
 
     mode: Literal["incremental", "full"] = "incremental"
     batch_size: int | None = Field(None, ge=1, description="cap below each platform's own limit")
+    # Guardrails (pipeline/guardrails.py): a broken export looks like "everyone left"; a run over one of these
+    # pushes nothing unless `crm-activation run --allow-large-changes` says the change is meant.
+    max_reject_fraction: float = Field(
+        0.2, ge=0.0, le=1.0, description="refuse the run when more than this share of the rows read is rejected"
+    )
+    reject_check_min_rows: int = Field(
+        20, ge=0, description="runs reading fewer rows than this are not checked against max_reject_fraction"
+    )
+    max_remove_fraction: float = Field(
+        0.3, ge=0.0, le=1.0,
+        description="refuse the run when more than this share of an audience's acknowledged members would be "
+        "removed (per platform and audience)",
+    )
+    remove_check_min_members: int = Field(
+        50, ge=0,
+        description="audiences with fewer acknowledged members than this are not checked against "
+        "max_remove_fraction: in a small audience, normal churn is a large share",
+    )
 
 
 class StateConfig(BaseModel):
@@ -224,6 +242,11 @@ class HttpConfig(BaseModel):
     max_wait: float = Field(60.0, ge=0)
     connect_timeout: float = Field(5.0, gt=0)
     read_timeout: float = Field(60.0, gt=0)
+    deadline_seconds: float = Field(
+        300.0, gt=0, description="longest one request may take, retries and token requests included"
+    )
+    connect_attempts: int = Field(3, ge=1, description="attempts when the connection is refused or DNS fails")
+    connect_max_wait: float = Field(1.0, ge=0, description="longest wait between those attempts")
 
 
 class KpiConfig(BaseModel):

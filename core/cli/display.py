@@ -50,6 +50,16 @@ def print_summary(summary: RunSummary, console: Console) -> None:
         if p.messages:
             outcomes = ", ".join(f"{status} {n}" for status, n in sorted(p.messages.items()))
             console.print(f"{slug} deliveries: {outcomes}")
+        if p.resent_in_doubt:
+            console.print(f"{slug}: re-sent {p.resent_in_doubt} in-doubt steps (--resend-in-doubt)")
+        if p.in_doubt:
+            console.print(
+                f"[yellow]warning[/yellow]: {slug}: {len(p.in_doubt)} steps in doubt (a killed run may have delivered "
+                "them; not re-sent; `run --resend-in-doubt` re-sends them under the same Message-ID):"
+            )
+            for doubt in p.in_doubt:
+                where = f"{escape(doubt.contact_id)} {escape(doubt.stage)} step {doubt.step}"
+                console.print(f"  {where} {doubt.message_id}")
     if summary.holdout_overall:
         o = summary.holdout_overall
         console.print(
@@ -69,6 +79,8 @@ def print_summary(summary: RunSummary, console: Console) -> None:
         console.print(f"Identity match table added: {enriched}")
     if summary.rejects_file:
         console.print(f"Rejects and identifier problems ({summary.field_issues} field issues): {summary.rejects_file}")
+    if summary.plan_file:
+        console.print(f"Planned changes per record (platform, stage, contact id, add/remove): {summary.plan_file}")
     for warning in summary.warnings:
         console.print(f"[yellow]warning[/yellow]: {escape(warning)}")  # segment names come from the CRM
     if summary.error:

@@ -1,7 +1,8 @@
 """The `crm-activation` command: run a campaign, list connectors, start the local sandboxes.
 
 Exit codes: 0 success; 1 the run finished but a platform failed; 2 the campaign, an input or a credential is
-wrong (nothing was pushed).
+wrong (nothing was pushed); 3 another run of the campaign holds the lock; 4 the run was refused by a guardrail
+(too many rows rejected or members removed, or a --strict warning; nothing was pushed).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from ..campaign.schema import EMAIL_CHANNEL
 from ..email.smtp_relay import SmtpSandbox
 from ..pipeline.channel_plan import enabled_platforms
 from ..pipeline.engine import Engine, RunOptions, RunProgress
-from ..sdk.errors import ConfigError, CrmActivationError
+from ..sdk.errors import ConfigError, CrmActivationError, RunInterrupted
 from ..sdk.plugins import collect_connectors, make_plugin_manager
 from ..sdk.redaction import PROCESS_REDACTOR, get_logger
 from ..sdk.sandbox import FaultPlan
@@ -34,7 +35,9 @@ from .display import print_connectors, print_summary
 from .email import add_email_commands
 from .local_sandboxes import start_sandboxes
 from .measurement import add_measurement_commands, report, simulate
-from .options import STATE_HELP, state_target
+from .options import STATE_HELP, default_rejects, state_target
+from .runs import add_runs_command, runs
+from .validate import add_validate_command, validate
 
 log = get_logger("crm_activation.cli")
 
@@ -69,20 +72,42 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("campaign", type=Path, help="the campaign YAML file")
     run.add_argument("--dry-run", action="store_true", help="write the requests to --outbox instead of sending")
     run.add_argument("--outbox", type=Path, default=Path("outbox"), help="dry-run output folder (JSON lines)")
-    run.add_argument("--rejects", type=Path, help="CSV of rejected rows and identifiers (file, row, field, reason)")
+    run.add_argument(
+        "--rejects", type=Path,
+        help="CSV of rejected rows, identifiers and platform refusals (default: <campaign>-rejects.csv next to the "
+        "SQLite state, or in the current folder for a PostgreSQL state)",
+    )
+    run.add_argument("--plan", type=Path, help="dry run: CSV of planned changes per record (default: OUTBOX/plan.csv)")
     run.add_argument("--state", type=state_target, help=STATE_HELP)
     run.add_argument(
         "--lock-wait", type=float, default=LOCK_WAIT_SECONDS, metavar="SECONDS",
         help="wait this long for a previous run of the campaign to finish before exiting 3 (default 10)",
     )
     run.add_argument("--mode", choices=["incremental", "full"], help="override the campaign's sync mode")
-    run.add_argument("--platform", action="append", help="only these platforms (repeatable)")
+    run.add_argument(
+        "--platform", action="append",
+        help="only these channels (repeatable; an unknown name exits 2); the holdout ledger keeps the whole plan",
+    )
+    run.add_argument(
+        "--allow-large-changes", action="store_true",
+        help="push this once although more rows are rejected or members removed than the campaign's sync."
+        "max_reject_fraction / max_remove_fraction allow (otherwise nothing is pushed and the run exits 4)",
+    )
+    run.add_argument(
+        "--strict", action="store_true",
+        help="a segment rule on a field the source lacks, or a country alias in the channel rules, exits 4 "
+        "with nothing pushed instead of warning",
+    )
     run.add_argument("--sandbox", action="store_true", help="start local sandboxes and push to them")
     run.add_argument(
         "--endpoint", action="append", default=[], metavar="PLATFORM=URL",
         help="send a platform's calls to URL instead (a running `crm-activation sandbox`, a staging proxy)",
     )
     run.add_argument("--sandbox-log", type=Path, help="with --sandbox: folder for the sandboxes' request logs")
+    run.add_argument(
+        "--resend-in-doubt", action="store_true",
+        help="e-mail: re-send steps a killed run left in doubt (maybe delivered; same Message-ID): at least once",
+    )
     run.add_argument("--json", action="store_true", help="print the summary as JSON")
 
     connectors = commands.add_parser("connectors", help="list installed connectors and their capabilities")
@@ -95,6 +120,8 @@ def _parser() -> argparse.ArgumentParser:
     sandbox.add_argument("--faults", help='fault plan as JSON, e.g. {"throttle_rate": 0.1}')
     add_measurement_commands(commands)
     add_email_commands(commands)
+    add_validate_command(commands)
+    add_runs_command(commands)
     return parser
 
 
@@ -126,13 +153,17 @@ def _run(args: argparse.Namespace, console: Console) -> int:
         options = RunOptions(
             dry_run=args.dry_run,
             outbox=args.outbox,
-            rejects=args.rejects,
+            rejects=args.rejects or default_rejects(loaded, args.state),
+            plan=(args.plan or args.outbox / "plan.csv") if args.dry_run else None,
             state=args.state,
             lock_wait=args.lock_wait,
             base_urls=base_urls,
             mode=args.mode,
             platforms=tuple(args.platform) if args.platform else None,
             smtp=smtp,
+            resend_in_doubt=args.resend_in_doubt,
+            allow_large_changes=args.allow_large_changes,
+            strict=args.strict,
         )
         quiet = args.json or not console.is_terminal
         with Progress(
@@ -145,6 +176,9 @@ def _run(args: argparse.Namespace, console: Console) -> int:
         print(json.dumps(summary.to_json(), indent=2))
     else:
         print_summary(summary, console)
+    if summary.status == "refused":  # said on stderr too: with --json the figures would be in stdout only
+        print(f"error: run refused: {summary.error}", file=sys.stderr)
+        return 4
     return 0 if summary.status == "succeeded" else 1
 
 
@@ -195,12 +229,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "email":
         return int(args.handler(args))
     commands = {"run": _run, "connectors": _connectors, "sandbox": _sandbox, "report": report,
-                "simulate-conversions": simulate, "simulate": simulate}
+                "simulate-conversions": simulate, "simulate": simulate, "validate": validate, "runs": runs}
     try:
         return commands[args.command](args, console)
     except StateLockedError as error:  # a scheduler can tell "still running" from "broken"
         print(f"error: {PROCESS_REDACTOR.redact(str(error))}", file=sys.stderr)
         return 3
+    except RunInterrupted as error:  # Ctrl-C in a run: recorded and closed by the engine; no traceback
+        print(f"{PROCESS_REDACTOR.redact(str(error))}", file=sys.stderr)
+        return 130
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
     except CrmActivationError as error:
         print(f"error: {PROCESS_REDACTOR.redact(str(error))}", file=sys.stderr)  # unwrapped: file:line stays greppable
         return 2

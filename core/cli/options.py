@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..campaign.loader import LoadedCampaign
 from ..state.database import is_postgres_url
 
 STATE_HELP = "state database: a SQLite path or a postgresql:// URL (overrides the campaign's)"
@@ -12,3 +13,14 @@ STATE_HELP = "state database: a SQLite path or a postgresql:// URL (overrides th
 def state_target(text: str) -> str | Path:
     """`--state`: a postgresql:// URL stays a string, anything else is a SQLite path."""
     return text if is_postgres_url(text) else Path(text)
+
+
+def default_rejects(loaded: LoadedCampaign, state: str | Path | None) -> Path:
+    """Where `run` writes rejects without `--rejects`: `<campaign>-rejects.csv` next to the SQLite state.
+
+    Next to the state because that is where a scheduled job's other output already lives, and named by campaign
+    because several campaigns may share one state file. A PostgreSQL state has no folder: the current one.
+    """
+    target = loaded.state_target(state)
+    name = f"{loaded.campaign.campaign}-rejects.csv"
+    return Path(name) if isinstance(target, str) else target.parent / name

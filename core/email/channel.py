@@ -2,8 +2,11 @@
 
 `EmailChannel.deliver(contact, now=…)` does, for one contact: suppression → conversion stop → enrollment in the
 stage's sequence → the due step → send hour → variant → claim in the ledger (committed) → coupon, context,
-render, MIME → SMTP → mark. A step a previous run left pending is resumed before anything new, exactly as it
-was claimed (or cancelled, when the contact has since been suppressed or converted).
+render, MIME → SMTP → mark (committed by the transport's `on_accepted`, right after the 250). A step a
+previous run left `deferred` is resumed before anything new, exactly as it was claimed; one it left in doubt
+(`sending`: killed before the reply was recorded) holds the contact back (outcome `in_doubt`) unless the
+channel was built with `resend_in_doubt` (see `ledger.py`). Either is cancelled when the contact has since been
+suppressed or converted.
 The contacts handed in must already be test-group contacts routed to email: the holdout is the engine's.
 
 Errors that concern every contact stop the channel (they propagate after the claim is marked `deferred`, so
@@ -13,7 +16,7 @@ bounce address (`FatalError`). Everything about one recipient is an `EmailOutcom
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
@@ -25,7 +28,7 @@ from ..sdk.errors import CrmActivationError
 from ..state.database import Database
 from .context import build_context
 from .coupons import CouponIssuer
-from .ledger import Claim, SendLedger
+from .ledger import IN_DOUBT, Claim, SendLedger
 from .message import build_message
 from .rendering import TemplateRenderer
 from .sequences import assign_variant, due_step, send_hour, send_now
@@ -37,8 +40,14 @@ from .unsubscribe import UnsubscribeLedger, links, message_id
 class Transport(Protocol):
     """What sends a built message: `SmtpTransport`, or an ESP API transport behind the same call."""
 
-    def send(self, message: EmailMessage, envelope_from: str, recipient: str) -> Delivery:
-        """Send to one recipient and classify the outcome."""
+    def send(
+        self,
+        message: EmailMessage,
+        envelope_from: str,
+        recipient: str,
+        on_accepted: Callable[[Delivery], None] | None = None,
+    ) -> Delivery:
+        """Send to one recipient and classify the outcome; call `on_accepted` the moment it is accepted."""
         ...
 
 
@@ -47,7 +56,9 @@ class EmailOutcome:
     """What happened to one contact in this run.
 
     `status`: sent, failed_permanent, deferred (retried next run), cancelled, suppressed, converted,
-    no_sequence (no steps for the contact's stage), not_due, waiting_hour, done (a step was claimed elsewhere).
+    no_sequence (no steps for the contact's stage), not_due, waiting_hour, done (a step was claimed elsewhere),
+    in_doubt (a killed run's step may have been delivered: not re-sent, nothing newer sent).
+    `resumed`: the step was claimed by an earlier run; `in_doubt` with it: it was re-sent although in doubt.
     """
 
     contact_id: str
@@ -57,6 +68,7 @@ class EmailOutcome:
     variant: str = ""
     detail: str = ""
     resumed: bool = False
+    in_doubt: bool = False
 
 
 class EmailChannel:
@@ -74,6 +86,7 @@ class EmailChannel:
         renderer: TemplateRenderer | None = None,
         suppression: EmailSuppression | None = None,
         run_id: str | None = None,
+        resend_in_doubt: bool = False,
     ) -> None:
         """Wire the blocks for one run.
 
@@ -87,6 +100,7 @@ class EmailChannel:
             renderer: defaults to one over `config.templates` (or the packaged templates).
             suppression: defaults to one without a bounce file, reading the state database tables.
             run_id: recorded on ledger rows.
+            resend_in_doubt: re-send steps a killed run left in doubt (at least once) instead of holding them.
         """
         self.config = config
         self.credentials = credentials
@@ -97,6 +111,7 @@ class EmailChannel:
         self.renderer = renderer or TemplateRenderer(config.templates)
         self.suppression = suppression or EmailSuppression(db, require_consent=config.require_consent)
         self.run_id = run_id
+        self.resend_in_doubt = resend_in_doubt
         self.ledger = SendLedger(db, campaign)
         self.tokens = UnsubscribeLedger(db)
         self.coupons = (
@@ -108,24 +123,28 @@ class EmailChannel:
     def deliver(self, contact: Contact, *, now: datetime, converted: bool = False) -> EmailOutcome:
         """Send the contact the step that is due now, if any (see the module docstring for the order)."""
         cid = contact.contact_id
-        pending = [row for row in self.ledger.pending() if row[0] == cid] if self._has_pending(cid) else []
+        pending = self.ledger.pending_of(cid)
         reason = self.suppression.reason(contact)
         if reason is not None:
-            for _, stage, step in pending:
+            for stage, step, _ in pending:
                 self._cancel(cid, stage, step, f"suppressed: {reason}")
             return EmailOutcome(cid, "suppressed", detail=reason)
         today = now.date()
         if converted or self.ledger.has_converted(cid):
-            for _, stage, step in pending:
+            for stage, step, _ in pending:
                 self._cancel(cid, stage, step, "converted")
             if converted:
                 self.ledger.end_enrollment(cid, today, "converted")
             return EmailOutcome(cid, "converted")
-        if pending:  # a killed run's message: same template, variant and Message-ID, before anything new
-            _, stage, step = pending[0]
-            claim = self.ledger.claim(cid, stage, step, "", "", "", run_id=self.run_id, at=now.timestamp())
+        if pending:  # an earlier run's message: same template, variant and Message-ID, before anything new
+            stage, step, status = pending[0]
+            in_doubt = status == IN_DOUBT
+            if in_doubt and not self.resend_in_doubt:  # maybe delivered: at most once, so hold the contact
+                return EmailOutcome(cid, "in_doubt", stage, step, detail="claimed, no reply recorded", in_doubt=True)
+            claim = self.ledger.claim(cid, stage, step, "", "", "", run_id=self.run_id, at=now.timestamp(),
+                                      resend_in_doubt=in_doubt)
             if claim is not None:
-                return self._send(claim, contact, now)
+                return self._send(claim, contact, now, in_doubt)
         stage = contact.attributes.funnel_stage or ""
         steps = self.config.sequences.get(stage)
         if not steps:
@@ -161,15 +180,6 @@ class EmailChannel:
         return cancelled
 
     # -- internals --------------------------------------------------------------------------------------
-    def _has_pending(self, cid: str) -> bool:
-        return (
-            self.db.execute(
-                "SELECT 1 FROM email_sends WHERE campaign=? AND contact_id=? AND status IN ('sending', 'deferred')",
-                (self.campaign, cid),
-            ).fetchone()
-            is not None
-        )
-
     def _cancel(self, cid: str, stage: str, step: int, reason: str) -> None:
         self.ledger.cancel(cid, stage, step, reason)
 
@@ -183,7 +193,7 @@ class EmailChannel:
         return {"code": code, "amount": self.config.coupon.amount, "currency": self.config.coupon.currency,
                 "expires_on": expires}
 
-    def _send(self, claim: Claim, contact: Contact, now: datetime) -> EmailOutcome:
+    def _send(self, claim: Claim, contact: Contact, now: datetime, in_doubt: bool = False) -> EmailOutcome:
         cid = contact.contact_id
         at = now.timestamp()
         address = sendable_address(contact) or ""
@@ -214,18 +224,29 @@ class EmailChannel:
         except ValueError as error:
             self.ledger.mark_failed(claim, None, f"cannot build the message: {error}", at)
             return EmailOutcome(cid, "failed_permanent", claim.stage, claim.step, claim.variant, str(error))
-        try:
-            delivery = self.transport.send(message, self.config.bounce_envelope, address)
-        except CrmActivationError as error:  # login refused, bounce address refused: nothing was accepted
-            self.ledger.mark_deferred(claim, None, f"not sent: {type(error).__name__}", at)
-            raise
-        if delivery.status == "sent":
+        accepted: list[Delivery] = []
+
+        def record(delivery: Delivery) -> None:  # the transport calls it right after the 250: commit, nothing else
+            accepted.append(delivery)
             self.ledger.mark_sent(claim, delivery.code or 250, delivery.detail, at)
+
+        try:
+            delivery = self.transport.send(message, self.config.bounce_envelope, address, record)
+        except CrmActivationError as error:
+            if not accepted:  # login refused, bounce address refused: nothing was accepted
+                self.ledger.mark_deferred(claim, None, f"not sent: {type(error).__name__}", at)
+            raise  # else the record itself failed (the database): the row stays `sending`, in doubt
+        if delivery.status == "sent":
+            if not accepted:  # a transport that does not call back: record now
+                self.ledger.mark_sent(claim, delivery.code or 250, delivery.detail, at)
         elif delivery.status == "failed_permanent":
             self.ledger.mark_failed(claim, delivery.code, delivery.detail, at)
             if is_hard_bounce(delivery.code, delivery.detail):
                 record_bounce(self.db, address, cid, delivery.code, delivery.detail)
+        elif delivery.status == "in_doubt":  # no reply after the end of DATA: the row stays `sending`, in doubt
+            return EmailOutcome(cid, "in_doubt", claim.stage, claim.step, claim.variant, delivery.detail,
+                                claim.resumed, True)
         else:
             self.ledger.mark_deferred(claim, delivery.code, delivery.detail, at)
         return EmailOutcome(cid, delivery.status, claim.stage, claim.step, claim.variant, delivery.detail,
-                            claim.resumed)
+                            claim.resumed, in_doubt)

@@ -10,12 +10,14 @@ of the engine it declares as a `pipeline.channels.Channel`:
 - two contacts with one mailbox would get every message twice, so all but one (the lowest contact id) are held
   back after staging.
 
-E-mail is not an audience on a remote platform: enrollment, sequencing and the exactly-once send ledger live
-in the state database (see `ledger.py`).
+E-mail is not an audience on a remote platform: enrollment, sequencing and the at-most-once send ledger live
+in the state database (see `ledger.py`); steps a killed run left in doubt are listed in the summary's
+`in_doubt`, and re-sent only with `resend_in_doubt`.
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
@@ -28,10 +30,11 @@ from ..pipeline.payload import PayloadBuilder
 from ..pipeline.platform_sync import audience_specs
 from ..pipeline.suppression import SuppressionList
 from ..sdk.contact import Contact
+from ..sdk.errors import CrmActivationError
 from ..sdk.identifier_kinds import IdentifierKind
 from ..sdk.normalization import email_mailbox
 from ..sdk.redaction import Redactor, remember_secrets
-from ..sdk.summary import PlatformSummary, StageCounts
+from ..sdk.summary import InDoubtSend, PlatformSummary, StageCounts
 from ..sdk.types import IdentifierRule, Member
 from ..state.database import Database
 from ..state.store import StateStore
@@ -81,6 +84,7 @@ class EmailDelivery:
         dry_run: bool,
         smtp: tuple[str, int] | None,
         redactor: Redactor,
+        resend_in_doubt: bool = False,
     ) -> None:
         self.loaded = loaded
         self.campaign = campaign
@@ -88,6 +92,7 @@ class EmailDelivery:
         self.dry_run = dry_run
         self.smtp = smtp
         self.redactor = redactor
+        self.resend_in_doubt = resend_in_doubt
 
     def staged(self, contact: Contact, member: Member) -> tuple[str, str]:
         """The whole contact as JSON (names, history, coupon personalize the message); no fingerprint to diff."""
@@ -109,7 +114,8 @@ class EmailDelivery:
             credentials = email_credentials(self.smtp)
             remember_secrets(credentials.secret_values())
             contacts = (Contact.model_validate_json(payload) for payload in state.staged_payloads(self.name))
-            deliver(self.loaded, self.config, credentials, state.db, contacts, summary, run_id)
+            deliver(self.loaded, self.config, credentials, state.db, contacts, summary, run_id,
+                    resend_in_doubt=self.resend_in_doubt)
 
 
 def deliver(
@@ -120,8 +126,14 @@ def deliver(
     contacts: Iterator[Contact],
     summary: PlatformSummary,
     run_id: str,
+    *,
+    resend_in_doubt: bool = False,
 ) -> None:
-    """Send each contact its due step; count outcomes by status in `summary.messages`."""
+    """Send each contact its due step; count outcomes by status in `summary.messages`.
+
+    Steps still in doubt at the end (also when the channel stopped on an error) are listed in `summary.in_doubt`:
+    they are the operator's to decide, so every run shows them until they are resolved.
+    """
     templates = loaded.resolve(config.templates) if config.templates else None
     bounces = SuppressionList.load(config.bounces, loaded.base_dir) if config.bounces else None
     transport = SmtpTransport(
@@ -138,18 +150,33 @@ def deliver(
             renderer=TemplateRenderer(templates),
             suppression=EmailSuppression(db, bounces, config.require_consent),
             run_id=run_id,
+            resend_in_doubt=resend_in_doubt,
         )
-        seen: set[str] = set()
-        now = datetime.now(UTC)
-        for contact in contacts:
-            seen.add(contact.contact_id)
-            converted = bool(contact.attributes.value("converted"))
-            outcome = channel.deliver(contact, now=now, converted=converted)
-            summary.messages[outcome.status] = summary.messages.get(outcome.status, 0) + 1
-            if outcome.status == "sent":
-                stage = summary.stages.get(outcome.stage)
-                if stage is not None:
-                    stage.added += 1
-        cancelled = channel.finish(seen)
-        if cancelled:
-            summary.messages["cancelled"] = summary.messages.get("cancelled", 0) + cancelled
+        try:
+            _deliver_all(channel, contacts, summary)
+        finally:
+            with contextlib.suppress(CrmActivationError):  # never hide the error that stopped the channel
+                summary.in_doubt = [
+                    InDoubtSend(contact_id=row.contact_id, stage=row.stage, step=row.step, message_id=row.message_id)
+                    for row in channel.ledger.in_doubt()
+                ]
+
+
+def _deliver_all(channel: EmailChannel, contacts: Iterator[Contact], summary: PlatformSummary) -> None:
+    """The per-contact loop, apart so that `deliver` can list what is in doubt however it ends."""
+    seen: set[str] = set()
+    now = datetime.now(UTC)
+    for contact in contacts:
+        seen.add(contact.contact_id)
+        converted = bool(contact.attributes.value("converted"))
+        outcome = channel.deliver(contact, now=now, converted=converted)
+        summary.messages[outcome.status] = summary.messages.get(outcome.status, 0) + 1
+        if outcome.in_doubt and outcome.status != "in_doubt":
+            summary.resent_in_doubt += 1
+        if outcome.status == "sent":
+            stage = summary.stages.get(outcome.stage)
+            if stage is not None:
+                stage.added += 1
+    cancelled = channel.finish(seen)
+    if cancelled:
+        summary.messages["cancelled"] = summary.messages.get("cancelled", 0) + cancelled

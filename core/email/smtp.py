@@ -13,8 +13,10 @@ Reply classes decide everything (RFC 5321 §4.2.1):
   stops the channel instead of burning each contact's step. 535 on AUTH and a missing STARTTLS are
   `ConfigError`.
 
-A connection dropped after the final "." but before the server's reply is ambiguous in SMTP itself (RFC 5321
-§6.1 accepts duplicates over loss); the retry then re-sends the same bytes with the same Message-ID.
+- A connection dropped (or a reply timed out) after the final "." went out, before the server's reply, is
+  ambiguous in SMTP itself: the server may have accepted the message (RFC 5321 §6.1 accepts duplicates over
+  loss). That is `in_doubt`, never retried here: the caller keeps the step in doubt, so "at most once" holds
+  for drops too. A drop anywhere before the final "." is transient, as above: nothing can have been accepted.
 Server replies are stored in the ledger with email addresses masked (replies often quote the recipient).
 """
 
@@ -28,7 +30,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from email.message import EmailMessage
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_random_exponential
 
@@ -36,6 +38,9 @@ from ..campaign.email_settings import EmailCredentials
 from ..sdk.errors import ConfigError, FatalError
 from ..sdk.redaction import remember_secrets
 from .message import envelope_bytes
+
+if TYPE_CHECKING:  # annotations only: smtplib's stub types `send` with it (collections.abc has it from 3.12)
+    from typing_extensions import Buffer
 
 _ADDRESS = re.compile(r"[^\s<>\"'@,;:]+@[^\s<>\"',;:]+")
 
@@ -49,7 +54,7 @@ def mask_addresses(text: str) -> str:
 class Delivery:
     """The outcome of one message to one recipient."""
 
-    status: Literal["sent", "failed_permanent", "deferred"]
+    status: Literal["sent", "failed_permanent", "deferred", "in_doubt"]
     code: int | None
     detail: str
     attempts: int
@@ -64,6 +69,30 @@ class _Transient(Exception):
 
 class _Unreachable(_Transient):
     """The relay cannot be reached at all (connection refused, DNS, TLS handshake)."""
+
+
+class _TrackedSMTP(smtplib.SMTP):
+    """`smtplib.SMTP` that notes when the end of DATA (the final ".") has been handed to the socket."""
+
+    dot_sent = False
+
+    def send(self, s: Buffer | str) -> None:
+        """Send, then note the end of the payload: after it, a lost reply means "maybe accepted"."""
+        super().send(s)
+        if isinstance(s, bytes) and s.endswith(b"\r\n.\r\n"):  # `data()` sends the whole payload in one call
+            self.dot_sent = True
+
+
+class _TrackedSMTPSSL(smtplib.SMTP_SSL):
+    """`_TrackedSMTP` over implicit TLS."""
+
+    dot_sent = False
+
+    def send(self, s: Buffer | str) -> None:
+        """See `_TrackedSMTP.send`."""
+        super().send(s)
+        if isinstance(s, bytes) and s.endswith(b"\r\n.\r\n"):
+            self.dot_sent = True
 
 
 def _text(reply: bytes | str) -> str:
@@ -110,7 +139,7 @@ class SmtpTransport:
             sleep=sleep,
             reraise=True,
         )
-        self._conn: smtplib.SMTP | None = None
+        self._conn: _TrackedSMTP | _TrackedSMTPSSL | None = None
         self._sent_on_conn = 0
         self.connections = 0  # opened so far (reuse is observable)
         remember_secrets(credentials.secret_values())
@@ -122,15 +151,15 @@ class SmtpTransport:
         self.close()
 
     # -- connection -------------------------------------------------------------------------------------
-    def _connect(self) -> smtplib.SMTP:
+    def _connect(self) -> _TrackedSMTP | _TrackedSMTPSSL:
         c = self.credentials
         try:
             if c.smtp_ssl:
-                conn: smtplib.SMTP = smtplib.SMTP_SSL(
+                conn: _TrackedSMTP | _TrackedSMTPSSL = _TrackedSMTPSSL(
                     c.smtp_host, c.smtp_port, self.local_hostname, timeout=c.smtp_timeout, context=self.ssl_context
                 )
             else:
-                conn = smtplib.SMTP(c.smtp_host, c.smtp_port, self.local_hostname, timeout=c.smtp_timeout)
+                conn = _TrackedSMTP(c.smtp_host, c.smtp_port, self.local_hostname, timeout=c.smtp_timeout)
             conn.ehlo()
             if c.smtp_starttls:
                 conn.starttls(context=self.ssl_context)
@@ -167,8 +196,19 @@ class SmtpTransport:
                 conn.close()
 
     # -- sending ----------------------------------------------------------------------------------------
-    def send(self, message: EmailMessage | bytes, envelope_from: str, recipient: str) -> Delivery:
+    def send(
+        self,
+        message: EmailMessage | bytes,
+        envelope_from: str,
+        recipient: str,
+        on_accepted: Callable[[Delivery], None] | None = None,
+    ) -> Delivery:
         """Send one message to one recipient; every outcome but a configuration error is a `Delivery`.
+
+        `on_accepted` is called with the `sent` delivery the moment the relay's 250 to the end of DATA arrives,
+        before anything else (the retry loop unwinding, counters, the next message): the caller commits it
+        there, which keeps a crash between acceptance and record as unlikely as it can be. An exception it
+        raises propagates (the message was accepted but not recorded: the caller's row stays in doubt).
 
         Raises:
             ConfigError: the relay refused the login or lacks STARTTLS.
@@ -180,7 +220,7 @@ class SmtpTransport:
             for attempt in Retrying(**self._retry):  # type: ignore[arg-type]
                 with attempt:
                     attempts += 1
-                    return self._attempt(data, envelope_from, recipient, attempts)
+                    return self._attempt(data, envelope_from, recipient, attempts, on_accepted)
         except _Unreachable as exc:
             # Not this recipient's problem: every later message would wait through the same retries.
             c = self.credentials
@@ -189,12 +229,20 @@ class SmtpTransport:
             return Delivery("deferred", exc.code, exc.detail, attempts)
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def _attempt(self, data: bytes, envelope_from: str, recipient: str, attempts: int) -> Delivery:
+    def _attempt(
+        self,
+        data: bytes,
+        envelope_from: str,
+        recipient: str,
+        attempts: int,
+        on_accepted: Callable[[Delivery], None] | None,
+    ) -> Delivery:
         if self._conn is not None and (self._conn.sock is None or self._sent_on_conn >= self.max_messages):
             self.close() if self._conn.sock is not None else self._drop()
         if self._conn is None:
             self._conn = self._connect()
         conn = self._conn
+        conn.dot_sent = False
         try:
             conn.sendmail(envelope_from, [recipient], data)
         except smtplib.SMTPRecipientsRefused as exc:
@@ -212,9 +260,15 @@ class SmtpTransport:
             return self._refused(exc.smtp_code, _text(exc.smtp_error), attempts)
         except (OSError, smtplib.SMTPException) as exc:  # disconnects, resets, timeouts
             self._drop()
-            raise _Transient(None, f"connection: {type(exc).__name__}: {_text(str(exc))}") from None
+            detail = f"connection: {type(exc).__name__}: {_text(str(exc))}"
+            if conn.dot_sent:  # the whole message went out and no reply came: maybe accepted, never retried
+                return Delivery("in_doubt", None, f"no reply after the end of DATA ({detail})", attempts)
+            raise _Transient(None, detail) from None
+        delivery = Delivery("sent", 250, "accepted", attempts)
+        if on_accepted is not None:  # first thing after the 250 (see `send`)
+            on_accepted(delivery)
         self._sent_on_conn += 1
-        return Delivery("sent", 250, "accepted", attempts)
+        return delivery
 
     def _refused(self, code: int, detail: str, attempts: int) -> Delivery:
         if 400 <= code < 500:

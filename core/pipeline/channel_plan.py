@@ -2,7 +2,7 @@
 
 This is the one place that knows the kinds of channel there are; the engine is handed the list (and a test
 or a library user can hand it their own). `--platform` narrows the list: a platform, or e-mail, that is not
-named is left out. Ad platforms come first so that e-mail is sent after the audiences were pushed.
+named is left out. Ad platforms come first, e-mail last: the order of the summary (all push at once).
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from ..sdk.http import Outbox, PlatformHttp, RateLimiter, RetryPolicy
 from ..sdk.plugins import collect_connectors
 from ..sdk.redaction import Redactor, remember_secrets
 from .channels import Channel
+from .plan_file import PlanWriter
 from .platform_channel import PlatformChannel
 from .run_options import RunOptions, RunProgress
 
@@ -37,9 +38,11 @@ def campaign_channels(
 
     Every credential loaded is added to `redactor` (and to the process's log redaction) before any request.
     """
+    plan = PlanWriter(options.plan) if options.dry_run and options.plan else None
     channels: list[Channel] = [
         PlatformChannel(
-            slug, connector, campaign, hooks=pm.hook, redactor=redactor, dry_run=options.dry_run, progress=progress
+            slug, connector, campaign, hooks=pm.hook, redactor=redactor, dry_run=options.dry_run, progress=progress,
+            plan=plan,
         )
         for slug, connector in build_connectors(campaign, options, pm, redactor).items()
     ]
@@ -47,7 +50,8 @@ def campaign_channels(
     if campaign.email is not None and (wanted is None or EMAIL_CHANNEL in wanted):
         channels.append(
             EmailDelivery(
-                loaded, campaign, campaign.email, dry_run=options.dry_run, smtp=options.smtp, redactor=redactor
+                loaded, campaign, campaign.email, dry_run=options.dry_run, smtp=options.smtp, redactor=redactor,
+                resend_in_doubt=options.resend_in_doubt,
             )
         )
     return channels
@@ -60,6 +64,23 @@ def enabled_platforms(campaign: Campaign, wanted: tuple[str, ...] | None) -> lis
         for slug, config in campaign.platforms.items()
         if config.enabled and (wanted is None or slug in wanted)
     ]
+
+
+def planned_channels(campaign: Campaign) -> list[str]:
+    """Every channel the campaign pushes when no `--platform` narrows the run: its treatment plan."""
+    return enabled_platforms(campaign, None) + ([EMAIL_CHANNEL] if campaign.email is not None else [])
+
+
+def check_platforms(campaign: Campaign, wanted: tuple[str, ...] | None) -> None:
+    """Refuse a `--platform` that names no channel of the campaign (a typo must not make a run of nothing)."""
+    known = planned_channels(campaign)
+    unknown = [name for name in wanted or () if name not in known]
+    if unknown:
+        disabled = [name for name in unknown if name in campaign.platforms]
+        why = f" ({', '.join(disabled)}: enabled: false in the campaign)" if disabled else ""
+        raise ConfigError(
+            f"--platform {', '.join(unknown)}: not a channel of this campaign{why}; known: {', '.join(known) or 'none'}"
+        )
 
 
 def build_connectors(
@@ -97,6 +118,8 @@ def build_connectors(
             redactor=redactor,
             outbox=outbox,
             sleep=options.sleep,
+            cancel=options.cancel,
+            tokens=options.tokens,
         )
         built[slug] = cls(account, credentials, http)
     return built

@@ -11,8 +11,10 @@ one channel to the next is asked of the channel itself, so the engine names none
 - `hold_back`: a last guard over everything staged (e-mail: one message per address);
 - `push`: the channel's own phase once every contact is staged (an ad platform's diff; e-mail's sends).
 
-Channels are pushed in the order the engine is handed them: `channel_plan.campaign_channels` puts the ad
-platforms first and e-mail last.
+Channels are pushed concurrently (they are independent: one slow platform must not hold up the others or the
+e-mail); the summary lists them in the order the engine is handed them (`channel_plan.campaign_channels`: the
+ad platforms, then e-mail). A channel's `push` therefore runs in a worker thread; the state connection
+serializes its statements and transactions.
 """
 
 from __future__ import annotations

@@ -18,6 +18,7 @@ from ..campaign.schema import AudienceSourceConfig
 from ..sdk.contact import Contact
 from ..sdk.summary import Outcome, RunSummary
 from .clusters import ClusterBuilder, IdentityClusters
+from .guardrails import ColumnCheck
 from .identity_table import IdentityTable
 from .link_keys import LinkKeys
 from .onboarding import ContactParser
@@ -43,6 +44,8 @@ class ContactStream:
         self.summary = summary
         self.rejects = rejects
         self.identity: IdentityTable | None = None
+        #: the source's columns (a CSV header, a SQL result's, the keys JSON Lines records had), once `link` ran
+        self.columns: list[str] | None = None
 
     @property
     def identity_stats(self) -> dict[str, int] | None:
@@ -55,16 +58,26 @@ class ContactStream:
         return self.identity
 
     def link(self, link_keys: LinkKeys) -> IdentityClusters:
-        """Read every row once and cluster the records that share a strong identifier (match table included)."""
+        """Read every row once and cluster the records that share a strong identifier (match table included).
+
+        This first read also checks the source's columns (`ColumnCheck`): a CSV or SQL header before its first
+        row, JSON Lines keys once read; a required column missing raises `InputError` before any row is routed.
+        """
         identity = self._identity_table()
         builder = ClusterBuilder()
-        for row in open_rows(self.audience.source, self.base_dir):
+        check = ColumnCheck(self.parser, self.audience.source)
+        keys_only = check.keys_only
+        for row in open_rows(self.audience.source, self.base_dir, check.header):
             if row.error is not None:
                 continue
+            if keys_only:
+                check.saw(row.fields)
             contact_id, identifiers = self.parser.link_identifiers(row)
             if identity is not None and contact_id:
                 identifiers = {**identity.identifiers_for(contact_id), **identifiers}
             builder.add(contact_id, link_keys.keys(contact_id, identifiers))
+        check.finish()
+        self.columns = check.columns
         return builder.finish()
 
     def __iter__(self) -> Iterator[Contact]:

@@ -8,23 +8,26 @@ stage, what to hold back, and finally to push.
 
 from __future__ import annotations
 
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor, wait
 from typing import Any
 
 import pluggy
 
 from ..campaign.loader import LoadedCampaign
-from ..sdk.errors import CrmActivationError
+from ..sdk.errors import CrmActivationError, RunInterrupted
 from ..sdk.plugins import make_plugin_manager
 from ..sdk.redaction import Redactor
 from ..sdk.summary import PlatformSummary, RunSummary
 from ..state.store import StateStore
 from .accounting import RunAccounts
-from .channel_plan import campaign_channels
+from .channel_plan import campaign_channels, check_platforms, planned_channels
 from .channels import Channel
 from .contact_stream import ContactStream
 from .eligibility import ChannelRules, ContactGate
+from .guardrails import country_alias_warnings, large_changes, refusal, rule_field_warnings
 from .holdout import BalanceTracker
 from .link_keys import LinkKeys
 from .rejects import RejectsWriter
@@ -36,12 +39,58 @@ from .suppression import SuppressionList
 
 __all__ = ["Engine", "RunOptions", "RunProgress"]
 
+#: Channels pushed at once. Platforms are independent (each has its own HTTP session and rate limit), so one
+#: slow or unreachable platform must not delay the others or the e-mail; the bound covers a campaign's
+#: usual channels, so none waits for a free thread.
+PUSH_THREADS = 8
+#: How often, at most, acknowledged batches refresh the run's `last_seen` in the ledger.
+HEARTBEAT_SECONDS = 1.0
+
+
+class HeartbeatProgress(RunProgress):
+    """Passes progress on, and records in the run ledger that the run is alive as batches are acknowledged.
+
+    A run killed with SIGKILL cannot write its end; the next run marks it abandoned, finished when it was last
+    seen (`StateStore.start_run`). Called from the push threads; the state connection serializes them.
+    """
+
+    def __init__(self, inner: RunProgress, clock: Callable[[], float] = time.monotonic) -> None:
+        self.inner = inner
+        self.clock = clock
+        self._beat: Callable[[], None] | None = None
+        self._last = -float("inf")
+        self._lock = threading.Lock()
+
+    def attach(self, beat: Callable[[], None] | None) -> None:
+        """Start (a function recording the heartbeat) or stop (None) recording; the next batch records one."""
+        with self._lock:
+            self._beat, self._last = beat, -float("inf")
+
+    def rows(self, n: int) -> None:
+        """Pass on."""
+        self.inner.rows(n)
+
+    def platform_started(self, platform: str, total: int) -> None:
+        """Pass on."""
+        self.inner.platform_started(platform, total)
+
+    def pushed(self, platform: str, n: int) -> None:
+        """Pass on, then record the heartbeat unless one was recorded within `HEARTBEAT_SECONDS`."""
+        self.inner.pushed(platform, n)
+        with self._lock:
+            now = self.clock()
+            if self._beat is None or now - self._last < HEARTBEAT_SECONDS:
+                return
+            self._last = now
+            self._beat()
+
 
 class Engine:
     """Runs one campaign through its channels.
 
     `channels` None means the campaign's own (its enabled ad platforms through the installed connectors, then
-    e-mail when configured, narrowed by `options.platforms`). Channels handed in are pushed in their order.
+    e-mail when configured, narrowed by `options.platforms`). Channels push concurrently; the summary keeps
+    the order they were handed in.
     Each channel redacts its own errors; `self.redactor` learns the secrets of the channels the engine assembles.
     """
 
@@ -61,9 +110,11 @@ class Engine:
                 update={"sync": self.campaign.sync.model_copy(update={"mode": self.options.mode})}
             )
         self.pm = plugin_manager or make_plugin_manager()
-        self.progress = progress or RunProgress()
+        self.progress = HeartbeatProgress(progress or RunProgress())
         self.redactor = Redactor()
+        self._strict_warnings: list[str] = []  # rules that cannot apply as meant: errors under `strict`
         if channels is None:
+            check_platforms(self.campaign, self.options.platforms)
             channels = campaign_channels(loaded, self.campaign, self.options, self.pm, self.redactor, self.progress)
         self.channels = list(channels)
         self.router = self._router()
@@ -100,22 +151,37 @@ class Engine:
         state = StateStore(self.loaded.open_state(options.state))
         summary = RunSummary(campaign=self.campaign.campaign, mode=self.campaign.sync.mode, dry_run=options.dry_run)
         summary.platforms = {channel.name: PlatformSummary() for channel in self.channels}
-        rejects = RejectsWriter(options.rejects)
-        summary.rejects_file = str(options.rejects) if options.rejects else None
+        rejects: RejectsWriter | None = None
         try:
-            summary.run_id = "dry-run" if options.dry_run else state.start_run(
-                self.campaign.campaign, summary.mode, options.lock_wait
-            )
+            # The lock before any output: a run refused because another is still going (exit 3) must leave
+            # that run's rejects file (truncated on open) and outbox alone. A dry run locks too: it reads the
+            # membership a running push is changing, and appends to the same outbox as another dry run.
+            summary.run_id = self._start(state, summary)
+            rejects = RejectsWriter(options.rejects)
+            summary.rejects_file = str(options.rejects) if options.rejects else None
+            summary.plan_file = str(options.plan) if options.dry_run and options.plan else None
+            self.pm.register(rejects)  # platforms' refusals by record go to the rejects file too
             self._stage(state, summary, rejects)
             summary.onboard_seconds = round(time.monotonic() - started, 3)
-            for channel in self.channels:
-                channel.push(state, summary.platforms[channel.name], summary.run_id)
-            summary.status = "failed" if any(p.error for p in summary.platforms.values()) else "succeeded"
+            refused = self._guard(state, summary)
+            if refused:  # before the first push: no channel (e-mail included) gets anything
+                summary.status, summary.error = "refused", refused
+            else:
+                self._push(state, summary)
+                summary.status = "failed" if any(p.error for p in summary.platforms.values()) else "succeeded"
         except CrmActivationError as error:
             summary.status, summary.error = "failed", self.redactor.redact(str(error))
             raise
+        except KeyboardInterrupt:
+            summary.status = "interrupted"
+            summary.error = "interrupted (Ctrl-C); the batches acknowledged before are recorded"
+            raise RunInterrupted(self._interrupted(summary.run_id)) from None
         finally:
-            rejects.close()
+            self.progress.attach(None)
+            self.options.tokens.bind(None)
+            if rejects is not None:
+                self.pm.unregister(rejects)
+                rejects.close()
             summary.seconds = round(time.monotonic() - started, 3)
             for channel in self.channels:
                 summary.platforms[channel.name].requests = channel.requests
@@ -124,6 +190,65 @@ class Engine:
             self.pm.hook.after_run(summary=summary)
             state.close()
         return summary
+
+    def _start(self, state: StateStore, summary: RunSummary) -> str:
+        """Take the campaign lock and open the run in the ledger (a dry run only locks); return the run id."""
+        if self.options.dry_run:
+            state.db.lock_campaign(self.campaign.campaign, self.options.lock_wait)
+            return "dry-run"
+        run_id = state.start_run(self.campaign.campaign, summary.mode, self.options.lock_wait)
+        for dead, seen in state.abandoned:
+            when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(seen))
+            summary.warnings.append(f"run {dead} never finished (killed?); marked abandoned, last seen {when}")
+        self.progress.attach(lambda: state.heartbeat(run_id))
+        self.options.tokens.bind(state)  # tokens from earlier runs are reused; new ones kept for the next
+        return run_id
+
+    def _push(self, state: StateStore, summary: RunSummary) -> None:
+        """Push every channel at once (up to `PUSH_THREADS`): platforms are independent of each other.
+
+        The summary keeps the channels' order whatever order they finish in. On Ctrl-C the workers are told to
+        stop (`options.cancel`: no request starts after it) and are waited for, so what they had acknowledged is
+        recorded before the run is closed as interrupted.
+        """
+        cancel = self.options.cancel
+        with ThreadPoolExecutor(max(1, min(PUSH_THREADS, len(self.channels))), "push") as pool:
+            futures = [
+                pool.submit(channel.push, state, summary.platforms[channel.name], summary.run_id)
+                for channel in self.channels
+            ]
+            try:
+                for future in futures:
+                    future.result()
+            except BaseException:
+                cancel.set()
+                for future in futures:
+                    future.cancel()
+                wait(futures)
+                raise
+
+    @staticmethod
+    def _interrupted(run_id: str | None) -> str:
+        if not run_id or run_id == "dry-run":
+            return "interrupted; nothing was recorded. Run the same command again"
+        return (
+            f"interrupted; run {run_id} is recorded as interrupted with every batch acknowledged before. "
+            "Run the same command again to resume: it sends only what was not acknowledged"
+        )
+
+    def _plan_rules(self) -> ChannelRules | None:
+        """In a run of some of the campaign's channels only: the rules over its whole plan, for the ledger."""
+        planned = set(planned_channels(self.campaign))
+        return ChannelRules(self.campaign.channels, planned) if {c.name for c in self.channels} < planned else None
+
+    def _guard(self, state: StateStore, summary: RunSummary) -> str | None:
+        """Why the staged run must not be pushed (`guardrails`), or None; an override is noted as a warning."""
+        problems = large_changes(self.campaign, summary, state, [channel.name for channel in self.channels])
+        if problems and self.options.allow_large_changes:
+            summary.warnings += [f"pushed with --allow-large-changes: {problem}" for problem in problems]
+            problems = []
+        strict = self._strict_warnings if self.options.strict else []
+        return refusal(problems, strict) if problems or strict else None
 
     def _stage(self, state: StateStore, summary: RunSummary, rejects: RejectsWriter) -> None:
         """Link records into people, then stream, route and stage every contact.
@@ -139,7 +264,13 @@ class Engine:
         contacts = ContactStream(campaign.audience, self.loaded.base_dir, campaign.funnel.first_stage, summary, rejects)
         clusters = contacts.link(LinkKeys(campaign.default_country))
         accounts.clusters(clusters.stats)
-        stager = Stager(state, campaign, self.channels, summary.run_id, dry_run=self.options.dry_run)
+        self._strict_warnings = country_alias_warnings(campaign)
+        if contacts.columns is not None:
+            self._strict_warnings += rule_field_warnings(campaign, contacts.parser, contacts.columns)
+        summary.warnings += self._strict_warnings
+        stager = Stager(
+            state, campaign, self.channels, summary.run_id, dry_run=self.options.dry_run, plan_rules=self._plan_rules()
+        )
         try:
             for count, contact in enumerate(contacts, start=1):
                 routed = self.router.route(contact, clusters.anchor(contact.contact_id)[0])

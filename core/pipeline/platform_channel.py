@@ -18,6 +18,7 @@ from ..sdk.types import Member
 from ..state.store import StateStore, encode_member
 from .channels import HeldBack, channel_phase
 from .payload import PayloadBuilder
+from .plan_file import PlanWriter
 from .platform_sync import PlatformSync
 from .run_options import RunProgress
 
@@ -37,8 +38,10 @@ class PlatformChannel:
         redactor: Redactor,
         dry_run: bool,
         progress: RunProgress | None = None,
+        plan: PlanWriter | None = None,
     ) -> None:
         self.name = name
+        self.plan = plan
         self.connector = connector
         self.campaign = campaign
         self.hooks = hooks
@@ -66,7 +69,10 @@ class PlatformChannel:
         return None
 
     def push(self, state: StateStore, summary: PlatformSummary, run_id: str) -> None:
-        """Check the credentials (not in dry runs), then push the diff; a failure is recorded, not raised."""
+        """Check the credentials (not in dry runs), then push the diff; a failure is recorded, not raised.
+
+        With a plan writer (dry runs), the planned changes are then written per record.
+        """
         connector = self.connector
         size = min(connector.max_batch_size, self.campaign.sync.batch_size or connector.max_batch_size)
         sync = PlatformSync(
@@ -85,3 +91,5 @@ class PlatformChannel:
             if not self.dry_run:
                 connector.check()
             sync.run(summary)
+        if self.plan is not None:  # also after a failure: the changes planned before it are worth seeing
+            self.plan.write(self.name, state.planned_operations(self.name))

@@ -6,13 +6,14 @@ without importing the engine that imports it.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..sdk.http import RetryPolicy
+from ..sdk.http import RetryPolicy, TokenCache
 from ..state.database import LOCK_WAIT_SECONDS
 
 
@@ -36,6 +37,7 @@ class RunOptions:
     dry_run: bool = False
     outbox: Path | None = None
     rejects: Path | None = None
+    plan: Path | None = None  # dry runs: where to write the planned changes per record (see `plan_file`)
     state: str | Path | None = None
     lock_wait: float = LOCK_WAIT_SECONDS
     base_urls: Mapping[str, str] = field(default_factory=dict)
@@ -43,4 +45,14 @@ class RunOptions:
     sleep: Any = time.sleep
     mode: str | None = None
     platforms: tuple[str, ...] | None = None
+    #: push even when the change is over the campaign's `sync` thresholds (see `guardrails`); this run only
+    allow_large_changes: bool = False
+    #: a rule that can never apply as meant (see `guardrails`) refuses the run instead of warning
+    strict: bool = False
     smtp: tuple[str, int] | None = None
+    #: Set to stop the run (Ctrl-C): no platform request starts after it (see `PlatformHttp.cancel`).
+    cancel: threading.Event = field(default_factory=threading.Event)
+    #: Platform tokens reused across runs; bound to the state database once the run holds the lock.
+    tokens: TokenCache = field(default_factory=TokenCache)
+    #: E-mail: re-send steps a killed run left in doubt (at least once, one Message-ID) instead of holding them.
+    resend_in_doubt: bool = False

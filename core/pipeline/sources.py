@@ -84,12 +84,17 @@ class SourceRow:
     detail: str | None = None
 
 
-def open_rows(config: SourceConfig, base_dir: Path) -> Iterator[SourceRow]:
+def open_rows(
+    config: SourceConfig, base_dir: Path, on_header: Callable[[list[str]], None] | None = None
+) -> Iterator[SourceRow]:
     """Stream the rows of a source.
 
     Args:
         config: the source settings from the campaign file.
         base_dir: the folder relative paths (and `sqlite:///relative.db` URLs) are resolved against.
+        on_header: called with the column names of a CSV header or a SQL result before the first row is
+            yielded, so that a caller can refuse a broken export (a renamed id column) before reading any row;
+            what it raises propagates. JSON Lines has no header: each line has its own keys.
 
     Returns:
         An iterator of rows, reading lazily; a missing file or database is reported here, at once.
@@ -98,14 +103,38 @@ def open_rows(config: SourceConfig, base_dir: Path) -> Iterator[SourceRow]:
         InputError: the file or database does not exist, or (while iterating) cannot be read at all.
     """
     if config.type == "sql":
-        return _sql_rows(config, base_dir)
+        return _sql_rows(config, base_dir, on_header)
     path = _resolve(config.path or "", base_dir)
     if not path.is_file():
         raise InputError(f"input file not found: {path}" if not path.exists() else f"not a file: {path}")
     encoding = _encoding(config.encoding, path)
     if config.type == "csv":
-        return _csv_rows(path, encoding, config.delimiter)
+        return _csv_rows(path, encoding, config.delimiter, on_header)
     return _jsonl_rows(path, encoding)
+
+
+def source_header(config: SourceConfig, base_dir: Path) -> list[str] | None:
+    """A CSV source's column names, read and checked as a run reads them (`crm-activation validate`).
+
+    None for JSON Lines and SQL: their columns are known only from the rows (a JSON line has its own keys).
+
+    Raises:
+        InputError: the file is missing, or its header cannot be read (empty file, repeated column, bad text).
+    """
+    if config.type != "csv":
+        return None
+    path = _resolve(config.path or "", base_dir)
+    if not path.is_file():
+        raise InputError(f"input file not found: {path}" if not path.exists() else f"not a file: {path}")
+    _allow_long_fields()
+    try:
+        handle = path.open(encoding=_encoding(config.encoding, path), errors="surrogateescape", newline="")
+    except OSError as exc:
+        raise InputError(f"cannot read {path}: {exc.strerror}") from None
+    with handle:
+        feed = _CsvLines(handle)
+        header = _csv_header(csv.reader(feed, delimiter=config.delimiter, strict=True), feed, path)
+    return [column for column in header if column]
 
 
 def _resolve(location: str, base_dir: Path) -> Path:
@@ -242,7 +271,9 @@ def _allow_long_fields() -> None:
         csv.field_size_limit(MAX_RECORD_CHARS)
 
 
-def _csv_rows(path: Path, encoding: str, delimiter: str) -> Iterator[SourceRow]:
+def _csv_rows(
+    path: Path, encoding: str, delimiter: str, on_header: Callable[[list[str]], None] | None = None
+) -> Iterator[SourceRow]:
     name = path.name
     _allow_long_fields()
     try:
@@ -254,6 +285,8 @@ def _csv_rows(path: Path, encoding: str, delimiter: str) -> Iterator[SourceRow]:
         # strict: a stray quote is an error, so that its record is rejected instead of swallowing the next ones
         reader = csv.reader(feed, delimiter=delimiter, strict=True)
         header = _csv_header(reader, feed, path)
+        if on_header is not None:
+            on_header([column for column in header if column])
         width = len(header)
         keep = [i for i, column in enumerate(header) if column]  # unnamed columns (trailing delimiters) dropped
         everything = len(keep) == width
@@ -434,26 +467,32 @@ def _statement(config: SourceConfig) -> str:
     return f"SELECT * FROM {quote_identifier(config.table or '')}"
 
 
-def _sql_rows(config: SourceConfig, base_dir: Path) -> Iterator[SourceRow]:
+def _sql_rows(
+    config: SourceConfig, base_dir: Path, on_header: Callable[[list[str]], None] | None = None
+) -> Iterator[SourceRow]:
     url = config.url or ""
     scheme = url.split(":", 1)[0].lower()
     if scheme == "sqlite":
-        return _sqlite_rows(url, _statement(config), base_dir)
+        return _sqlite_rows(url, _statement(config), base_dir, on_header)
     if scheme in ("postgresql", "postgres") or scheme.startswith("postgresql+"):
-        return _postgres_rows(url, _statement(config))
+        return _postgres_rows(url, _statement(config), on_header)
     raise InputError(f"unsupported SQL URL {mask_url(url)!r}: use sqlite:///file.db or postgresql://...")
 
 
-def _sqlite_rows(url: str, statement: str, base_dir: Path) -> Iterator[SourceRow]:
+def _sqlite_rows(
+    url: str, statement: str, base_dir: Path, on_header: Callable[[list[str]], None] | None = None
+) -> Iterator[SourceRow]:
     if not url.startswith("sqlite:///"):
         raise InputError(f"{url}: a SQLite URL is sqlite:///relative/path.db or sqlite:////absolute/path.db")
     path = _resolve(url[len("sqlite:///") :].split("?", 1)[0], base_dir)
     if not path.is_file():
         raise InputError(f"SQLite database not found: {path}")
-    return _sqlite_stream(url, path, statement)
+    return _sqlite_stream(url, path, statement, on_header)
 
 
-def _sqlite_stream(url: str, path: Path, statement: str) -> Iterator[SourceRow]:
+def _sqlite_stream(
+    url: str, path: Path, statement: str, on_header: Callable[[list[str]], None] | None = None
+) -> Iterator[SourceRow]:
     # Read-only, so a wrong path or a stray write can never create or change a database.
     connection = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
     # SQLite stores whatever bytes it was given as TEXT; by default one value that is not UTF-8 fails the whole
@@ -465,12 +504,16 @@ def _sqlite_stream(url: str, path: Path, statement: str) -> Iterator[SourceRow]:
         except sqlite3.Error as exc:
             raise InputError(f"{url}: query failed: {exc}") from None
         columns = _columns(url, [d[0] for d in cursor.description or ()])
+        if on_header is not None:
+            on_header(columns)
         yield from _fetch(mask_url(url), columns, cursor.fetchmany, sqlite3.Error, undecodable=undecodable)
     finally:
         connection.close()
 
 
-def _postgres_rows(url: str, statement: str) -> Iterator[SourceRow]:
+def _postgres_rows(
+    url: str, statement: str, on_header: Callable[[list[str]], None] | None = None
+) -> Iterator[SourceRow]:
     try:
         import psycopg
     except ImportError:
@@ -499,6 +542,8 @@ def _postgres_rows(url: str, statement: str) -> Iterator[SourceRow]:
                 except psycopg.Error as exc:
                     raise InputError(f"{source}: query failed: {postgres_reason(exc)}") from None
                 columns = _columns(source, [d.name for d in cursor.description or ()])
+                if on_header is not None:
+                    on_header(columns)
                 pending = [first]
 
                 def fetch(size: int) -> Sequence[Any]:

@@ -5,6 +5,12 @@ match keys; for each control contact, its match keys on every channel; for both,
 dry runs). Once everything is staged, `drop_control_conflicts` takes back the test members who share an
 identifier with a control contact: to the platform they are the same person, and pushing them would
 contaminate the control group.
+
+The ledger's `offered` is the treatment the campaign's channel plan gives the contact, not what one run
+pushes: a run narrowed by `--platform` (`plan_rules` set) still records every channel the plan offers, and
+keeps the recorded `reachable` entries of the channels it did not run (it cannot know them: their payloads
+were not built), replacing only its own channels'. So measurement compares like with like whichever subset
+ran last. A contact first seen by a subset run gets the run's channels in `reachable` until a full run.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ from typing import Any
 from ..campaign.schema import Campaign
 from ..state.store import StateStore
 from .channels import Channel, HeldBack
+from .eligibility import ChannelRules
 from .platform_sync import audience_key
 from .routing import RoutedContact
 
@@ -45,9 +52,18 @@ class Stager:
     """Stages routed contacts for one run; call `flush` after the last one."""
 
     def __init__(
-        self, state: StateStore, campaign: Campaign, channels: Sequence[Channel], run_id: str, *, dry_run: bool
+        self,
+        state: StateStore,
+        campaign: Campaign,
+        channels: Sequence[Channel],
+        run_id: str,
+        *,
+        dry_run: bool,
+        plan_rules: ChannelRules | None = None,
     ) -> None:
+        """`plan_rules`: the channel rules over the campaign's whole plan, in a run of some of its channels only."""
         self.state = state
+        self.plan_rules = plan_rules
         self.campaign = campaign
         self.run_id = run_id
         self.dry_run = dry_run
@@ -77,7 +93,7 @@ class Stager:
                 routed.group.value,
                 contact.country,
                 contact.attributes.segment,
-                "+".join(routed.offered),
+                "+".join(routed.offered if self.plan_rules is None else self.plan_rules.offered(contact)[0]),
                 "+".join(routed.reachable),
                 stage,
             )
@@ -91,8 +107,22 @@ class Stager:
         self.state.stage_desired(rows.desired)
         self.state.stage_keys(rows.test_keys, rows.control_keys)
         if not self.dry_run:
-            self.state.record_holdout(self.campaign.campaign, self.run_id, rows.ledger)
+            ledger = rows.ledger if self.plan_rules is None else self._keep_other_channels(rows.ledger)
+            self.state.record_holdout(self.campaign.campaign, self.run_id, ledger)
         rows.clear()
+
+    def _keep_other_channels(self, ledger: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+        """Ledger rows whose `reachable` keeps the recorded channels this (subset) run did not push."""
+        recorded = self.state.holdout_reachable(self.campaign.campaign, [row[0] for row in ledger])
+        merged = []
+        for row in ledger:
+            old = recorded.get(row[0])
+            if old:
+                offered = set(row[4].split("+"))
+                kept = {p for p in old.split("+") if p and p not in self.channels and p in offered}
+                row = (*row[:5], "+".join(sorted(kept.union(filter(None, row[5].split("+"))))), row[6])
+            merged.append(row)
+        return merged
 
     def drop_control_conflicts(self) -> HeldBack:
         """Take back the staged test members who share an identifier with a control contact."""

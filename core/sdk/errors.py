@@ -44,5 +44,9 @@ class FatalError(ConnectorError):
     """A platform refused the request for a reason retrying will not fix (malformed payload, deleted audience)."""
 
 
+class RunInterrupted(CrmActivationError):
+    """The run was interrupted (Ctrl-C): no further request starts; what was acknowledged stays recorded."""
+
+
 class InvalidIdentifier(ValueError):
     """A single identifier value cannot be normalized; the message is the reason shown in the rejects file."""

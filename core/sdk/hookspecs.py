@@ -52,7 +52,9 @@ def after_batch(platform: str, audience: AudienceRef, operation: str, size: int,
     Called after the state database recorded the batch (its ledger row and membership change), so an observer
     never sees work the ledger lost. `size` counts members sent; a "replace" is one call per audience with
     its whole membership. In a dry run it is called for each batch written to the outbox instead, and
-    nothing is recorded.
+    nothing is recorded. For an add or remove, `result.rejections` holds one rejection per member the
+    engine found refused, also those the platform counted without naming; a batch whose refusals were not all
+    named is followed by batches re-sending its unnamed part, each with a call of its own.
     """
 
 

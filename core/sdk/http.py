@@ -8,7 +8,9 @@ what a response means, redaction of secrets in everything it raises or logs, and
 
 from __future__ import annotations
 
+import hashlib
 import json
+import math
 import random
 import threading
 import time
@@ -17,15 +19,16 @@ from dataclasses import KW_ONLY, dataclass, field
 from email.utils import parsedate_to_datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import requests
 from pydantic import BaseModel, ConfigDict
 from requests.adapters import HTTPAdapter
-from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt
+from tenacity import RetryCallState, Retrying, retry_if_exception
 from tenacity.wait import wait_base
+from urllib3.exceptions import NameResolutionError, NewConnectionError
 
-from .errors import AuthExpiredError, ConfigError, FatalError, RateLimitedError, RetryableError
+from .errors import AuthExpiredError, ConfigError, FatalError, RateLimitedError, RetryableError, RunInterrupted
 from .redaction import Redactor, get_logger, remember_secrets
 
 log = get_logger(__name__)
@@ -100,6 +103,14 @@ class RetryPolicy(BaseModel):
     max_wait: float = 60.0
     connect_timeout: float = 5.0
     read_timeout: float = 60.0
+    #: The longest one request may take, its retries and any token request it needs included: past it the
+    #: platform is given up, so an unreachable platform fails in bounded time instead of after every backoff.
+    deadline_seconds: float = 300.0
+    #: Attempts when the host refuses the connection or its name does not resolve: nothing is listening, so
+    #: waiting longer rarely helps, and an offline run should fail in seconds.
+    connect_attempts: int = 3
+    #: The longest wait between those attempts.
+    connect_max_wait: float = 1.0
 
 
 class Authenticator:
@@ -143,6 +154,67 @@ class QueryToken(Authenticator):
     def apply(self, headers: dict[str, str], params: dict[str, Any]) -> None:
         """Set the query parameter."""
         params[self.param] = self.token
+
+
+class TokenStore(Protocol):
+    """Where `TokenCache` keeps tokens between runs: the state database (`StateStore`)."""
+
+    def load_token(self, platform: str, key: str) -> tuple[str, float] | None:
+        """The stored token and when it expires (epoch seconds), or None."""
+
+    def save_token(self, platform: str, key: str, token: str, expires_at: float) -> None:
+        """Store (replace) a token."""
+
+    def drop_token(self, platform: str, key: str) -> None:
+        """Forget a token (the platform refused it)."""
+
+
+def token_key(*parts: str) -> str:
+    """The cache key of a login: a digest, so the state database never holds a username or secret in clear."""
+    return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:32]
+
+
+class TokenCache:
+    """Access tokens reused across runs until they expire, so a rerun does not log in again.
+
+    Xandr allows 10 logins per 5 minutes per user: reruns after crashes that each logged in stalled for minutes
+    on its throttling. OAuth platforms do not ration refreshes, but a cached access token still saves a request
+    per run. The cache is empty and keeps nothing until the engine binds it to the run's state database (after
+    taking the campaign lock; never in a dry run). Tokens are never logged; a token the platform refuses is
+    dropped (`drop`) before a new one is fetched. Thread-safe.
+    """
+
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+        self.clock = clock
+        self._store: TokenStore | None = None
+        self._lock = threading.Lock()
+
+    def bind(self, store: TokenStore | None) -> None:
+        """Keep tokens in `store` from now on (None: stop; the state is about to close)."""
+        with self._lock:
+            self._store = store
+
+    def get(self, platform: str, key: str) -> tuple[str, float] | None:
+        """A stored token and its remaining lifetime in seconds, if it has not expired."""
+        with self._lock:
+            found = self._store.load_token(platform, key) if self._store is not None else None
+        if found is None:
+            return None
+        token, expires_at = found
+        remaining = expires_at - self.clock()
+        return (token, remaining) if remaining > 0 else None
+
+    def put(self, platform: str, key: str, token: str, lifetime: float) -> None:
+        """Store a token that stays usable for `lifetime` more seconds (nothing for a lifetime of zero)."""
+        with self._lock:
+            if self._store is not None and lifetime > 0:
+                self._store.save_token(platform, key, token, self.clock() + lifetime)
+
+    def drop(self, platform: str, key: str) -> None:
+        """Forget a token the platform refused."""
+        with self._lock:
+            if self._store is not None:
+                self._store.drop_token(platform, key)
 
 
 class RateLimiter:
@@ -195,6 +267,53 @@ def retry_after_seconds(headers: Mapping[str, str]) -> float | None:
         return None
 
 
+class CannotConnectError(RetryableError):
+    """Nothing answered at the platform's address: the connection was refused or the host name did not resolve.
+
+    Retried only `RetryPolicy.connect_attempts` times with short waits: a platform that is down or a wrong
+    address should fail a run in seconds, not after the backoff meant for overloaded servers.
+    """
+
+
+def gave_up(error: BaseException) -> bool:
+    """Whether a request already spent its retries on `error`: a request enclosing it must not retry it again.
+
+    A token request runs inside the API request that needs the token; without this mark each of the API
+    request's attempts would run all of the token request's attempts (8 x 8 = 64 for an unreachable host).
+    """
+    return bool(getattr(error, "gave_up", False))
+
+
+def _retryable(error: BaseException) -> bool:
+    return isinstance(error, RetryableError) and not gave_up(error)
+
+
+def _connect_failure(exc: requests.ConnectionError) -> str | None:
+    """"connection refused" or "host name not found" when nothing could be connected to, else None."""
+    reason = getattr(exc.args[0], "reason", None) if exc.args else None
+    if isinstance(reason, NameResolutionError):
+        return "host name not found"
+    if isinstance(reason, NewConnectionError):
+        return "connection refused" if "refused" in str(reason).lower() else "cannot connect"
+    return None
+
+
+class _StopPolicy:
+    """Stop after `max_attempts` (`connect_attempts` when nothing is listening) or before the deadline passes."""
+
+    def __init__(self, policy: RetryPolicy, clock: Callable[[], float], deadline: float) -> None:
+        self.policy = policy
+        self.clock = clock
+        self.deadline = deadline
+
+    def __call__(self, retry_state: RetryCallState) -> bool:
+        error = retry_state.outcome.exception() if retry_state.outcome else None
+        limit = self.policy.connect_attempts if isinstance(error, CannotConnectError) else self.policy.max_attempts
+        if retry_state.attempt_number >= limit:
+            return True
+        return self.clock() + retry_state.upcoming_sleep > self.deadline
+
+
 class _WaitRetryAfterOrJitter(wait_base):
     """Honour the platform's Retry-After when it gave one; otherwise exponential backoff with full jitter."""
 
@@ -207,6 +326,8 @@ class _WaitRetryAfterOrJitter(wait_base):
         if isinstance(error, RateLimitedError) and error.retry_after is not None:
             return min(error.retry_after, self.policy.max_wait)
         ceiling = min(self.policy.max_wait, self.policy.initial_wait * 2 ** (retry_state.attempt_number - 1))
+        if isinstance(error, CannotConnectError):
+            ceiling = min(ceiling, self.policy.connect_max_wait)
         return self.rng() * ceiling
 
 
@@ -217,7 +338,6 @@ class Outbox:
         self.folder = folder
         self.redactor = redactor
         self._lock = threading.Lock()
-        folder.mkdir(parents=True, exist_ok=True)
 
     def record(self, platform: str, method: str, url: str, headers: Mapping[str, str], body: Any) -> None:
         """Append one request to `<folder>/<platform>.jsonl`."""
@@ -231,8 +351,11 @@ class Outbox:
             },
             sort_keys=True,
         )
-        with self._lock, (self.folder / f"{platform}.jsonl").open("a", encoding="utf-8") as out:
-            out.write(self.redactor.redact(line) + "\n")
+        with self._lock:
+            # Created at the first request, not before: a run refused by the campaign lock writes nothing.
+            self.folder.mkdir(parents=True, exist_ok=True)
+            with (self.folder / f"{platform}.jsonl").open("a", encoding="utf-8") as out:
+                out.write(self.redactor.redact(line) + "\n")
 
 
 @dataclass
@@ -248,6 +371,9 @@ class PlatformHttp:
         classify: the connector's own reading of responses (throttling codes in 400 bodies, for example).
         redactor: masks secrets in everything raised or logged.
         outbox: set in dry runs; requests are recorded there and never sent.
+        clock: monotonic seconds for the deadline and the "gave up after" figures; tests move their own.
+        cancel: set when the run is interrupted; no further request starts (the retry waits end early).
+        tokens: where authenticators keep tokens between runs (see `TokenCache`); None: nowhere.
     """
 
     platform: str
@@ -262,8 +388,12 @@ class PlatformHttp:
     rng: Callable[[], float] = random.random
     session: requests.Session = field(default_factory=requests.Session)
     requests_sent: int = 0
+    clock: Callable[[], float] = time.monotonic
+    cancel: threading.Event | None = None
+    tokens: TokenCache | None = None
 
     def __post_init__(self) -> None:
+        self._local = threading.local()  # the deadline of the request this thread is inside (token requests)
         adapter = HTTPAdapter(pool_connections=4, pool_maxsize=16, max_retries=0)
         self.session.mount("http://", adapter)
         self.session.mount("https://", adapter)
@@ -306,15 +436,51 @@ class PlatformHttp:
         """
         if self.outbox is not None:
             return self._record(method, path, params, json_body, data, headers, authenticate, dry_run_result)
+        started = self.clock()
+        enclosing: float | None = getattr(self._local, "deadline", None)
+        deadline = started + self.policy.deadline_seconds
+        if enclosing is not None:  # a token request shares the deadline of the request that needs the token
+            deadline = min(deadline, enclosing)
         retrying = Retrying(
-            retry=retry_if_exception_type(RetryableError),
-            stop=stop_after_attempt(self.policy.max_attempts),
+            retry=retry_if_exception(_retryable),
+            stop=_StopPolicy(self.policy, self.clock, deadline),
             wait=_WaitRetryAfterOrJitter(self.policy, self.rng),
-            sleep=self.sleep,
+            sleep=self._wait,
             before_sleep=self._log_retry,
             reraise=True,
         )
-        return retrying(self._send_once, method, path, params, json_body, data, headers, authenticate)
+        self._local.deadline = deadline
+        try:
+            return retrying(self._send_once, method, path, params, json_body, data, headers, authenticate)
+        except RetryableError as error:
+            if not gave_up(error):
+                self._give_up(error, int(retrying.statistics.get("attempt_number", 1)), self.clock() - started)
+            raise
+        finally:
+            self._local.deadline = enclosing
+
+    def _give_up(self, error: RetryableError, attempts: int, seconds: float) -> None:
+        """Say how many attempts over how long in the error, and mark it so no enclosing request retries it."""
+        detail = str(error)
+        if detail.startswith(f"{self.platform} "):
+            detail = detail[len(self.platform) + 1 :]
+        took = f"{seconds:.1f}" if seconds < 10 else f"{seconds:.0f}"
+        tries = f"{attempts} attempt{'s' * (attempts != 1)}"
+        error.args = (f"{self.platform}: gave up after {tries} over {took} s: {detail}",)
+        error.gave_up = True  # type: ignore[attr-defined]
+        error.attempts = attempts  # type: ignore[attr-defined]
+
+    def _wait(self, seconds: float) -> None:
+        """Sleep between attempts; an interrupted run stops waiting at once."""
+        if self.cancel is None:
+            self.sleep(seconds)
+            return
+        if self.sleep is time.sleep:
+            self.cancel.wait(seconds)  # a real wait ends as soon as the run is interrupted
+        elif not self.cancel.is_set():
+            self.sleep(seconds)
+        if self.cancel.is_set():
+            raise RunInterrupted(f"{self.platform}: interrupted")
 
     def _log_retry(self, state: RetryCallState) -> None:
         error = state.outcome.exception() if state.outcome else None
@@ -339,11 +505,15 @@ class PlatformHttp:
         headers: Mapping[str, str] | None,
         authenticate: bool,
     ) -> HttpResponse:
+        if self.cancel is not None and self.cancel.is_set():
+            raise RunInterrupted(f"{self.platform}: interrupted")
         if self.limiter is not None:
             self.limiter.acquire()
         final_params, final_headers = self._prepare(params, headers, authenticate)
         url = self.url(path)
         self.requests_sent += 1
+        # A read never outlasts the deadline by more than a second (a slow answer is as bad as none).
+        remaining = getattr(self._local, "deadline", math.inf) - self.clock()
         try:
             raw = self.session.request(
                 method,
@@ -352,9 +522,14 @@ class PlatformHttp:
                 json=json_body,
                 data=data,
                 headers=final_headers,
-                timeout=(self.policy.connect_timeout, self.policy.read_timeout),
+                timeout=(self.policy.connect_timeout, min(self.policy.read_timeout, max(1.0, remaining))),
             )
-        except (requests.ConnectionError, requests.Timeout) as exc:
+        except requests.ConnectionError as exc:
+            reason = _connect_failure(exc)
+            if reason is not None:
+                raise CannotConnectError(self._describe(method, url, reason)) from None
+            raise RetryableError(self._describe(method, url, f"{type(exc).__name__}: {exc}")) from None
+        except requests.Timeout as exc:
             raise RetryableError(self._describe(method, url, f"{type(exc).__name__}: {exc}")) from None
         response = HttpResponse(raw.status_code, raw.headers, raw.content, raw.url)
         action = (self.classify(response) if self.classify else None) or default_action(response.status)

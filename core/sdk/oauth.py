@@ -18,8 +18,8 @@ from typing import Any, Self
 
 from pydantic import SecretStr
 
-from .errors import ConfigError, FatalError, RetryableError
-from .http import Authenticator, HttpResponse, PlatformHttp
+from .errors import ConfigError, RetryableError
+from .http import Authenticator, HttpResponse, PlatformHttp, token_key
 from .types import Credentials
 
 #: Refresh this long before `expires_in` runs out (at most half the lifetime), so a request never leaves
@@ -128,6 +128,8 @@ class RefreshTokenAuth(Authenticator):
         with self._lock:
             if self.token is None and self.http.dry_run and not self.dry_run_exchange:
                 return DRY_RUN_TOKEN
+            if self.token is None:
+                self._reuse()
             if self.token is None or (self._uses > 0 and self.clock() >= self._expires_at):
                 self._fetch(after_refusal=False)
             self._uses += 1
@@ -149,7 +151,22 @@ class RefreshTokenAuth(Authenticator):
                     )
             else:
                 self._refused_new = 0
+            if self.http.tokens is not None and self.can_refresh and not self.http.dry_run:
+                self.http.tokens.drop(self.platform, self._login_key())  # refused: never reuse it again
             self._fetch(after_refusal=True)
+
+    def _login_key(self) -> str:
+        return token_key(self.platform, self.token_url, self.client_id or "", self.refresh_token or "")
+
+    def _reuse(self) -> None:
+        """Take the access token an earlier run kept (`TokenCache`) while it has not expired."""
+        if self.http.tokens is None or self.http.dry_run or not self.can_refresh:
+            return
+        cached = self.http.tokens.get(self.platform, self._login_key())
+        if cached is not None:
+            self.http.add_secrets(cached[0])
+            self.token, self._uses, self._after_refusal = cached[0], 0, False
+            self._expires_at = self.clock() + cached[1]
 
     def _fetch(self, after_refusal: bool) -> None:
         if self._fetching:  # a 401 from the token endpoint itself must not start another fetch
@@ -179,8 +196,11 @@ class RefreshTokenAuth(Authenticator):
                 "client_id, client_secret and refresh_token"
             ) from None
         except RetryableError as error:
-            # Already retried under the policy; the request that needed the token would retry it all again.
-            raise FatalError(f"{self.platform}: the OAuth token endpoint kept failing: {error}") from None
+            # Already retried under the policy and marked given up (`http.gave_up`), so the request that needed
+            # the token does not retry it all again. It stays a RetryableError: a FatalError would read to the
+            # connector as the API refusing the call ("advertiser could not be read") when nothing answered.
+            error.args = (f"{error} (the OAuth token request)",)
+            raise
         finally:
             self._fetching = False
         try:
@@ -197,4 +217,7 @@ class RefreshTokenAuth(Authenticator):
         except (TypeError, ValueError):
             lifetime = 0.0  # unreadable: use the token once, then fetch again
         self.token, self._uses, self._after_refusal = token, 0, after_refusal
-        self._expires_at = self.clock() + lifetime - min(EXPIRY_MARGIN_SECONDS, lifetime / 2)
+        usable = lifetime - min(EXPIRY_MARGIN_SECONDS, lifetime / 2)
+        self._expires_at = self.clock() + usable
+        if self.http.tokens is not None and not dry_run:
+            self.http.tokens.put(self.platform, self._login_key(), token, usable)

@@ -38,6 +38,12 @@ class FaultPlan(BaseModel):
 
     `timeout` faults process the request and then answer too late: the client gives up and retries a request
     the platform already applied, which is exactly the case that tests idempotence.
+
+    `partial_reject_rate` is the share of add requests that refuse about one record in ten (chosen by the
+    record's content, so a re-sent record is refused again). `reject_names`, when set, caps how many refused
+    records one answer names, the rest only counted, as Meta does (ten samples): sandboxes of platforms that name
+    refused records up to a limit (Meta's samples, Xandr's error log) honour it; those that answer per record
+    by position (LinkedIn, Amazon) cannot leave one out and ignore it.
     """
 
     model_config = ConfigDict(frozen=True)
@@ -46,6 +52,7 @@ class FaultPlan(BaseModel):
     server_error_rate: float = 0.0
     timeout_rate: float = 0.0
     partial_reject_rate: float = 0.0
+    reject_names: int | None = None
     retry_after: float = 0.01
     timeout_seconds: float = 1.0
     seed: int = 0
@@ -112,6 +119,12 @@ class SandboxApp(Generic[AudienceT]):
         """Whether this batch should refuse some records (the sandbox decides which)."""
         with self.lock:
             return self._rng.random() < self.faults.partial_reject_rate
+
+    def names_limit(self, platform_limit: int) -> int:
+        """How many refused records one answer may name: the platform's own limit, or the fault plan's if lower."""
+        with self.lock:
+            cap = self.faults.reject_names
+        return platform_limit if cap is None else max(0, min(platform_limit, cap))
 
     def handle(self, request: SandboxRequest) -> SandboxResponse:
         """Serve one platform endpoint."""

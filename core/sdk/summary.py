@@ -36,7 +36,22 @@ class StageCounts(BaseModel):
     added: int = 0
     removed: int = 0
     invalid_reported: int = 0
-    refused: int = 0
+    refused: int = 0  # members the platform refused: not recorded, written to the rejects file
+    unconfirmed: int = 0  # members whose refusal could not be ruled out within the verify budget: not recorded
+
+
+class InDoubtSend(BaseModel):
+    """An e-mail step a killed run claimed without recording the relay's reply: maybe delivered, not re-sent.
+
+    Listed in every run's summary until it is resolved: `run --resend-in-doubt` re-sends it under the same
+    Message-ID (the relay's logs, searched for `message_id`, tell whether it was accepted), or it is cancelled
+    when the contact is suppressed, converts or leaves the audience.
+    """
+
+    contact_id: str
+    stage: str
+    step: int
+    message_id: str
 
 
 class PlatformSummary(BaseModel):
@@ -52,6 +67,10 @@ class PlatformSummary(BaseModel):
     error: str | None = None
     seconds: float = 0.0
     messages: dict[str, int] = Field(default_factory=dict, description="e-mail: contacts by delivery outcome")
+    in_doubt: list[InDoubtSend] = Field(
+        default_factory=list, description="e-mail: steps still in doubt after this run (not re-sent by default)"
+    )
+    resent_in_doubt: int = Field(0, description="e-mail: in-doubt steps this run re-sent (--resend-in-doubt)")
     suppressed_reasons: dict[str, int] = Field(default_factory=dict)
     unreachable_reasons: dict[str, int] = Field(default_factory=dict)
 
@@ -124,6 +143,9 @@ class RunSummary(BaseModel):
     holdout_strata: int = 0
     platforms: dict[str, PlatformSummary] = Field(default_factory=dict)
     rejects_file: str | None = None
+    plan_file: str | None = Field(
+        None, description="dry runs: the CSV of planned changes per record (platform, stage, contact id, add/remove)"
+    )
     onboard_seconds: float = 0.0
     seconds: float = 0.0
 

@@ -144,7 +144,18 @@ class RecordRejection(BaseModel):
 
 
 class BatchResult(BaseModel):
-    """What a platform reported for one batch."""
+    """What a platform reported for one batch.
+
+    Attributes:
+        received: records the platform says it received.
+        invalid: records it counted as refused, in the platform's own unit (Meta rows, Xandr lines).
+        rejections: the refused records it named, with reasons (the engine never records these as members).
+        unnamed: refused members the platform counted but named no contact for; None means `invalid` minus the
+            batch's contacts `rejections` name, right wherever `invalid` counts members (Meta, LinkedIn, Amazon).
+            A connector whose `invalid` counts something else (Xandr's lines) says it here. The engine never
+            records a batch with unnamed refusals as it is: it re-sends its unnamed part in halves until every
+            refused member is named (see `pipeline.platform_sync`).
+    """
 
     model_config = ConfigDict(frozen=True)
 
@@ -152,6 +163,7 @@ class BatchResult(BaseModel):
     invalid: int = 0
     rejections: tuple[RecordRejection, ...] = ()
     job_id: str | None = None
+    unnamed: int | None = None
 
 
 class AccountConfig(BaseModel):

@@ -17,6 +17,7 @@ import contextlib
 import hashlib
 import re
 import sqlite3
+import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
@@ -84,23 +85,29 @@ def open_database(target: str | Path, *, password: str | None = None, readonly: 
 
 
 class Database:
-    """One connection; subclasses adapt a driver. Not thread-safe: one per job."""
+    """One connection, shared by the run's threads (platforms push concurrently); subclasses adapt a driver.
+
+    One connection, not one per thread, because the staging tables are the connection's own temporary tables
+    and the campaign lock is held by it. Statements and transactions are therefore serialized: a transaction
+    holds `serial` from BEGIN to COMMIT, so another thread's statement can never land inside it.
+    """
 
     _integrity: type[Exception]
     _error: type[Exception]
 
     def __init__(self, connection: Any) -> None:
         self.connection = connection
+        self.serial = threading.RLock()
 
     # -- statements -------------------------------------------------------------------------------------
     def execute(self, sql: str, params: Sequence[Any] = ()) -> Cursor:
         """Run one statement; driver errors become `DatabaseError` / `IntegrityError`."""
-        with self._errors():
+        with self.serial, self._errors():
             return self._execute(self._sql(sql), params)
 
     def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
         """Run one statement for each row."""
-        with self._errors():
+        with self.serial, self._errors():
             self._executemany(self._sql(sql), rows)
 
     def insert_rows(self, table: str, rows: Iterable[Sequence[Any]], width: int) -> None:
@@ -109,8 +116,17 @@ class Database:
 
     def apply_schema(self, ddl: str) -> None:
         """Create tables and indexes (idempotent DDL in SQLite's spelling; translated for PostgreSQL)."""
-        with self._errors():
+        with self.serial, self._errors():
             self._script(ddl)
+
+    def add_column(self, table: str, column: str, declaration: str) -> None:
+        """Add a column a newer version needs to a table an older version created; nothing when it exists.
+
+        `CREATE TABLE IF NOT EXISTS` leaves an existing table as it was, so state written by an older version
+        would otherwise lack the column. SQLite has no `ADD COLUMN IF NOT EXISTS`: the column list is read
+        first, and a concurrent job adding it meanwhile is recognised by the column being there afterwards.
+        """
+        raise NotImplementedError
 
     def has_table(self, name: str) -> bool:
         """Whether a (non-temporary) table exists: optional ledgers are read only when some run wrote them."""
@@ -125,16 +141,17 @@ class Database:
     @contextlib.contextmanager
     def transaction(self) -> Iterator[None]:
         """One transaction: commit on success, roll back on any exception; joins a transaction already open."""
-        if self.in_transaction:
-            yield
-            return
-        self.execute(self._begin)
-        try:
-            yield
-        except BaseException:
-            self.execute("ROLLBACK")
-            raise
-        self.execute("COMMIT")
+        with self.serial:
+            if self.in_transaction:
+                yield
+                return
+            self.execute(self._begin)
+            try:
+                yield
+            except BaseException:
+                self.execute("ROLLBACK")
+                raise
+            self.execute("COMMIT")
 
     _begin = "BEGIN"
 
@@ -227,6 +244,20 @@ class SqliteDatabase(Database):
         """Whether an explicit transaction is open."""
         return bool(self.connection.in_transaction)
 
+    def add_column(self, table: str, column: str, declaration: str) -> None:
+        """See `Database.add_column`."""
+
+        def present() -> bool:
+            return any(row[1] == column for row in self.execute(f"PRAGMA table_info({table})").fetchall())
+
+        if present():
+            return
+        try:
+            self.execute(f"ALTER TABLE {table} ADD COLUMN {column} {declaration}")
+        except DatabaseError:
+            if not present():
+                raise
+
     def describe(self) -> str:
         """The file path."""
         return str(self.path)
@@ -311,12 +342,27 @@ class PostgresDatabase(Database):
 
     def insert_rows(self, table: str, rows: Iterable[Sequence[Any]], width: int) -> None:
         """COPY: an order of magnitude faster than INSERTs for the millions of rows a run stages."""
-        with self._errors(), self.connection.cursor() as cursor, cursor.copy(f"COPY {table} FROM STDIN") as copy:
+        with (
+            self.serial,
+            self._errors(),
+            self.connection.cursor() as cursor,
+            cursor.copy(f"COPY {table} FROM STDIN") as copy,
+        ):
             for row in rows:
                 copy.write_row(row)
 
     def _script(self, ddl: str) -> None:
         self.connection.execute(postgres_ddl(ddl))
+
+    def add_column(self, table: str, column: str, declaration: str) -> None:
+        """See `Database.add_column`; read first, since ALTER TABLE locks the table even when it changes nothing."""
+        present = self.execute(
+            "SELECT 1 FROM information_schema.columns WHERE table_schema=current_schema() AND table_name=? "
+            "AND column_name=?",
+            (table, column),
+        ).fetchone()
+        if present is None:
+            self.apply_schema(f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {column} {declaration}")
 
     def has_table(self, name: str) -> bool:
         """Whether the table is visible on the search path."""

@@ -16,6 +16,7 @@ import time
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +42,10 @@ CREATE TABLE IF NOT EXISTS runs (
 CREATE TABLE IF NOT EXISTS batches (
     run_id TEXT NOT NULL, platform TEXT NOT NULL, audience_key TEXT NOT NULL, operation TEXT NOT NULL,
     size INTEGER NOT NULL, received INTEGER NOT NULL, invalid INTEGER NOT NULL, job_id TEXT, at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS tokens (
+    platform TEXT NOT NULL, login TEXT NOT NULL, token TEXT NOT NULL, expires_at REAL NOT NULL,
+    PRIMARY KEY (platform, login)
 );
 CREATE TABLE IF NOT EXISTS holdout (
     campaign TEXT NOT NULL, contact_id TEXT NOT NULL, grp TEXT NOT NULL, country TEXT, segment TEXT,
@@ -80,6 +85,39 @@ def decode_member(contact_id: str, payload: str) -> Member:
     return Member(contact_id, data["f"], data["c"], data["k"])
 
 
+@dataclass(frozen=True, slots=True)
+class RunRecord:
+    """One run of the run ledger, as `crm-activation runs` lists it; `summary`: the stored JSON (None: running)."""
+
+    run_id: str
+    mode: str
+    status: str
+    started_at: float
+    finished_at: float | None
+    summary: dict[str, Any] | None
+
+
+def past_runs(db: Database, campaign: str, limit: int | None = None) -> list[RunRecord]:
+    """The campaign's runs, newest first, read without creating or changing anything (a read-only connection).
+
+    A free function, not a `StateStore` method: opening a `StateStore` applies the schema, which a read-only
+    connection refuses. A database no run ever wrote to has no runs table: no runs.
+    """
+    if not db.has_table("runs"):
+        return []
+    sql = "SELECT run_id, mode, status, started_at, finished_at, summary FROM runs WHERE campaign=? "
+    sql += "ORDER BY started_at DESC, run_id DESC" + (" LIMIT ?" if limit is not None else "")
+    params: tuple[Any, ...] = (campaign, limit) if limit is not None else (campaign,)
+    records = []
+    for run_id, mode, status, started, finished, summary in db.execute(sql, params).fetchall():
+        try:
+            stored = json.loads(summary) if summary else None
+        except ValueError:  # a summary cut short by a crash: list the run without its counts
+            stored = None
+        records.append(RunRecord(run_id, mode, status, started, finished, stored if isinstance(stored, dict) else None))
+    return records
+
+
 class StateStore:
     """The state database of one campaign job (several campaigns may share a file)."""
 
@@ -87,6 +125,10 @@ class StateStore:
         """Open (and create) the state database: a SQLite path, a `postgresql://` URL, or an open `Database`."""
         self.db = target if isinstance(target, Database) else open_database(target, password=password)
         self.db.apply_schema(SCHEMA + _TEMP)
+        # Added after the first release: state written before it gets the column here (SQLite and PostgreSQL).
+        self.db.add_column("runs", "last_seen", "REAL")
+        #: Runs `start_run` found still "running" and marked abandoned: (run id, when last seen, epoch seconds).
+        self.abandoned: list[tuple[str, float]] = []
 
     def close(self) -> None:
         """Close the connection."""
@@ -121,19 +163,85 @@ class StateStore:
             StateLockedError: another run of this campaign is still going on this state database.
         """
         self.db.lock_campaign(campaign, lock_wait)
+        self.abandoned = self._abandon_dead_runs(campaign)
         run_id = time.strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:8]
+        now = time.time()
         self.db.execute(
-            "INSERT INTO runs (run_id, campaign, mode, started_at, status) VALUES (?, ?, ?, ?, 'running')",
-            (run_id, campaign, mode, time.time()),
+            "INSERT INTO runs (run_id, campaign, mode, started_at, status, last_seen) "
+            "VALUES (?, ?, ?, ?, 'running', ?)",
+            (run_id, campaign, mode, now, now),
         )
         return run_id
 
+    def _abandon_dead_runs(self, campaign: str) -> list[tuple[str, float]]:
+        """Mark the campaign's runs still "running" as abandoned, finished when last seen; return them.
+
+        Called with the campaign lock held, so none of them is alive: the lock is released by the kernel or
+        the server when its process dies (SIGKILL, a lost host), and such a run never wrote its end. Without
+        this its row would say "running" forever.
+        """
+        with self.transaction():
+            rows = self.db.execute(
+                "SELECT run_id, COALESCE(last_seen, started_at) FROM runs WHERE campaign=? AND status='running'",
+                (campaign,),
+            ).fetchall()
+            self.db.executemany(
+                "UPDATE runs SET status='abandoned', finished_at=? WHERE run_id=?",
+                [(seen, run_id) for run_id, seen in rows],
+            )
+        return [(run_id, float(seen)) for run_id, seen in rows]
+
+    def heartbeat(self, run_id: str, at: float | None = None) -> None:
+        """Record that the run is alive (after acknowledged batches): what an abandoned run was last seen doing."""
+        self.db.execute("UPDATE runs SET last_seen=? WHERE run_id=?", (time.time() if at is None else at, run_id))
+
+    # -- access tokens kept between runs (`sdk.http.TokenCache`) ----------------------------------------
+    def load_token(self, platform: str, key: str) -> tuple[str, float] | None:
+        """A platform's stored token for one login (key: `token_key`) and when it expires (epoch seconds)."""
+        row = self.db.execute(
+            "SELECT token, expires_at FROM tokens WHERE platform=? AND login=?", (platform, key)
+        ).fetchone()
+        return (str(row[0]), float(row[1])) if row else None
+
+    def save_token(self, platform: str, key: str, token: str, expires_at: float) -> None:
+        """Store (replace) a token; expired ones of any login are cleared at the same time."""
+        with self.transaction():
+            self.db.execute("DELETE FROM tokens WHERE expires_at < ?", (time.time(),))
+            self.db.execute(
+                "INSERT INTO tokens VALUES (?, ?, ?, ?) ON CONFLICT (platform, login) DO UPDATE SET "
+                "token=excluded.token, expires_at=excluded.expires_at",
+                (platform, key, token, expires_at),
+            )
+
+    def drop_token(self, platform: str, key: str) -> None:
+        """Forget a token the platform refused."""
+        self.db.execute("DELETE FROM tokens WHERE platform=? AND login=?", (platform, key))
+
     def finish_run(self, run_id: str, status: str, summary: dict[str, Any]) -> None:
         """Close a run with its status and summary."""
+        now = time.time()
         self.db.execute(
-            "UPDATE runs SET finished_at=?, status=?, summary=? WHERE run_id=?",
-            (time.time(), status, json.dumps(summary, default=str), run_id),
+            "UPDATE runs SET finished_at=?, last_seen=?, status=?, summary=? WHERE run_id=?",
+            (now, now, status, json.dumps(summary, default=str), run_id),
         )
+
+    def planned_operations(self, platform: str) -> Iterator[tuple[str, str, str]]:
+        """The planned changes of a platform as `(audience_key, operation, contact_id)`, in pages, in push order.
+
+        For the dry run's plan file: per record what a real run would change, without the payloads (which carry
+        the hashed identifiers).
+        """
+        last = 0
+        while True:
+            rows = self.db.execute(
+                "SELECT id, audience_key, operation, contact_id FROM ops WHERE platform=? AND id>? ORDER BY id "
+                "LIMIT 1000",
+                (platform, last),
+            ).fetchall()
+            if not rows:
+                return
+            last = rows[-1][0]
+            yield from ((key, operation, contact_id) for _, key, operation, contact_id in rows)
 
     def transaction(self) -> AbstractContextManager[None]:
         """A context manager for one transaction (commit, or roll back on error)."""
@@ -282,6 +390,37 @@ class StateStore:
         ).fetchall()
         return dict(rows)
 
+    def removal_counts(self, campaign: str, platform: str) -> dict[str, tuple[int, int]]:
+        """Per audience of a platform: (acknowledged members, members the staged run no longer wants there).
+
+        Read-only, for the guardrails (`pipeline/guardrails.py`) before anything is planned or pushed. A member
+        whose payload changed is still wanted (its remove is followed by its add); one that moved to another
+        audience (funnel stage) is not wanted in its old one.
+        """
+        rows = self.db.execute(
+            "SELECT m.audience_key, COUNT(*), SUM(CASE WHEN EXISTS (SELECT 1 FROM desired d WHERE "
+            "d.platform=m.platform AND d.audience_key=m.audience_key AND d.contact_id=m.contact_id) "
+            "THEN 0 ELSE 1 END) FROM memberships m WHERE m.campaign=? AND m.platform=? GROUP BY 1",
+            (campaign, platform),
+        ).fetchall()
+        return {key: (int(members), int(removed or 0)) for key, members, removed in rows}
+
+    def holdout_reachable(self, campaign: str, contact_ids: Sequence[str]) -> dict[str, str]:
+        """The recorded `reachable` of these contacts (those in the ledger), read-only.
+
+        A run that pushes some of the campaign's channels only (`--platform`) keeps the other channels' entries.
+        """
+        found: dict[str, str] = {}
+        for start in range(0, len(contact_ids), 500):
+            chunk = list(contact_ids[start : start + 500])
+            marks = ",".join("?" * len(chunk))
+            rows = self.db.execute(
+                f"SELECT contact_id, reachable FROM holdout WHERE campaign=? AND contact_id IN ({marks})",
+                (campaign, *chunk),
+            ).fetchall()
+            found.update(rows)
+        return found
+
     def op_batches(self, platform: str, audience_key: str, operation: str, size: int) -> Iterator[list[Member]]:
         """The planned operations of one audience in batches of at most `size` members."""
         last = 0
@@ -324,8 +463,11 @@ class StateStore:
     ) -> None:
         """Record an acknowledged batch: membership and batch ledger in one transaction.
 
-        `refused` are contact ids the platform rejected by name; they are not recorded as members, so the
-        next run offers them again.
+        `refused` are the contact ids whose operation the platform did not acknowledge: refused by name, or
+        among refusals it counted without naming them (which the engine then re-sends to find out). Their
+        membership is left as it was, so the state never claims what the platform does not hold: a refused add
+        is not recorded (the next run offers it again), and a refused remove stays a member (the next run
+        removes it again).
         """
         now = time.time()
         with self.transaction():
@@ -345,7 +487,11 @@ class StateStore:
             elif operation == "remove":
                 self.db.executemany(
                     "DELETE FROM memberships WHERE platform=? AND audience_key=? AND contact_id=? AND fingerprint=?",
-                    [(platform, audience_key, m.contact_id, encode_member(m)[1]) for m in members],
+                    [
+                        (platform, audience_key, m.contact_id, encode_member(m)[1])
+                        for m in members
+                        if m.contact_id not in refused
+                    ],
                 )
             self.db.execute(
                 "INSERT INTO batches VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",

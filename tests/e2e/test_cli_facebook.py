@@ -9,8 +9,10 @@ import time
 
 import pytest
 
+from crm_activation import FaultPlan
 from crm_activation.normalization import email_trimmed_lower, sha256_hex
 from crm_activation.pipeline.holdout import Group, assign_group
+from crm_activation.state.store import decode_member
 
 from .conftest import TOKEN, CampaignDir
 
@@ -235,3 +237,49 @@ def test_one_person_behind_several_records_is_in_one_group_and_control_reaches_n
     for email in ("jo.doe@gmail.com", "jodoe+winback@googlemail.com"):
         assert sha256_hex(email) not in sent
     assert sha256_hex("12015550123") not in sent
+
+
+def test_partly_refused_batches_record_only_what_facebook_holds(campaign: CampaignDir, facebook, synth):
+    """Every batch refuses some rows, named Meta-style (a count and two samples): the state records no refused row.
+
+    Two samples per answer where Meta gives ten, so that each batch's refusals outnumber its names and the run
+    has to re-send the unnamed rows in halves to name them.
+    """
+    app, _ = facebook
+    app.set_faults(FaultPlan(partial_reject_rate=1.0, reject_names=2, seed=5))
+    campaign.write_contacts(list(synth.generate_contacts(1200, seed=21)))
+    code, summary = campaign.run_json("--rejects", "rejects.csv")
+    assert code == 0, summary
+
+    remote_ids = {name: remote for name, remote in sqlite3.connect(campaign.folder / "state.sqlite").execute(
+        "SELECT audience_key, remote_id FROM audiences WHERE platform='facebook'")}
+    stored = sqlite3.connect(campaign.folder / "state.sqlite").execute(
+        "SELECT audience_key, contact_id, payload FROM memberships WHERE platform='facebook'").fetchall()
+    held = {remote: {frozenset((k, v) for k, v in row.items() if v) for row in audience["members"]}
+            for remote, audience in app.state()["audiences"].items()}
+    recorded: dict[str, set[frozenset[tuple[str, str]]]] = {remote: set() for remote in held}
+    for key, contact_id, payload in stored:
+        fields = decode_member(contact_id, payload).fields
+        recorded[remote_ids[key]].add(frozenset((k, v) for k, v in fields.items() if v))
+    assert recorded == held  # the state says exactly what the platform holds
+
+    fb = summary["platforms"]["facebook"]
+    refused = sum(s["refused"] for s in fb["stages"].values())
+    assert refused > 2 * len(fb["stages"]) and sum(s["unconfirmed"] for s in fb["stages"].values()) == 0
+    assert sum(s["added"] for s in fb["stages"].values()) == len(stored)  # `added` counts acknowledged members
+    assert fb["batches"] > len(fb["stages"])  # the unnamed rows were re-sent
+    for stage in fb["stages"].values():
+        assert stage["added"] + stage["refused"] == stage["desired"]
+
+    with open(campaign.folder / "rejects.csv") as handle:
+        platform_rows = [r for r in csv.DictReader(handle) if r["platform"] == "facebook" and r["contact_id"]]
+    refused_ids = {r["contact_id"] for r in platform_rows}
+    recorded_ids = {contact_id for _, contact_id, _ in stored}
+    assert len(platform_rows) == len(refused_ids) == refused and not refused_ids & recorded_ids
+    assert all(r["stage"] in fb["stages"] and r["reason"] for r in platform_rows)
+
+    # the next run offers the refused members again; they are refused again and still not recorded
+    code, again = campaign.run_json("--rejects", "rejects2.csv")
+    assert code == 0, again
+    assert sum(s["refused"] for s in again["platforms"]["facebook"]["stages"].values()) == refused
+    assert sum(s["added"] for s in again["platforms"]["facebook"]["stages"].values()) == 0

@@ -180,6 +180,7 @@ def test_no_control_person_is_reached_on_any_platform_or_by_email(draws, platfor
         state=folder / "state.sqlite",
         base_urls={slug: server.url for slug, server in servers.items()},
         smtp=(relay.host, relay.port),
+        allow_large_changes=True,  # the drawn rows are often mostly rejects: the guardrails are not under test here
     )
     summary = Engine(campaign_on(loaded, folder / "contacts.csv"), options).run()
     assert summary.status == "succeeded", {slug: p.error for slug, p in summary.platforms.items() if p.error}
@@ -198,6 +199,7 @@ def test_no_control_person_is_reached_on_any_platform_or_by_email(draws, platfor
     assert not {email_mailbox(to, None) for to in recipients} & control_mailboxes, "a control person got e-mail"
     assert len({email_mailbox(to, None) for to in recipients}) == len(recipients), "a mailbox got two messages"
 
-    test_rows = [row for row in rows if groups.get(row["contact_id"]) == Group.TEST.value]
+    accepted = {row["contact_id"]: row for row in reversed(rows) if row["contact_id"]}  # a repeated id is rejected
+    test_rows = [row for cid, row in accepted.items() if groups.get(cid) == Group.TEST.value]
     if any(row["email"] and len(row["email"].strip()) != 64 for row in test_rows):
         assert recipients, "test contacts with an address got no e-mail: the check above could not fail"

@@ -55,6 +55,7 @@ class Recorder:
     rcpt_attempts: dict[str, int] = field(default_factory=dict)
     script: dict[str, list[str]] = field(default_factory=dict)
     mail_script: list[str] = field(default_factory=list)
+    data_script: list[str] = field(default_factory=list)  # "DROP": keep the message, hang up instead of replying
     on_data: Callable[[Arrival], None] | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -84,6 +85,8 @@ class Recorder:
             self.arrivals.append(arrival)
         if self.on_data is not None:
             self.on_data(arrival)
+        if self.data_script and self.data_script.pop(0) == "DROP":
+            server.transport.close()  # accepted, but the reply never leaves: the client cannot know
         return "250 Message accepted for delivery"
 
     def by_recipient(self, address: str) -> list[Arrival]:

@@ -12,12 +12,12 @@ import pytest
 
 from crm_activation.campaign.email_settings import StepConfig
 from crm_activation.email.channel import EmailChannel
-from crm_activation.email.ledger import SendLedger
+from crm_activation.email.ledger import InDoubtRow, SendLedger
 from crm_activation.email.rendering import TemplateError
 from crm_activation.email.samples import sample_config
 from crm_activation.email.smtp import SmtpTransport
 from crm_activation.email.unsubscribe import UnsubscribeLedger
-from crm_activation.state.database import Database, IntegrityError, open_database
+from crm_activation.state.database import Database, DatabaseError, IntegrityError, open_database
 
 from .conftest import NOW, kill_process, make_contact
 
@@ -26,10 +26,11 @@ def open_db(path: Path) -> Database:
     return open_database(path)
 
 
-def channel(db, server, config=None, transport=None) -> EmailChannel:
+def channel(db, server, config=None, transport=None, resend_in_doubt=False) -> EmailChannel:
     creds = server.credentials()
     smtp = transport or SmtpTransport(creds, sleep=lambda _: None, initial_wait=0.001, max_attempts=2)
-    return EmailChannel(config or sample_config(), creds, db, smtp, campaign="wb", campaign_name="Win back")
+    return EmailChannel(config or sample_config(), creds, db, smtp, campaign="wb", campaign_name="Win back",
+                        resend_in_doubt=resend_in_doubt)
 
 
 class CrashAfterAccept:
@@ -38,8 +39,8 @@ class CrashAfterAccept:
     def __init__(self, inner: SmtpTransport) -> None:
         self.inner = inner
 
-    def send(self, message, envelope_from, recipient):
-        self.inner.send(message, envelope_from, recipient)
+    def send(self, message, envelope_from, recipient, on_accepted=None):
+        self.inner.send(message, envelope_from, recipient)  # accepted; never recorded
         raise SystemExit("killed after the server accepted")
 
 
@@ -47,18 +48,46 @@ def test_claim_mark_protocol(db):
     ledger = SendLedger(db, "wb")
     claim = ledger.claim("c1", "awareness", 1, "we-miss-you", "warm", "<m1@x>", 9, "best_hour")
     assert claim is not None and not claim.resumed and ledger.status("c1", "awareness", 1) == ("sending", "<m1@x>", 1)
-    again = ledger.claim("c1", "awareness", 1, "other-template", "brief", "<other@x>")
+    # no reply recorded: in doubt. Not claimed again by default (at most once) ...
+    assert ledger.claim("c1", "awareness", 1, "we-miss-you", "warm", "<m1@x>") is None
+    assert ledger.pending_of("c1") == [("awareness", 1, "sending")]
+    assert ledger.in_doubt() == [InDoubtRow("c1", "awareness", 1, "<m1@x>", 1, None)]
+    # ... only when the operator asks for it, as recorded
+    again = ledger.claim("c1", "awareness", 1, "other-template", "brief", "<other@x>", resend_in_doubt=True)
     assert again is not None and again.resumed and (again.template, again.variant, again.message_id) == (
         "we-miss-you", "warm", "<m1@x>")  # the recorded message wins over the new arguments
     ledger.mark_sent(again)
-    assert ledger.claim("c1", "awareness", 1, "we-miss-you", "warm", "<m1@x>") is None
-    assert ledger.status("c1", "awareness", 1) == ("sent", "<m1@x>", 2)
+    assert ledger.claim("c1", "awareness", 1, "we-miss-you", "warm", "<m1@x>", resend_in_doubt=True) is None
+    assert ledger.status("c1", "awareness", 1) == ("sent", "<m1@x>", 2) and ledger.in_doubt() == []
     with pytest.raises(IntegrityError):  # the UNIQUE key itself, whatever the code does
         db.execute("INSERT INTO email_sends (campaign, contact_id, stage, step, template, status, message_id, "
                    "attempts, attempted_at) VALUES ('wb', 'c1', 'awareness', 1, 't', 'sent', 'x', 1, 0)")
 
 
-def test_crash_between_claim_and_mark_resends_with_the_same_message_id(tmp_path, smtp_server):
+def test_ledger_states(db):
+    """Every transition: deferred is resumed without asking, failed never, in doubt only when asked."""
+    ledger = SendLedger(db, "wb")
+    deferred = ledger.claim("c2", "conversion", 1, "coupon-offer", "", "<m2@x>", run_id="r1")
+    assert deferred is not None
+    ledger.mark_deferred(deferred, 451, "greylisted")
+    assert ledger.in_doubt() == [] and ledger.pending() == [("c2", "conversion", 1)]
+    resumed = ledger.claim("c2", "conversion", 1, "x", "", "<x@x>", run_id="r2")  # nothing was accepted: resend
+    assert resumed is not None and resumed.resumed and resumed.message_id == "<m2@x>"
+    assert ledger.in_doubt() == [InDoubtRow("c2", "conversion", 1, "<m2@x>", 2, "r2")]  # r2 killed here
+    ledger.mark_failed(resumed, 550, "no such user")
+    assert ledger.claim("c2", "conversion", 1, "x", "", "<x@x>", resend_in_doubt=True) is None  # never retried
+    for contact in ("c3", "c4"):
+        assert ledger.claim(contact, "awareness", 1, "we-miss-you", "", f"<{contact}@x>") is not None
+    ledger.mark_deferred(ledger.claim("c4", "awareness", 1, "", "", "", resend_in_doubt=True), None, "dropped")
+    assert ledger.cancel("c3", "awareness", 1, "unsubscribed") and ledger.cancel("c4", "awareness", 1, "converted")
+    assert not ledger.cancel("c3", "awareness", 1, "again")  # terminal
+    details = dict(db.execute("SELECT contact_id, detail FROM email_sends WHERE status='cancelled'").fetchall())
+    assert details == {"c3": "in doubt (maybe delivered), cancelled: unsubscribed", "c4": "converted"}
+    assert ledger.counts() == {"failed_permanent": 1, "cancelled": 2}
+    assert ledger.in_doubt() == [] and ledger.pending() == []
+
+
+def test_crash_between_accept_and_record_is_held_in_doubt_then_resent_on_request(tmp_path, smtp_server):
     path = tmp_path / "state.sqlite"
     contact = make_contact("c1", "awareness", history={"best_hour": 9})
     first = open_db(path)
@@ -68,16 +97,47 @@ def test_crash_between_claim_and_mark_resends_with_the_same_message_id(tmp_path,
     first.close()  # the process is gone; only what was committed remains
     db = open_db(path)
     assert SendLedger(db, "wb").status("c1", "awareness", 1)[0] == "sending"
-    outcome = channel(db, smtp_server).deliver(contact, now=NOW + timedelta(hours=1))
-    assert (outcome.status, outcome.step, outcome.resumed) == ("sent", 1, True)
+    for later in (timedelta(hours=1), timedelta(days=9)):  # held: not re-sent, and nothing newer either
+        outcome = channel(db, smtp_server).deliver(contact, now=NOW + later)
+        assert (outcome.status, outcome.step, outcome.in_doubt) == ("in_doubt", 1, True)
+    assert len(smtp_server.recorder.arrivals) == 1
+    outcome = channel(db, smtp_server, resend_in_doubt=True).deliver(contact, now=NOW + timedelta(hours=1))
+    assert (outcome.status, outcome.step, outcome.resumed, outcome.in_doubt) == ("sent", 1, True, True)
     arrivals = smtp_server.recorder.by_recipient("c1@example.com")
-    assert len(arrivals) == 2  # the receiver got it twice ...
+    assert len(arrivals) == 2  # asked for at-least-once, the receiver got it twice ...
     first_copy, second_copy = (a.message for a in arrivals)
     assert first_copy["Message-ID"] == second_copy["Message-ID"]  # ... as one message it can deduplicate
     assert first_copy["Subject"] == second_copy["Subject"]  # same variant
     assert db.execute("SELECT COUNT(*), MIN(status), MAX(attempts) FROM email_sends").fetchone() == (1, "sent", 2)
     assert channel(db, smtp_server).deliver(contact, now=NOW + timedelta(days=1)).status == "not_due"
     assert len(smtp_server.recorder.arrivals) == 2
+
+
+def test_an_accepted_message_the_ledger_cannot_record_stays_in_doubt(tmp_path, smtp_server):
+    """The record right after the 250 fails (a real database error): never `deferred`, which would re-send it."""
+    db = open_db(tmp_path / "state.sqlite")
+    SendLedger(db, "wb")
+    db.execute("CREATE TRIGGER no_sent BEFORE UPDATE OF status ON email_sends WHEN NEW.status = 'sent' "
+               "BEGIN SELECT RAISE(ABORT, 'disk I/O error'); END")
+    contact = make_contact("c5", "awareness")
+    with pytest.raises(DatabaseError):
+        channel(db, smtp_server).deliver(contact, now=NOW)
+    assert len(smtp_server.recorder.arrivals) == 1  # accepted by the relay
+    assert SendLedger(db, "wb").status("c5", "awareness", 1)[:2] == ("sending", smtp_server.recorder.arrivals[0]
+                                                                       .message["Message-ID"])
+    db.execute("DROP TRIGGER no_sent")
+    assert channel(db, smtp_server).deliver(contact, now=NOW).status == "in_doubt"
+    assert len(smtp_server.recorder.arrivals) == 1
+
+
+def test_a_relay_hanging_up_after_the_end_of_data_leaves_the_step_in_doubt(db, smtp_server):
+    smtp_server.recorder.data_script = ["DROP"]
+    contact = make_contact("c6", "consideration")
+    first = channel(db, smtp_server).deliver(contact, now=NOW)
+    assert (first.status, first.in_doubt, first.step) == ("in_doubt", True, 1)
+    assert SendLedger(db, "wb").status("c6", "consideration", 1)[0] == "sending"
+    assert channel(db, smtp_server).deliver(contact, now=NOW + timedelta(days=1)).status == "in_doubt"
+    assert len(smtp_server.recorder.arrivals) == 1  # at most once
 
 
 SCRIPT = """
@@ -127,13 +187,18 @@ def test_a_run_killed_mid_send_is_rerun_without_skipping_or_duplicating(tmp_path
     rerun = channel(db, smtp_server)
     contacts = [make_contact(f"k{i:02d}", "conversion") for i in range(30)]
     outcomes = [rerun.deliver(c, now=NOW) for c in contacts]
-    assert [o.status for o in outcomes].count("sent") == 19  # the interrupted one + the 18 never reached
-    assert sum(o.resumed for o in outcomes) == 1
+    assert [o.status for o in outcomes].count("sent") == 18  # the 18 never reached ...
+    assert [(o.contact_id, o.status) for o in outcomes if o.in_doubt] == [("k11", "in_doubt")]  # ... not the 12th
     ids_per_contact: dict[str, set[str]] = {}
     for arrival in recorder.arrivals:
         ids_per_contact.setdefault(arrival.rcpt_tos[0], set()).add(arrival.message["Message-ID"])
     assert len(ids_per_contact) == 30 and all(len(ids) == 1 for ids in ids_per_contact.values())  # none skipped
-    assert len(recorder.arrivals) == 31  # only the interrupted message twice, under one Message-ID
+    assert len(recorder.arrivals) == 30  # none twice
+    assert [row.contact_id for row in rerun.ledger.in_doubt()] == ["k11"]
+    resend = channel(db, smtp_server, resend_in_doubt=True)
+    assert [o.contact_id for o in (resend.deliver(c, now=NOW) for c in contacts) if o.status == "sent"] == ["k11"]
+    assert len(recorder.arrivals) == 31  # asked for: the in-doubt message twice, under one Message-ID
+    assert len({a.message["Message-ID"] for a in recorder.by_recipient("k11@example.com")}) == 1
     assert db.execute("SELECT COUNT(*), MIN(status), MAX(status) FROM email_sends").fetchone() == (30, "sent", "sent")
     assert all(o.status == "not_due" for o in (rerun.deliver(c, now=NOW) for c in contacts))
     assert len(recorder.arrivals) == 31

@@ -137,6 +137,20 @@ def test_dropped_connection_is_reopened(smtp_server):
     assert len(smtp_server.recorder.sessions) == 2 and len(smtp_server.recorder.arrivals) == 1
 
 
+def test_a_drop_after_the_end_of_data_is_in_doubt_and_not_retried(smtp_server):
+    """The relay kept the message and hung up before replying: a retry could deliver it twice."""
+    smtp_server.recorder.data_script = ["DROP"]
+    accepted: list[object] = []
+    msg, _, _ = message_for("hangup@example.com", "typical")
+    with transport(smtp_server, []) as smtp:
+        delivery = smtp.send(msg, CONFIG.bounce_envelope, "hangup@example.com", accepted.append)
+        assert (delivery.status, delivery.attempts, accepted) == ("in_doubt", 1, [])
+        assert "no reply after the end of DATA" in delivery.detail
+        assert smtp.send(msg, CONFIG.bounce_envelope, "hangup@example.com", accepted.append).status == "sent"
+        assert smtp.connections == 2 and len(accepted) == 1  # the next message reconnects and is recorded
+    assert len(smtp_server.recorder.arrivals) == 2
+
+
 def test_421_closes_and_reconnects(smtp_server):
     smtp_server.recorder.mail_script = ["421 4.3.2 Service shutting down"]
     msg, _, _ = message_for("x@example.com", "typical")

@@ -414,7 +414,9 @@ def test_an_unknown_segment_counts_every_line(sandbox, creds) -> None:
     connector = make_connector(server, creds)
     result = connector.add_members(AudienceRef(key="gone", remote_id="999"), members(0, 250))
     assert result.invalid == 250  # num_invalid_segment alone would say 1: it is deduplicated per segment
-    assert len(result.rejections) == 200  # the member's error log lists 200 lines
+    # the member's error log lists 200 lines; the 50 it leaves out are refused too (every line was), so named
+    assert len(result.rejections) == 250 and result.unnamed == 0
+    assert sum("beyond the error log" in r.reason for r in result.rejections) == 50
     assert app.state()["audiences"] == {}
 
 
