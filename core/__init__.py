@@ -13,6 +13,7 @@ from .sdk.errors import (
     CrmActivationError,
     FatalError,
     InvalidIdentifier,
+    OutcomeUnknownError,
     RateLimitedError,
     RetryableError,
 )
@@ -84,6 +85,7 @@ __all__ = [
     "InvalidIdentifier",
     "Member",
     "Outcome",
+    "OutcomeUnknownError",
     "PlatformHttp",
     "PlatformSummary",
     "QueryToken",

@@ -189,13 +189,18 @@ class Dv360Connector(Connector):
             except FatalError as error:
                 if google_error(response_of(error)).get("status") != "NOT_FOUND":
                     raise
+        found = self._find_ref(spec)
+        return found or self.create_audience_once(lambda: self._create(spec, days), lambda: self._find_ref(spec))
+
+    def _find_ref(self, spec: AudienceSpec) -> AudienceRef | None:
         found = self._find(spec)
-        if found is not None:
-            return AudienceRef(key=spec.key, remote_id=found)
+        return AudienceRef(key=spec.key, remote_id=found) if found is not None else None
+
+    def _create(self, spec: AudienceSpec, days: int) -> AudienceRef:
         response = self.http.request(
             "POST",
             self._path(AUDIENCES),
-            params=params,
+            params={"advertiserId": self.account.advertiser_id},
             json_body={
                 "displayName": spec.name,
                 "description": spec.described_with_marker(),
@@ -209,6 +214,7 @@ class Dv360Connector(Connector):
                 "contactInfoList": {"contactInfos": [], "consent": _consent_body(_REMOVAL_CONSENT)},
             },
             dry_run_result=self.dry_run_audience(spec),
+            idempotent=False,
         )
         return AudienceRef(key=spec.key, remote_id=str(response.json()["firstPartyAndPartnerAudienceId"]))
 

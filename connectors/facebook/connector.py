@@ -215,9 +215,10 @@ class FacebookConnector(Connector):
             except FatalError as error:
                 if not audience_gone(meta_error(response_of(error))):
                     raise
-        found = self._find(spec)
-        if found is not None:
-            return AudienceRef(key=spec.key, remote_id=found)
+        found = self._find_ref(spec)
+        return found or self.create_audience_once(lambda: self._create(spec), lambda: self._find_ref(spec))
+
+    def _create(self, spec: AudienceSpec) -> AudienceRef:
         response = self.http.request(
             "POST",
             self._path(self._act, "customaudiences"),
@@ -228,8 +229,13 @@ class FacebookConnector(Connector):
                 "description": spec.described_with_marker(),
             },
             dry_run_result=self.dry_run_audience(spec),
+            idempotent=False,
         )
         return AudienceRef(key=spec.key, remote_id=str(response.json()["id"]))
+
+    def _find_ref(self, spec: AudienceSpec) -> AudienceRef | None:
+        found = self._find(spec)
+        return AudienceRef(key=spec.key, remote_id=found) if found is not None else None
 
     def _find(self, spec: AudienceSpec) -> str | None:
         """The oldest customer-file audience of the ad account whose description carries the spec's marker.

@@ -167,16 +167,21 @@ class LinkedInConnector(Connector):
 
         The campaign's marker (`AudienceSpec.marker`) is the segment's `sourceSegmentId`, so a lost state database
         finds its segments again, and a segment of the same name without it (another campaign's) is never used.
-        A create that timed out after LinkedIn applied it is retried and makes a second segment; the finder
-        then lists both and every lookup, including the one right after creating, takes the oldest.
+        A create whose answer was lost is not sent again before the finder says LinkedIn does not have it
+        (`create_audience_once`); should twins exist anyway, every lookup takes the oldest.
         """
         if known is not None and self._still_ours(known.remote_id):
             return AudienceRef(key=spec.key, remote_id=known.remote_id)
-        found = self._find(spec.marker)
-        if found is not None:
-            return AudienceRef(key=spec.key, remote_id=found)
-        created = self._create(spec)
-        return AudienceRef(key=spec.key, remote_id=self._find(spec.marker) or created)
+
+        def find() -> AudienceRef | None:
+            found = self._find(spec.marker)
+            return AudienceRef(key=spec.key, remote_id=found) if found is not None else None
+
+        def create() -> AudienceRef:
+            created = self._create(spec)
+            return AudienceRef(key=spec.key, remote_id=self._find(spec.marker) or created)
+
+        return find() or self.create_audience_once(create, find)
 
     def dry_run_audience(self, spec: AudienceSpec) -> dict[str, Any]:
         """What a dry run pretends `POST /rest/dmpSegments` returned (LinkedIn puts the id in a header)."""
@@ -237,7 +242,9 @@ class LinkedInConnector(Connector):
         }
         if spec.description:
             body["description"] = spec.description
-        response = self._request("POST", "/dmpSegments", json_body=body, dry_run_result=self.dry_run_audience(spec))
+        response = self._request(
+            "POST", "/dmpSegments", json_body=body, dry_run_result=self.dry_run_audience(spec), idempotent=False
+        )
         headers = {name.lower(): value for name, value in response.headers.items()}
         raw = headers.get("x-linkedin-id") or headers.get("x-restli-id") or json_object(response).get("id")
         if not raw:

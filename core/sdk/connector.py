@@ -8,9 +8,10 @@ type checker can see.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from .errors import OutcomeUnknownError
 from .http import Action, Authenticator, HttpResponse, NoAuth
 from .identifier_kinds import IdentifierKind
 from .types import (
@@ -82,6 +83,28 @@ class Connector:
     def replace_members(self, audience: AudienceRef, batches: Iterable[Sequence[Member]]) -> BatchResult:
         """Replace the audience's whole membership (only with `Capability.REPLACE`)."""
         raise NotImplementedError
+
+    #: How many times `create_audience_once` sends a create whose outcome stayed unknown and was not found.
+    CREATE_ATTEMPTS: ClassVar[int] = 3
+
+    def create_audience_once(
+        self, create: Callable[[], AudienceRef], find: Callable[[], AudienceRef | None]
+    ) -> AudienceRef:
+        """Create an audience without ever leaving a second one behind when an answer is lost.
+
+        `create` sends the create with `idempotent=False`, so a timeout, dropped connection or 5xx raises
+        `OutcomeUnknownError` instead of being retried blindly; `find` looks the audience up by its marker
+        (`AudienceSpec.marker`). When the platform applied the lost create, `find` returns that audience; only
+        when it is not there is the create sent again. A platform that cannot list audiences cannot use this.
+        """
+        for _ in range(self.CREATE_ATTEMPTS - 1):
+            try:
+                return create()
+            except OutcomeUnknownError:
+                found = find()
+                if found is not None:
+                    return found
+        return create()  # should this answer be lost too, the next run finds the audience by its marker
 
     def dry_run_audience(self, spec: AudienceSpec) -> dict[str, Any]:
         """The response body a dry run pretends the audience-creation call returned."""

@@ -40,6 +40,16 @@ class AuthExpiredError(RetryableError):
     """The access token expired; refreshing it and retrying is expected to work."""
 
 
+class OutcomeUnknownError(ConnectorError):
+    """A request that must not be sent twice got no answer that says whether the platform applied it.
+
+    Raised instead of retrying a non-idempotent request (`PlatformHttp.request(..., idempotent=False)`, an audience
+    create) after a read timeout, a dropped connection or a 5xx: the platform may have applied it, and sending
+    it again could create a second audience. The caller finds out (e.g. looks the audience up by its marker)
+    before trying again; see `Connector.create_audience_once`.
+    """
+
+
 class FatalError(ConnectorError):
     """A platform refused the request for a reason retrying will not fix (malformed payload, deleted audience)."""
 

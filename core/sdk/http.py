@@ -28,7 +28,15 @@ from tenacity import RetryCallState, Retrying, retry_if_exception
 from tenacity.wait import wait_base
 from urllib3.exceptions import NameResolutionError, NewConnectionError
 
-from .errors import AuthExpiredError, ConfigError, FatalError, RateLimitedError, RetryableError, RunInterrupted
+from .errors import (
+    AuthExpiredError,
+    ConfigError,
+    FatalError,
+    OutcomeUnknownError,
+    RateLimitedError,
+    RetryableError,
+    RunInterrupted,
+)
 from .redaction import Redactor, get_logger, remember_secrets
 
 log = get_logger(__name__)
@@ -288,6 +296,15 @@ def _retryable(error: BaseException) -> bool:
     return isinstance(error, RetryableError) and not gave_up(error)
 
 
+def _not_applied(error: BaseException) -> bool:
+    """Whether a failure proves the platform did not apply the request, so even a create may be sent again.
+
+    Nothing connected, the platform throttled it, or the token had expired: each is refused before any work.
+    Everything else retryable (timeouts, dropped connections, 5xx) may have been applied.
+    """
+    return isinstance(error, CannotConnectError | RateLimitedError | AuthExpiredError) and not gave_up(error)
+
+
 def _connect_failure(exc: requests.ConnectionError) -> str | None:
     """"connection refused" or "host name not found" when nothing could be connected to, else None."""
     reason = getattr(exc.args[0], "reason", None) if exc.args else None
@@ -426,12 +443,18 @@ class PlatformHttp:
         headers: Mapping[str, str] | None = None,
         authenticate: bool = True,
         dry_run_result: Any = None,
+        idempotent: bool = True,
     ) -> HttpResponse:
         """Send one request under the retry policy and return the successful response.
+
+        `idempotent=False` marks a request that must not be applied twice (creating an audience): it is retried
+        only after failures that prove it was not applied (`_not_applied`); any other failure raises
+        `OutcomeUnknownError` at once, for the caller to find out what happened before sending it again.
 
         Raises:
             ConfigError: credentials or permissions are wrong (never retried).
             FatalError: the platform refused the request for good.
+            OutcomeUnknownError: a non-idempotent request may or may not have been applied.
             RetryableError: still failing after every retry.
         """
         if self.outbox is not None:
@@ -442,7 +465,7 @@ class PlatformHttp:
         if enclosing is not None:  # a token request shares the deadline of the request that needs the token
             deadline = min(deadline, enclosing)
         retrying = Retrying(
-            retry=retry_if_exception(_retryable),
+            retry=retry_if_exception(_retryable if idempotent else _not_applied),
             stop=_StopPolicy(self.policy, self.clock, deadline),
             wait=_WaitRetryAfterOrJitter(self.policy, self.rng),
             sleep=self._wait,
@@ -453,6 +476,8 @@ class PlatformHttp:
         try:
             return retrying(self._send_once, method, path, params, json_body, data, headers, authenticate)
         except RetryableError as error:
+            if not idempotent and not _not_applied(error) and not gave_up(error):
+                raise OutcomeUnknownError(f"{error} (not sent again: it may have been applied)") from None
             if not gave_up(error):
                 self._give_up(error, int(retrying.statistics.get("attempt_number", 1)), self.clock() - started)
             raise

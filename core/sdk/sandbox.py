@@ -37,7 +37,9 @@ class FaultPlan(BaseModel):
     """How often a sandbox misbehaves, per request, drawn from a seeded generator so runs repeat.
 
     `timeout` faults process the request and then answer too late: the client gives up and retries a request
-    the platform already applied, which is exactly the case that tests idempotence.
+    the platform already applied, which is exactly the case that tests idempotence. `timeout_requests` picks
+    such requests by number instead of by chance (1 is the first platform request after `set_faults`), so a
+    test can lose the answer to exactly one request, e.g. the create of an audience.
 
     `partial_reject_rate` is the share of add requests that refuse about one record in ten (chosen by the
     record's content, so a re-sent record is refused again). `reject_names`, when set, caps how many refused
@@ -55,6 +57,7 @@ class FaultPlan(BaseModel):
     reject_names: int | None = None
     retry_after: float = 0.01
     timeout_seconds: float = 1.0
+    timeout_requests: frozenset[int] = frozenset()
     seed: int = 0
 
 
@@ -85,6 +88,7 @@ class SandboxApp(Generic[AudienceT]):
         self.lock = threading.RLock()
         self.faults = faults or FaultPlan()
         self._rng = random.Random(self.faults.seed)
+        self._served = 0
         self.requests: list[dict[str, Any]] = []
         self.base_url = ""
         self.audiences: dict[str, AudienceT] = {}
@@ -99,12 +103,16 @@ class SandboxApp(Generic[AudienceT]):
         with self.lock:
             self.faults = faults
             self._rng = random.Random(faults.seed)
+            self._served = 0
 
     def draw_fault(self) -> str | None:
         """Pick this request's fault, if any: 'throttle', 'server_error' or 'timeout'."""
         with self.lock:
             roll = self._rng.random()
             plan = self.faults
+            self._served += 1
+            if self._served in plan.timeout_requests:
+                return "timeout"
         for name, rate in (
             ("throttle", plan.throttle_rate),
             ("server_error", plan.server_error_rate),

@@ -84,6 +84,12 @@ class ConnectorContract(ContractDeclaration):
         """A known ref comes back unchanged and the sandbox holds one audience per spec."""
         sync_checks.check_ensure_audience(self)
 
+    def test_a_lost_answer_never_leaves_a_second_audience(self) -> None:
+        """Losing the answer to any request of `ensure_audience`, the create included, leaves one audience."""
+        if not self.finds_audience_without_ref:
+            pytest.skip("the platform cannot look audiences up: a lost create answer can leave an orphan")
+        sync_checks.check_lost_answers_leave_one_audience(self)
+
     def test_membership_reaches_the_expected_end_state(self, membership_scenario: MembershipScenario) -> None:
         """Add, re-add, remove and add back: after each step the sandbox holds exactly the expected members."""
         sync_checks.check_membership(self, membership_scenario)

@@ -86,6 +86,33 @@ def check_ensure_audience(contract: ContractDeclaration) -> None:
             assert connector.ensure_audience(contract.audience_spec("conversion"), other) == other
 
 
+#: The injected delay of a lost answer, and the client's read timeout under it (well apart on a busy machine).
+_LOST_ANSWER_DELAY, _LOST_ANSWER_READ_TIMEOUT = 1.0, 0.3
+
+
+def check_lost_answers_leave_one_audience(contract: ContractDeclaration) -> None:
+    """Whichever request of a first `ensure_audience` loses its answer (the create too), one audience results.
+
+    The answer to request n is lost after the sandbox applied it, for every n of a clean `ensure_audience`:
+    a create retried blindly would leave a second audience (an orphan the campaign never fills nor removes).
+    """
+    spec = contract.audience_spec("awareness")
+    with SandboxHarness(contract) as harness:
+        harness.connector().ensure_audience(spec, None)
+        requests = len(harness.app.requests)
+    policy = contract.policy.model_copy(update={"read_timeout": _LOST_ANSWER_READ_TIMEOUT})
+    for lost in range(1, requests + 1):
+        plan = FaultPlan(timeout_requests=frozenset({lost}), timeout_seconds=_LOST_ANSWER_DELAY)
+        with SandboxHarness(contract, plan) as harness:
+            with step(f"ensure_audience(spec, None) losing the answer to request {lost} of {requests}"):
+                ref = harness.connector(policy=policy).ensure_audience(spec, None)
+            audiences = contract.sandbox_audiences(harness.app)
+            assert audiences == {ref.remote_id}, (
+                f"losing the answer to request {lost} left {sorted(audiences)} in the sandbox, not just "
+                f"{ref.remote_id}: {harness.describe_requests()}"
+            )
+
+
 def check_membership(contract: ContractDeclaration, scenario: MembershipScenario) -> None:
     """The scenario's end state after every step, on a clean sandbox."""
     with SandboxHarness(contract) as harness:

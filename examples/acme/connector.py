@@ -71,13 +71,21 @@ class AcmeConnector(Connector):
         Never one found by name: two campaigns may name their audiences alike. A deleted one is simply not found.
         """
         path = f"/v1/advertisers/{self.account.advertiser_id}/audiences"
-        found = self.http.request("GET", path, params={"external_id": spec.marker}, dry_run_result={"audiences": []})
-        audiences = found.json()["audiences"]
-        if not audiences:
+
+        def find() -> AudienceRef | None:
+            query = {"external_id": spec.marker}
+            answer = self.http.request("GET", path, params=query, dry_run_result={"audiences": []})
+            audiences = answer.json()["audiences"]
+            return AudienceRef(key=spec.key, remote_id=str(audiences[0]["id"])) if audiences else None
+
+        def create() -> AudienceRef:  # idempotent=False: a lost answer is looked up, never blindly sent again
             body = {"name": spec.name, "external_id": spec.marker}
-            created = self.http.request("POST", path, json_body=body, dry_run_result=self.dry_run_audience(spec))
-            audiences = [created.json()]
-        return AudienceRef(key=spec.key, remote_id=str(audiences[0]["id"]))
+            answer = self.http.request(
+                "POST", path, json_body=body, dry_run_result=self.dry_run_audience(spec), idempotent=False
+            )
+            return AudienceRef(key=spec.key, remote_id=str(answer.json()["id"]))
+
+        return find() or self.create_audience_once(create, find)
 
     def add_members(self, audience: AudienceRef, members: Sequence[Member]) -> BatchResult:
         """Add one batch; the members Acme refuses are reported by contact id, the others are in."""

@@ -158,6 +158,28 @@ def test_timeouts_are_retried(serve):
     assert app.calls == 2  # the sandbox applied both: a timeout does not mean nothing happened
 
 
+def test_a_request_that_must_not_be_sent_twice_is_not_retried_once_it_may_have_been_applied(serve):
+    from crm_activation import FaultPlan, OutcomeUnknownError
+
+    app, server = serve()
+    app.set_faults(FaultPlan(timeout_requests=frozenset({1}), timeout_seconds=1.0))
+    http = client(server, policy=FAST.model_copy(update={"read_timeout": 0.2}))
+    with pytest.raises(OutcomeUnknownError, match="may have been applied"):
+        http.request("POST", "/audiences", json_body={"name": "a"}, idempotent=False)
+    assert app.calls == 1
+    for status in (503, 500):  # a 5xx may have been applied as well
+        app, server = serve([(status, {"error": "busy"}, {})])
+        with pytest.raises(OutcomeUnknownError):
+            client(server).request("POST", "/audiences", json_body={"name": "a"}, idempotent=False)
+        assert app.calls == 1
+
+
+def test_a_request_that_must_not_be_sent_twice_is_retried_when_it_was_refused_unapplied(serve):
+    app, server = serve([(429, {"error": "slow down"}, {"Retry-After": "0"})])
+    response = client(server).request("POST", "/audiences", json_body={"name": "a"}, idempotent=False)
+    assert response.json()["n"] == 2 and app.calls == 2
+
+
 def test_dry_run_records_instead_of_sending(serve, tmp_path):
     app, server = serve()
     http = client(server, outbox=Outbox(tmp_path, Redactor([TOKEN])))

@@ -135,6 +135,16 @@ class NameAdoptingFacebook(FacebookConnector):
         return next((str(a["id"]) for a in body.get("data") or () if a.get("name") == spec.name), None)
 
 
+class BlindRetryFacebook(FacebookConnector):
+    """Sends its create as an ordinary request: a create whose answer was lost is retried and makes a twin."""
+
+    def _create(self, spec: AudienceSpec) -> AudienceRef:
+        body = {"name": spec.name, "subtype": "CUSTOM", "customer_file_source": "USER_PROVIDED_ONLY",
+                "description": spec.described_with_marker()}
+        response = self.http.request("POST", self._path(self._act, "customaudiences"), json_body=body)
+        return AudienceRef(key=spec.key, remote_id=str(response.json()["id"]))
+
+
 class RemoveDoesNothingFacebook(FacebookConnector):
     """Acknowledges removals without sending them."""
 
@@ -268,6 +278,7 @@ PARTIAL, CREDENTIALS = (
 )
 DRY_RUN, HOLDOUT = "test_dry_run_records_masked_requests_and_sends_nothing", "test_holdout_invariant_through_the_engine"
 OWNERSHIP = "test_campaigns_sharing_audience_names_never_share_audiences"
+LOST_ANSWER = "test_a_lost_answer_never_leaves_a_second_audience"
 
 CASES = (
     Broken("clear-email", FB, ClearEmailFacebook, VECTORS, "personal data sent in clear"),
@@ -294,6 +305,8 @@ CASES = (
     Broken("control-group-seeded", FB, SeedingFacebook, HOLDOUT, "control-group contacts reached the sandbox"),
     Broken("audience-adopted-by-name", FB, NameAdoptingFacebook, OWNERSHIP, "share remote audiences"),
     Broken("lost-state-makes-new-audiences", FB, ForgetfulFacebook, OWNERSHIP, "did not find its own audiences"),
+    Broken("lost-create-answer-retried-blindly", FB, BlindRetryFacebook, LOST_ANSWER,
+           r"losing the answer to request 2 left \[.*, .*\] in the sandbox"),
 )
 
 
