@@ -154,22 +154,57 @@ class PlatformSync:
             pending.extend(reversed(_halves(suspects)))
 
     def _replace(self, stage: str, ref: AudienceRef, summary: PlatformSummary) -> None:
+        """Swap the audience's whole membership; record it without the members the platform refused.
+
+        When every refusal is named, the stored membership is the desired one minus those. When some are only
+        counted, nobody can say which desired members the platform holds: the stored membership of the audience
+        is cleared (the platform holds at most the desired members) and the audience is re-added through the
+        add path, whose bisection names every refused member (the re-sent members already held are harmless).
+        """
         counts = summary.stages[stage]
-        sent: list[int] = []
+        sent: list[str] = []
+        requests = 0
 
         def batches() -> Iterator[list[Member]]:
+            nonlocal requests
             for batch in self.state.desired_batches(self.platform, ref.key, self.batch_size):
-                sent.append(len(batch))
+                sent.extend(member.contact_id for member in batch)
+                requests += 1
                 self.on_batch(self.platform, len(batch))
                 yield batch
 
         result = self.connector.replace_members(ref, batches())
-        summary.batches += len(sent)
-        counts.added += sum(sent)
-        counts.invalid_reported += result.invalid
+        ids = set(sent)
+        refused = {r.contact_id: r.reason for r in result.rejections if r.contact_id in ids}
+        unnamed = result.unnamed if result.unnamed is not None else result.invalid - len(refused)
+        summary.batches += requests
+        if unnamed <= 0:
+            counts.invalid_reported += result.invalid
+            counts.refused += len(refused)
+            counts.added += len(ids) - len(refused)
+            if not self.dry_run:
+                self.state.replace_membership(
+                    self.run_id, self.campaign.campaign, self.platform, ref.key, excluded=refused
+                )
+            rejections = tuple(RecordRejection(contact_id=cid, reason=reason) for cid, reason in refused.items())
+            self.hooks.after_batch(
+                platform=self.platform, audience=ref, operation="replace", size=len(sent),
+                result=result.model_copy(update={"rejections": rejections}),
+            )
+            return
+        # The add path below counts, records and reports every refusal, named or not, exactly once.
+        self.hooks.after_batch(
+            platform=self.platform, audience=ref, operation="replace", size=len(sent),
+            result=result.model_copy(update={"rejections": ()}),
+        )
+        log.warning(
+            "%s: the replace of %s refused %d members without naming them; re-adding the audience to name them",
+            self.platform, ref.key, unnamed,
+        )
         if not self.dry_run:
-            self.state.replace_membership(self.run_id, self.campaign.campaign, self.platform, ref.key)
-        self.hooks.after_batch(platform=self.platform, audience=ref, operation="replace", size=sum(sent), result=result)
+            self.state.forget_membership(self.platform, ref.key)
+            self.state.plan(self.campaign.campaign, self.platform, full=False)
+        self._push(stage, ref, "add", summary)
 
     def _record(
         self,

@@ -499,8 +499,14 @@ class StateStore:
                  result.job_id, now),
             )
 
-    def replace_membership(self, run_id: str, campaign: str, platform: str, audience_key: str) -> None:
-        """After a platform confirmed a full replace, make the stored membership equal the desired one."""
+    def replace_membership(
+        self, run_id: str, campaign: str, platform: str, audience_key: str, excluded: Iterable[str] = ()
+    ) -> None:
+        """After a platform confirmed a full replace, make the stored membership the desired one.
+
+        `excluded`: the contact ids the platform refused in that replace; they are not members.
+        """
+        refused = [(platform, audience_key, contact_id) for contact_id in excluded]
         with self.transaction():
             self.db.execute("DELETE FROM memberships WHERE platform=? AND audience_key=?", (platform, audience_key))
             self.db.execute(
@@ -508,6 +514,18 @@ class StateStore:
                 "FROM desired WHERE platform=? AND audience_key=?",
                 (campaign, time.time(), platform, audience_key),
             )
+            self.db.executemany(
+                "DELETE FROM memberships WHERE platform=? AND audience_key=? AND contact_id=?", refused
+            )
+
+    def forget_membership(self, platform: str, audience_key: str) -> None:
+        """Drop an audience's stored membership: what the platform holds is no longer known member by member.
+
+        The next plan then adds every desired member again, which is harmless (membership is a set) and names,
+        through the add path's answers, which members the platform refuses.
+        """
+        with self.transaction():
+            self.db.execute("DELETE FROM memberships WHERE platform=? AND audience_key=?", (platform, audience_key))
 
     def members(self, platform: str, audience_key: str) -> dict[str, str]:
         """Stored members of an audience: contact id → payload (for tests and audits)."""

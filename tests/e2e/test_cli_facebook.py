@@ -239,16 +239,18 @@ def test_one_person_behind_several_records_is_in_one_group_and_control_reaches_n
     assert sha256_hex("12015550123") not in sent
 
 
-def test_partly_refused_batches_record_only_what_facebook_holds(campaign: CampaignDir, facebook, synth):
+@pytest.mark.parametrize("mode", ["incremental", "full"])
+def test_partly_refused_batches_record_only_what_facebook_holds(campaign: CampaignDir, facebook, synth, mode):
     """Every batch refuses some rows, named Meta-style (a count and two samples): the state records no refused row.
 
     Two samples per answer where Meta gives ten, so that each batch's refusals outnumber its names and the run
-    has to re-send the unnamed rows in halves to name them.
+    has to re-send the unnamed rows in halves to name them; in `full` mode (Meta's usersreplace) the replaced
+    audience is re-added through the same path.
     """
     app, _ = facebook
     app.set_faults(FaultPlan(partial_reject_rate=1.0, reject_names=2, seed=5))
     campaign.write_contacts(list(synth.generate_contacts(1200, seed=21)))
-    code, summary = campaign.run_json("--rejects", "rejects.csv")
+    code, summary = campaign.run_json("--rejects", "rejects.csv", "--mode", mode)
     assert code == 0, summary
 
     remote_ids = {name: remote for name, remote in sqlite3.connect(campaign.folder / "state.sqlite").execute(
@@ -279,7 +281,8 @@ def test_partly_refused_batches_record_only_what_facebook_holds(campaign: Campai
     assert all(r["stage"] in fb["stages"] and r["reason"] for r in platform_rows)
 
     # the next run offers the refused members again; they are refused again and still not recorded
-    code, again = campaign.run_json("--rejects", "rejects2.csv")
+    code, again = campaign.run_json("--rejects", "rejects2.csv", "--mode", mode)
     assert code == 0, again
     assert sum(s["refused"] for s in again["platforms"]["facebook"]["stages"].values()) == refused
-    assert sum(s["added"] for s in again["platforms"]["facebook"]["stages"].values()) == 0
+    added_again = sum(s["added"] for s in again["platforms"]["facebook"]["stages"].values())
+    assert added_again == (len(stored) if mode == "full" else 0)  # a full run re-sends (and re-counts) everyone

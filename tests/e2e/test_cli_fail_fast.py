@@ -108,6 +108,7 @@ def test_a_run_that_cannot_take_the_lock_touches_no_output(campaign: CampaignDir
         outbox = campaign.folder / "outbox"
         outbox.mkdir()
         (outbox / "facebook.jsonl").write_text("the running dry run's requests\n")
+        (outbox / "plan.csv").write_text("the running dry run's plan\n")
 
         done = campaign.run("run", str(campaign.yaml), "--lock-wait", "0", "--rejects", str(rejects))
         assert done.returncode == 3, done.stderr
@@ -117,6 +118,7 @@ def test_a_run_that_cannot_take_the_lock_touches_no_output(campaign: CampaignDir
                             "--rejects", str(rejects))
         assert done.returncode == 3, done.stderr
         assert (outbox / "facebook.jsonl").read_text() == "the running dry run's requests\n"
+        assert (outbox / "plan.csv").read_text() == "the running dry run's plan\n"
         assert rejects.read_text() == "the running job's rejects\n"
     finally:
         running.close()

@@ -192,3 +192,43 @@ def test_a_refused_remove_leaves_the_member_recorded(tmp_path: Path):
 
     assert set(store.members("fb", KEY)) == platform.held == {contacts[2], contacts[30]}
     assert summary.stages[STAGE].removed == 38 and summary.stages[STAGE].refused == 2
+
+
+@dataclass
+class ReplacingPlatform(CountingPlatform):
+    """A platform that can also swap a whole audience, refusing and naming as on add."""
+
+    def replace_members(self, audience: AudienceRef, batches: Any) -> BatchResult:
+        self.held.clear()
+        results = [self._answer(batch, self.held.add) for batch in batches]
+        return BatchResult(
+            received=sum(r.received for r in results),
+            invalid=sum(r.invalid for r in results),
+            rejections=tuple(rejection for r in results for rejection in r.rejections),
+        )
+
+
+@pytest.mark.parametrize("names", [None, 1])  # every refusal named / some only counted
+def test_a_replace_records_the_audience_without_its_refused_members(tmp_path: Path, names: int | None):
+    contacts = ids(120)
+    refuse = {cid for i, cid in enumerate(contacts) if i % 9 == 4}
+    platform = ReplacingPlatform(refuse, names, held={"stale-1", "stale-2"})
+    store = planned(tmp_path, contacts)
+    store.apply_batch("run0", CAMPAIGN, "fb", KEY, "add", [member("stale-1")], BatchResult(received=1), frozenset())
+    pm = make_plugin_manager(load_entry_points=False)
+    rejects = RejectsWriter(tmp_path / "rejects.csv")
+    pm.register(rejects)
+    sync = PlatformSync(
+        campaign=SimpleNamespace(campaign=CAMPAIGN),  # type: ignore[arg-type]
+        platform="fb", connector=platform, state=store, run_id="run", dry_run=False,  # type: ignore[arg-type]
+        hooks=pm.hook, batch_size=40,
+    )
+    summary = PlatformSummary(stages={STAGE: StageCounts(desired=len(contacts))})
+    sync._replace(STAGE, REF, summary)
+    rejects.close()
+
+    assert set(store.members("fb", KEY)) == platform.held == set(contacts) - refuse
+    counts = summary.stages[STAGE]
+    assert counts.added == len(contacts) - len(refuse) and counts.refused == len(refuse)
+    assert sorted(r["contact_id"] for r in rejects_of(tmp_path / "rejects.csv")) == sorted(refuse)
+    assert (len(platform.requests) == 3) is (names is None)  # re-added only when a refusal went unnamed
