@@ -167,6 +167,8 @@ class Engine:
             if refused:  # before the first push: no channel (e-mail included) gets anything
                 summary.status, summary.error = "refused", refused
             else:
+                if not options.dry_run:
+                    state.commit_holdout()  # the contacts enter the experiment with the run that may expose them
                 self._push(state, summary)
                 summary.status = "failed" if any(p.error for p in summary.platforms.values()) else "succeeded"
         except CrmActivationError as error:

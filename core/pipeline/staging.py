@@ -108,7 +108,7 @@ class Stager:
         self.state.stage_keys(rows.test_keys, rows.control_keys)
         if not self.dry_run:
             ledger = rows.ledger if self.plan_rules is None else self._keep_other_channels(rows.ledger)
-            self.state.record_holdout(self.campaign.campaign, self.run_id, ledger)
+            self.state.stage_holdout(self.campaign.campaign, self.run_id, ledger)
         rows.clear()
 
     def _keep_other_channels(self, ledger: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:

@@ -65,6 +65,12 @@ CREATE TEMP TABLE IF NOT EXISTS test_keys (
     platform TEXT NOT NULL, value TEXT NOT NULL, audience_key TEXT NOT NULL, contact_id TEXT NOT NULL
 );
 CREATE TEMP TABLE IF NOT EXISTS control_keys (platform TEXT NOT NULL, value TEXT NOT NULL);
+CREATE TEMP TABLE IF NOT EXISTS holdout_staged (
+    campaign TEXT NOT NULL, contact_id TEXT NOT NULL, grp TEXT NOT NULL, country TEXT, segment TEXT,
+    offered TEXT NOT NULL, reachable TEXT NOT NULL, funnel_stage TEXT,
+    first_run TEXT NOT NULL, last_run TEXT NOT NULL,
+    PRIMARY KEY (campaign, contact_id)
+);
 CREATE TEMP TABLE IF NOT EXISTS ops (
     id INTEGER PRIMARY KEY, platform TEXT NOT NULL, audience_key TEXT NOT NULL, operation TEXT NOT NULL,
     contact_id TEXT NOT NULL, fingerprint TEXT NOT NULL, payload TEXT NOT NULL
@@ -248,6 +254,12 @@ class StateStore:
         return self.db.transaction()
 
     # -- holdout ledger ---------------------------------------------------------------------------------
+    _HOLDOUT_UPSERT = (
+        " ON CONFLICT (campaign, contact_id) DO UPDATE SET grp=excluded.grp, country=excluded.country, "
+        "segment=excluded.segment, offered=excluded.offered, reachable=excluded.reachable, "
+        "funnel_stage=excluded.funnel_stage, last_run=excluded.last_run"
+    )
+
     def record_holdout(self, campaign: str, run_id: str, rows: Sequence[tuple[Any, ...]]) -> None:
         """Upsert ledger rows `(contact_id, group, country, segment, offered, reachable, funnel_stage)`.
 
@@ -257,12 +269,24 @@ class StateStore:
         """
         with self.transaction():
             self.db.executemany(
-                "INSERT INTO holdout VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
-                "ON CONFLICT (campaign, contact_id) DO UPDATE SET grp=excluded.grp, country=excluded.country, "
-                "segment=excluded.segment, offered=excluded.offered, reachable=excluded.reachable, "
-                "funnel_stage=excluded.funnel_stage, last_run=excluded.last_run",
+                "INSERT INTO holdout VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)" + self._HOLDOUT_UPSERT,
                 [(campaign, *row, run_id, run_id) for row in rows],
             )
+
+    def stage_holdout(self, campaign: str, run_id: str, rows: Sequence[tuple[Any, ...]]) -> None:
+        """Hold a run's ledger rows (as `record_holdout` takes them) until `commit_holdout`.
+
+        A run the guardrails refuse pushes nothing and must not enter anyone into the experiment: its rows
+        would date the contacts' entry to a run that exposed no one.
+        """
+        with self.transaction():
+            self.db.insert_rows("holdout_staged", [(campaign, *row, run_id, run_id) for row in rows], 10)
+
+    def commit_holdout(self) -> None:
+        """Upsert the staged ledger rows into the holdout ledger (once the run is cleared to push)."""
+        with self.transaction():
+            self.db.execute("INSERT INTO holdout SELECT * FROM holdout_staged WHERE true" + self._HOLDOUT_UPSERT)
+            self.db.execute("DELETE FROM holdout_staged")
 
     def holdout_rows(self, campaign: str) -> list[tuple[Any, ...]]:
         """The ledger of a campaign: (contact_id, group, country, segment, offered, reachable, funnel_stage)."""
@@ -275,7 +299,7 @@ class StateStore:
     # -- desired membership and the diff ----------------------------------------------------------------
     def reset_desired(self) -> None:
         """Empty the staging tables before a run stages its desired membership."""
-        for table in ("desired", "ops", "test_keys", "control_keys"):
+        for table in ("desired", "ops", "test_keys", "control_keys", "holdout_staged"):
             self.db.execute(f"DELETE FROM {table}")
 
     def stage_desired(self, rows: Iterable[tuple[str, str, str, str, str]]) -> None:

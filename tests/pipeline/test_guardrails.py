@@ -224,10 +224,13 @@ def test_a_refused_run_pushes_no_channel_and_says_why_in_the_summary(tmp_path: P
     assert summary.error and summary.error.startswith("50% of rows rejected (15 of 30)")
     db = sqlite3.connect(tmp_path / "state.sqlite")
     status, stored = db.execute("SELECT status, summary FROM runs").fetchone()
-    db.close()
     assert status == "refused" and json.loads(stored)["error"] == summary.error
+    assert db.execute("SELECT COUNT(*) FROM holdout").fetchone() == (0,)  # nobody entered the experiment
     allowed = Engine(load_campaign(path), RunOptions(allow_large_changes=True), channels=channels).run()
     assert pushed == ["first", "second"] and allowed.status == "succeeded"
+    entered = db.execute("SELECT COUNT(*), MIN(first_run) FROM holdout").fetchone()
+    db.close()
+    assert entered == (15, allowed.run_id)  # the 15 accepted contacts, entered with the run that pushed
     assert allowed.warnings == ["pushed with --allow-large-changes: " + summary.error.split(". Nothing")[0]]
 
 
