@@ -84,6 +84,11 @@ class AmazonDspSandbox(SandboxApp[_Audience]):
     """
 
     platform = "amazon_dsp"
+    test_credentials = {  # what `run --sandbox` uses when the variables are unset
+        "client_id": "amzn1.application-oa2-client.sandbox0001",
+        "client_secret": "sandbox-amazon-secret-77aa01",
+        "refresh_token": "Atzr.sandbox-amazon-refresh-0c3e",
+    }
     first_id = 413642381039213536  # beyond 2**53: clients must keep ids as exact integers
     oauth: RefreshTokenEndpoint
 

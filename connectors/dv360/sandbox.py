@@ -106,6 +106,11 @@ class Dv360Sandbox(SandboxApp[_Audience]):
     """
 
     platform = "dv360"
+    test_credentials = {  # what `run --sandbox` uses when the variables are unset
+        "client_id": "sandbox-dv360-client.apps.example",
+        "client_secret": "sandbox-dv360-secret-5e1b7a",
+        "refresh_token": "sandbox-dv360-refresh-2c9f44",
+    }
     first_id = 4_100_000_001
     oauth: RefreshTokenEndpoint
 

@@ -77,6 +77,9 @@ class FacebookSandbox(SandboxApp[_Audience]):
     """
 
     platform = "facebook"
+    test_credentials = {  # what `run --sandbox` uses when the variables are unset
+        "access_token": "sandbox-facebook-token-3f9a1c",
+    }
     first_id = 23850000000000001
     supported_versions = ("v24.0", "v25.0")
     max_samples = 10  # Meta returns a handful of `invalid_entry_samples`, never a full list

@@ -92,6 +92,9 @@ class LinkedInSandbox(SandboxApp[_Segment]):
     """
 
     platform = "linkedin"
+    test_credentials = {  # what `run --sandbox` uses when the variables are unset
+        "access_token": "sandbox-linkedin-token-81c2d0",
+    }
     first_id = 100001
     oauth: RefreshTokenEndpoint
 

@@ -102,6 +102,10 @@ class XandrSandbox(SandboxApp[_Segment]):
     """
 
     platform = "xandr"
+    test_credentials = {  # what `run --sandbox` uses when the variables are unset
+        "username": "sandbox-xandr-api-user",
+        "password": "sandbox-xandr-password-9d0e",
+    }
     first_id = 28_000_001
 
     def __init__(

@@ -97,7 +97,10 @@ class EmailConfig(BaseModel):
     unsubscribe_mailto: str = Field(description="address for mailto: unsubscribes (subject carries the token)")
     templates: str | None = Field(None, description="templates folder; default: the packaged templates/email")
     sequences: dict[str, tuple[StepConfig, ...]] = Field(description="funnel stage → ordered steps")
-    default_send_hour: int = Field(10, ge=0, le=23, description="UTC hour when history has no engagement times")
+    default_send_hour: int | None = Field(
+        10, ge=0, le=23, description="the contact's local hour (its timezone column, else its country's main zone) "
+        "when history has no engagement times; null: send as soon as a step is due"
+    )
     min_gap_days: int = Field(1, ge=0, description="days at least between two emails to one contact")
     coupon: CouponConfig | None = None
     bounces: SourceConfig | None = Field(None, description="hard-bounce list (contact_id and/or email columns)")

@@ -21,13 +21,13 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
 from ..sdk.errors import ConfigError
@@ -35,6 +35,7 @@ from ..state.database import Database, is_postgres_url, open_database
 from .schema import EMAIL_CHANNEL, Campaign, FunnelConfig
 
 Loc = tuple[str | int, ...]
+M = TypeVar("M", bound=BaseModel)
 
 #: Account keys that hold secrets: `access_token`, `client-secret`, `apiKey`, `developer_token`, ...
 _SECRET_KEY = re.compile(
@@ -84,6 +85,27 @@ class LoadedCampaign:
     campaign: Campaign
     path: Path
     base_dir: Path
+    #: The line of every mapping key and list item, by path: later checks (a connector's account model) point there.
+    lines: Mapping[Loc, int] = field(default_factory=dict, repr=False, compare=False)
+
+    def validate_section(self, loc: Loc, model: type[M], data: Any) -> M:
+        """Validate a part of the campaign against a model only known later (a connector's `account_model`).
+
+        Errors come out like the loader's own: `FILE:LINE: platforms.acme.account.advertiser_id: message`,
+        one per problem and never echoing a value, instead of pydantic's dump of the input.
+
+        Raises:
+            CampaignFileError: listing every problem found.
+        """
+        try:
+            return model.model_validate(data)
+        except ValidationError as exc:
+            issues = []
+            for error in exc.errors(include_url=False, include_input=False):
+                where = (*loc, *error["loc"])
+                issues.append(CampaignIssue(str(self.path), _line_for(where, self.lines), _dotted(where),
+                                            _message(error)))
+            raise CampaignFileError(issues) from None
 
     def resolve(self, relative: str | Path) -> Path:
         """A path relative to the campaign file's folder (absolute paths are returned unchanged)."""
@@ -271,7 +293,7 @@ def _absolute_sources(data: dict[str, Any], base_dir: Path) -> None:
                 source["url"] = f"sqlite:///{base_dir / location}"
 
 
-def _line_for(loc: Loc, lines: dict[Loc, int]) -> int | None:
+def _line_for(loc: Loc, lines: Mapping[Loc, int]) -> int | None:
     """The line of the deepest part of `loc` present in the file (the parent mapping for a missing key)."""
     for depth in range(len(loc), -1, -1):
         line = lines.get(loc[:depth])
@@ -340,4 +362,4 @@ def load_campaign(path: str | Path) -> LoadedCampaign:
     if found or campaign is None:
         found.sort(key=lambda item: (item[0] or 0, _dotted(item[1])))
         raise CampaignFileError([CampaignIssue(file, line, _dotted(loc), message) for line, loc, message in found])
-    return LoadedCampaign(campaign=campaign, path=file_path, base_dir=base_dir)
+    return LoadedCampaign(campaign=campaign, path=file_path, base_dir=base_dir, lines=lines)

@@ -8,12 +8,21 @@ from __future__ import annotations
 
 import argparse
 import sys
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 from ..campaign.email_settings import EmailConfig
-from ..email.commands import lint, load_contacts, load_email_config, render_for_contact
+from ..email.commands import (
+    campaign_contacts,
+    campaign_email,
+    lint,
+    load_contacts,
+    load_email_config,
+    render_for_contact,
+)
 from ..email.rendering import TemplateRenderer
 from ..email.samples import SAMPLE_CONTACTS, SEGMENTS
+from ..email.send_time import plan_send
 from ..sdk.errors import CrmActivationError, InputError
 
 
@@ -30,10 +39,11 @@ def add_email_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentP
     render.add_argument("template", help="template folder name")
     render.add_argument("--contact", type=Path, help="JSON, JSON Lines or CSV file (default: a sample contact)")
     render.add_argument("--contact-id", help="which contact of the file (default: the first)")
-    render.add_argument("--sample", choices=sorted(SAMPLE_CONTACTS), default="typical")
-    render.add_argument("--variant")
+    render.add_argument("--sample", choices=sorted(SAMPLE_CONTACTS), default="typical",
+                        help="which built-in sample contact, without --contact (default: typical)")
+    render.add_argument("--variant", help="the template variant to render (default: the base template)")
     render.add_argument("--stage", help="funnel stage (default: the contact's)")
-    render.add_argument("--step", type=int, default=1)
+    render.add_argument("--step", type=int, default=1, help="the sequence step (default 1)")
     render.add_argument("--out", type=Path, help="write subject.txt, body.txt, body.html here instead of stdout")
 
     lint_cmd = commands.add_parser("lint", parents=[common], help="render every combination; report every error")
@@ -42,23 +52,32 @@ def add_email_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentP
 
     preview = commands.add_parser("preview", parents=[common], help="serve a local page of rendered templates")
     preview.add_argument("--host", default="127.0.0.1", help="bind address (default: loopback only)")
-    preview.add_argument("--port", type=int, default=8025)
+    preview.add_argument("--port", type=int, default=8025, help="port to serve on (default 8025)")
+    preview.add_argument("--campaign", type=Path,
+                         help="campaign file: its email section, and real contacts of its audience source")
+    who = preview.add_mutually_exclusive_group()
+    who.add_argument("--contact-id", action="append", help="preview this contact of the campaign (repeatable)")
+    who.add_argument("--sample", type=int, metavar="N", help="preview N contacts of the campaign's source")
+    for command in (render, preview):
+        command.add_argument("--send-date", type=date.fromisoformat, metavar="YYYY-MM-DD",
+                             help="the day whose send hours are shown (default: today, UTC)")
 
 
 def _setup(args: argparse.Namespace) -> tuple[TemplateRenderer, EmailConfig]:
-    config = load_email_config(args.config)
+    campaign = getattr(args, "campaign", None)
+    config = campaign_email(campaign)[0] if campaign is not None and args.config is None else load_email_config(
+        args.config)
     return TemplateRenderer(args.templates or config.templates, auto_reload=args.email_command == "preview"), config
 
 
 def _render(args: argparse.Namespace, renderer: TemplateRenderer, config: EmailConfig) -> int:
     contact = SAMPLE_CONTACTS[args.sample]
     if args.contact is not None:
-        contacts = load_contacts(args.contact)
-        matches = [c for c in contacts if args.contact_id in (None, c.contact_id)]
-        if not matches:
-            raise InputError(f"{args.contact}: no contact with id {args.contact_id!r}")
-        contact = matches[0]
+        contact = load_contacts(args.contact, contact_id=args.contact_id)[0]
     rendered = render_for_contact(renderer, config, args.template, args.variant, contact, args.stage, args.step)
+    on = args.send_date or datetime.now(UTC).date()
+    plan = plan_send(contact.attributes.history, config.default_send_hour, contact, on)
+    print(f"Send: {plan.describe()}", file=sys.stderr)  # metadata apart from the email on stdout
     if args.out is not None:
         args.out.mkdir(parents=True, exist_ok=True)
         for name, text in (("subject.txt", rendered.subject + "\n"), ("body.txt", rendered.text),
@@ -83,7 +102,12 @@ def run_email_command(args: argparse.Namespace) -> int:
             return 1 if report.problems else 0
         from ..email.preview import serve_forever
 
-        return serve_forever(renderer, config, args.host, args.port)
+        contacts = None
+        if args.contact_id or args.sample:
+            if args.campaign is None:
+                raise InputError("--contact-id and --sample preview real contacts: name the campaign with --campaign")
+            contacts = campaign_contacts(campaign_email(args.campaign)[1], args.contact_id or (), args.sample or 0)
+        return serve_forever(renderer, config, args.host, args.port, contacts, args.send_date)
     except CrmActivationError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -2,7 +2,10 @@
 
 Exit codes: 0 success; 1 the run finished but a platform failed; 2 the campaign, an input or a credential is
 wrong (nothing was pushed); 3 another run of the campaign holds the lock; 4 the run was refused by a guardrail
-(too many rows rejected or members removed, or a --strict warning; nothing was pushed).
+(too many rows rejected or members removed, or a --strict warning; nothing was pushed); 130 interrupted
+(Ctrl-C); 141 standard output was closed early (`... | head`).
+
+Ordinary events (Ctrl-C, a closed pipe, a busy port) end with one line on stderr, never a traceback.
 """
 
 from __future__ import annotations
@@ -10,33 +13,38 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import signal
 import sys
 import threading
 from collections.abc import Sequence
 from contextlib import ExitStack
+from importlib.metadata import PackageNotFoundError
+from importlib.metadata import version as installed_version
 from pathlib import Path
 
+import pluggy
 from rich.console import Console
 from rich.logging import RichHandler
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
-from ..campaign.loader import load_campaign
+from ..campaign.loader import LoadedCampaign, load_campaign
 from ..campaign.schema import EMAIL_CHANNEL
 from ..email.smtp_relay import SmtpSandbox
 from ..pipeline.channel_plan import enabled_platforms
 from ..pipeline.engine import Engine, RunOptions, RunProgress
 from ..sdk.errors import ConfigError, CrmActivationError, RunInterrupted
-from ..sdk.plugins import collect_connectors, make_plugin_manager
+from ..sdk.plugins import collect_connectors, make_plugin_manager, missing_connector_error, plugin_problems
 from ..sdk.redaction import PROCESS_REDACTOR, get_logger
 from ..sdk.sandbox import FaultPlan
 from ..state.database import LOCK_WAIT_SECONDS, StateLockedError
 from .display import print_connectors, print_summary
 from .email import add_email_commands
-from .local_sandboxes import start_sandboxes
+from .local_sandboxes import bind_error, start_sandboxes, supply_test_credentials
 from .measurement import add_measurement_commands, report, simulate
 from .options import STATE_HELP, default_rejects, state_target
 from .runs import add_runs_command, runs
+from .scaffold import add_scaffold_command, new_connector
 from .validate import add_validate_command, validate
 
 log = get_logger("crm_activation.cli")
@@ -63,10 +71,55 @@ class RichRunProgress(RunProgress):
         self.progress.advance(self.platform_tasks[platform], n)
 
 
+EPILOG = """\
+exit codes:
+  0    success
+  1    the run finished but a platform failed
+  2    the campaign, an input, a credential or an option is wrong (nothing was pushed)
+  3    another run of the campaign holds the lock
+  4    refused by a guardrail (too many rejects or removals, or a --strict warning; nothing was pushed)
+  130  interrupted (Ctrl-C)
+  141  standard output closed early (e.g. piped into head)
+
+example:
+  crm-activation validate examples/campaign.yaml
+  crm-activation run examples/campaign.yaml --sandbox        # local sandboxes, test credentials supplied
+  crm-activation run campaign.yaml --state out/state.sqlite -v
+
+Relative paths given on the command line are relative to the current folder; paths inside the campaign file
+are relative to the campaign file's folder.
+"""
+VERBOSE_HELP = "log retries and details (also accepted after the command)"
+
+
+def _version() -> str:
+    try:
+        return installed_version("crm-activation")
+    except PackageNotFoundError:  # run from a source tree that is not installed
+        return "unknown"
+
+
+def _accept_global_flags(parser: argparse.ArgumentParser) -> None:
+    """Let `-v` follow any subcommand too (`run campaign.yaml -v`), as people type it.
+
+    The sub-parsers' default is SUPPRESS, so an absent flag there never resets one given before the command.
+    """
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in {id(p): p for p in action.choices.values()}.values():
+                sub.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help=VERBOSE_HELP)
+                _accept_global_flags(sub)
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="crm-activation", description=__doc__.splitlines()[0])
-    parser.add_argument("-v", "--verbose", action="store_true", help="log retries and details")
-    commands = parser.add_subparsers(dest="command", required=True)
+    parser = argparse.ArgumentParser(
+        prog="crm-activation", description=__doc__.splitlines()[0], epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help=VERBOSE_HELP)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}",
+                        help="print the installed version and exit")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     run = commands.add_parser("run", help="onboard, hold out, and push a campaign")
     run.add_argument("campaign", type=Path, help="the campaign YAML file")
@@ -111,7 +164,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--json", action="store_true", help="print the summary as JSON")
 
     connectors = commands.add_parser("connectors", help="list installed connectors and their capabilities")
-    connectors.add_argument("--json", action="store_true")
+    connectors.add_argument("--json", action="store_true", help="print the connectors and skipped plugins as JSON")
 
     sandbox = commands.add_parser("sandbox", help="serve the platform sandboxes until interrupted")
     sandbox.add_argument("--platform", action="append", help="only these platforms (default: all with a sandbox)")
@@ -122,6 +175,8 @@ def _parser() -> argparse.ArgumentParser:
     add_email_commands(commands)
     add_validate_command(commands)
     add_runs_command(commands)
+    add_scaffold_command(commands)
+    _accept_global_flags(parser)
     return parser
 
 
@@ -132,21 +187,43 @@ def _endpoint(spec: str) -> tuple[str, str]:
     return platform, url
 
 
+def _check_platforms(loaded: LoadedCampaign, manager: pluggy.PluginManager, platforms: Sequence[str]) -> None:
+    """Before anything runs: every platform has a connector (else: which broken plugin), and valid settings.
+
+    The account settings are checked here, where the campaign file's lines are known, so a mistake in
+    `platforms.<slug>.account` reads `FILE:LINE: platforms.<slug>.account.<field>: message` like the loader's.
+    """
+    installed = collect_connectors(manager)
+    for slug in platforms:
+        cls = installed.get(slug)
+        if cls is None:
+            raise missing_connector_error(manager, slug, installed)
+        account = loaded.campaign.platforms[slug].account
+        loaded.validate_section(("platforms", slug, "account"), cls.account_model, account)
+
+
 def _run(args: argparse.Namespace, console: Console) -> int:
     loaded = load_campaign(args.campaign)
     manager = make_plugin_manager()
+    platforms = enabled_platforms(loaded.campaign, tuple(args.platform or ()) or None)  # e-mail: below
+    _check_platforms(loaded, manager, platforms)
     with ExitStack() as stack:
         base_urls = dict(_endpoint(spec) for spec in args.endpoint)
         smtp: tuple[str, int] | None = None
         if args.sandbox:
-            platforms = enabled_platforms(loaded.campaign, tuple(args.platform or ()) or None)  # e-mail: below
+            with_email = bool(loaded.campaign.email) and (not args.platform or EMAIL_CHANNEL in args.platform)
+            supplied = supply_test_credentials(
+                collect_connectors(manager), platforms, dict(loaded.campaign.platforms), email=with_email
+            )
+            if supplied:
+                log.info("--sandbox: using the sandboxes' test credentials for %s", ", ".join(supplied))
             servers = start_sandboxes(
                 collect_connectors(manager), platforms, dict(loaded.campaign.platforms), log_dir=args.sandbox_log
             )
             for server in servers.values():
                 stack.callback(server.stop)
             base_urls |= {slug: server.url for slug, server in servers.items()}
-            if loaded.campaign.email and (not args.platform or EMAIL_CHANNEL in args.platform):
+            if with_email:
                 relay = SmtpSandbox().start()
                 stack.callback(relay.stop)
                 smtp = (relay.host, relay.port)
@@ -183,11 +260,11 @@ def _run(args: argparse.Namespace, console: Console) -> int:
 
 
 def _connectors(args: argparse.Namespace, console: Console) -> int:
-    described = [
-        {**cls.describe(), "module": cls.__module__} for cls in collect_connectors(make_plugin_manager()).values()
-    ]
+    manager = make_plugin_manager()
+    described = [{**cls.describe(), "module": cls.__module__} for cls in collect_connectors(manager).values()]
+    problems = [problem.to_json() for problem in plugin_problems(manager)]  # also warned on stderr
     if args.json:
-        print(json.dumps(described, indent=2))
+        print(json.dumps({"connectors": described, "skipped_plugins": problems}, indent=2))
     else:
         print_connectors(described, console)
     return 0
@@ -197,10 +274,17 @@ def _sandbox(args: argparse.Namespace, console: Console) -> int:
     connectors = collect_connectors(make_plugin_manager())
     platforms = args.platform or [slug for slug, cls in connectors.items() if cls.sandbox is not None]
     faults = FaultPlan.model_validate_json(args.faults) if args.faults else None
+    supply_test_credentials(connectors, platforms)  # a standalone sandbox accepts the same test values as `run`
     servers = start_sandboxes(connectors, platforms, log_dir=args.log_dir, faults=faults, port_base=args.port_base)
     for slug, server in servers.items():
         console.print(f"{slug:<12} {server.url}   (state: {server.url}/_sandbox/state)")
-    relay = SmtpSandbox(args.port_base + len(servers) if args.port_base else 0).start()
+    relay_port = args.port_base + len(servers) if args.port_base else 0
+    try:
+        relay = SmtpSandbox(relay_port).start()
+    except OSError as error:
+        for server in servers.values():
+            server.stop()
+        raise ConfigError(bind_error("email", relay_port, error)) from None
     console.print(f"{'email':<12} {relay.url}   (an SMTP relay that accepts and keeps every message)")
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
@@ -216,7 +300,23 @@ def _sandbox(args: argparse.Namespace, console: Console) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the console script."""
+    """Entry point of the console script: ordinary events (Ctrl-C, a closed pipe) end without a traceback."""
+    try:
+        code = _main(argv)
+        sys.stdout.flush()  # here, so a closed pipe is noticed inside the handler rather than at exit
+        return code
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        # The reader (`| head`) has what it wanted. Point stdout at /dev/null so the interpreter's final flush
+        # does not complain again, and exit as a process killed by SIGPIPE would.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141
+
+
+def _main(argv: Sequence[str] | None) -> int:
     args = _parser().parse_args(argv)
     console = Console()
     if not console.is_terminal:
@@ -229,7 +329,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "email":
         return int(args.handler(args))
     commands = {"run": _run, "connectors": _connectors, "sandbox": _sandbox, "report": report,
-                "simulate-conversions": simulate, "simulate": simulate, "validate": validate, "runs": runs}
+                "simulate-conversions": simulate, "simulate": simulate, "validate": validate, "runs": runs,
+                "new-connector": new_connector}
     try:
         return commands[args.command](args, console)
     except StateLockedError as error:  # a scheduler can tell "still running" from "broken"
@@ -237,9 +338,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 3
     except RunInterrupted as error:  # Ctrl-C in a run: recorded and closed by the engine; no traceback
         print(f"{PROCESS_REDACTOR.redact(str(error))}", file=sys.stderr)
-        return 130
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
         return 130
     except CrmActivationError as error:
         print(f"error: {PROCESS_REDACTOR.redact(str(error))}", file=sys.stderr)  # unwrapped: file:line stays greppable

@@ -24,6 +24,11 @@ def add_measurement_commands(commands: argparse._SubParsersAction[argparse.Argum
     report.add_argument("--out", type=Path, default=Path("out/report"), help="folder for report.html, CSV, JSON")
     report.add_argument("--state", type=state_target, help=STATE_HELP)
     report.add_argument("--json", action="store_true", help="print the latest results as JSON")
+    report.add_argument(
+        "--as-of", type=_as_of, metavar="TIME",
+        help="the report's time (ISO 8601 or Unix seconds; default now): later events are counted apart and "
+        "warned about; 'window-end' = when the measurement window closes (for simulated conversions)",
+    )
 
     simulated = commands.add_parser(
         "simulate-conversions", help="write simulated conversions with a known uplift for the campaign's ledger"
@@ -31,18 +36,30 @@ def add_measurement_commands(commands: argparse._SubParsersAction[argparse.Argum
     simulated.add_argument("campaign", type=Path, help="the campaign YAML file")
     simulated.add_argument("--out", type=Path, required=True, help="the conversions CSV to write")
     simulated.add_argument("--state", type=state_target, help=STATE_HELP)
-    simulated.add_argument("--seed", type=int, default=1)
+    simulated.add_argument("--seed", type=int, default=1, help="random seed: the same seed writes the same rows")
     simulated.add_argument("--noise", type=float, default=0.002, help="share of bad rows added (default 0.002)")
 
     simulate = commands.add_parser("simulate", help="simulate a whole Upwork-like experiment under the campaign's id")
     simulate.add_argument("campaign", type=Path, help="the campaign YAML file (its id and measurement settings)")
-    simulate.add_argument("--contacts", type=int, default=50_000)
+    simulate.add_argument("--contacts", type=int, default=50_000, help="how many contacts to simulate (default 50000)")
     simulate.add_argument(
         "--state", type=state_target, required=True, help="a new state database (path or URL) for the simulated ledger"
     )
     simulate.add_argument("--conversions", type=Path, required=True, help="the conversions CSV to write")
-    simulate.add_argument("--seed", type=int, default=1)
+    simulate.add_argument("--seed", type=int, default=1, help="random seed: the same seed writes the same rows")
     simulate.add_argument("--noise", type=float, default=0.002, help="share of bad rows added (default 0.002)")
+
+
+def _as_of(value: str) -> float | str:
+    """`--as-of`: 'window-end', or a time as conversions give it (ISO 8601, naive = UTC, or Unix seconds)."""
+    if value == "window-end":
+        return value
+    from ..measurement.conversions import parse_timestamp
+
+    moment = parse_timestamp(value)
+    if moment is None:
+        raise argparse.ArgumentTypeError(f"not a time (ISO 8601 or Unix seconds) nor 'window-end': {value!r}")
+    return moment
 
 
 def report(args: argparse.Namespace, console: Console) -> int:
@@ -50,7 +67,7 @@ def report(args: argparse.Namespace, console: Console) -> int:
     from ..measurement.commands import build_report
     from .report_tables import print_report
 
-    built = build_report(load_campaign(args.campaign), args.out, args.conversions, args.state)
+    built = build_report(load_campaign(args.campaign), args.out, args.conversions, args.state, args.as_of)
     if args.json:
         print(json.dumps(built.report.to_json(series=False), indent=2))
     else:

@@ -11,8 +11,13 @@ STATE_HELP = "state database: a SQLite path or a postgresql:// URL (overrides th
 
 
 def state_target(text: str) -> str | Path:
-    """`--state`: a postgresql:// URL stays a string, anything else is a SQLite path."""
-    return text if is_postgres_url(text) else Path(text)
+    """`--state`: a postgresql:// URL stays a string, anything else a SQLite path made absolute here.
+
+    Absolute against the current folder, as every other path typed on the command line is: a relative path left
+    as is would be resolved against the campaign file's folder (`LoadedCampaign.state_target`), which is right
+    for the campaign's own `state.path` but surprising for a path the user just typed.
+    """
+    return text if is_postgres_url(text) else Path(text).expanduser().absolute()
 
 
 def default_rejects(loaded: LoadedCampaign, state: str | Path | None) -> Path:

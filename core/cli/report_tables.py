@@ -1,4 +1,7 @@
-"""The report in the terminal: one rich table per KPI (overall, segments, treatments, variants) and the ranking.
+"""The report in the terminal: the answer first, then one rich table per KPI and the ranking.
+
+The answer is the warnings, a verdict per KPI and where to spend (the same sentences as the HTML summary); the
+tables show overall, segments, treatments and variants.
 
 Countries and pairs of dimensions are in the files (summary.csv, report.html): 25 countries × 3 KPIs would
 bury the lines a reader needs first.
@@ -7,6 +10,7 @@ bury the lines a reader needs first.
 from __future__ import annotations
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from ..measurement import fmt
@@ -17,12 +21,13 @@ SHOWN = ("overall", "segment", "treatment", "variant")
 
 
 def print_report(report: MeasurementReport, console: Console, files: dict[str, str] | None = None) -> None:
-    """Print the latest cumulative results, the spend ranking and the notes."""
+    """Print the summary, the latest cumulative results, the spend ranking and the notes."""
     head = report.contacts
     console.print(
         f"[bold]{report.campaign}[/bold]: {head['test']:,} test / {head['control']:,} control contacts, "
         f"day {report.days} of {report.window_days} since {report.start}"
     )
+    _print_summary(report, console)
     level = round(100 * (1 - report.alpha))
     for kpi in report.kpis:
         table = Table(title=f"{kpi} (cumulative)", title_justify="left")
@@ -38,12 +43,26 @@ def print_report(report: MeasurementReport, console: Console, files: dict[str, s
     rejected = sum(account["rejected"].values())
     console.print(
         f"Conversions: {account['rows_read']:,} rows read, {account['accepted']:,} counted, "
-        f"{account['not_in_experiment']:,} not in the experiment, {rejected:,} rejected"
+        f"{account['not_in_experiment']:,} not in the experiment, {account['before_entry']:,} dated before entry, "
+        f"{account['after_report']:,} dated after the report's time, {rejected:,} rejected"
     )
     for note in report.notes:
         console.print(f"[dim]- {note}[/dim]")
     for name, path in (files or {}).items():
         console.print(f"{name:<16} {path}")
+
+
+def _print_summary(report: MeasurementReport, console: Console) -> None:
+    """Warnings, verdicts and spend advice, before any table (the same sentences as the HTML summary)."""
+    for warning in report.warnings:
+        console.print(f"[bold yellow]Warning:[/bold yellow] {escape(warning)}")
+    console.print("[bold]Summary[/bold]")
+    for verdict in report.summary.verdicts:
+        console.print(f"  {escape(verdict.sentence)}")
+    basis = "per 1,000 spent" if report.summary.per_cost else "per 1,000 test contacts (no costs configured)"
+    console.print(f"[bold]Where to spend[/bold] (incremental conversions {basis}, grow / hold / cut)")
+    for advice in report.summary.spend:
+        console.print(f"  {escape(advice.sentence)}")
 
 
 def _cells(cut: CutResult) -> list[str]:

@@ -31,7 +31,8 @@ from .coupons import CouponIssuer
 from .ledger import IN_DOUBT, Claim, SendLedger
 from .message import build_message
 from .rendering import TemplateRenderer
-from .sequences import assign_variant, due_step, send_hour, send_now
+from .send_time import plan_send, send_due
+from .sequences import assign_variant, due_step
 from .smtp import Delivery
 from .suppression import EmailSuppression, is_hard_bounce, record_bounce, sendable_address
 from .unsubscribe import UnsubscribeLedger, links, message_id
@@ -155,13 +156,13 @@ class EmailChannel:
                        self.config.min_gap_days)
         if due is None:
             return EmailOutcome(cid, "not_due", stage)
-        hour, source = send_hour(contact.attributes.history, self.config.default_send_hour)
-        if not send_now(hour, due.due_on, now):
-            return EmailOutcome(cid, "waiting_hour", stage, due.step, detail=f"{hour:02d}:00 UTC ({source})")
+        plan = plan_send(contact.attributes.history, self.config.default_send_hour, contact, due.due_on)
+        if not send_due(plan, now):
+            return EmailOutcome(cid, "waiting_hour", stage, due.step, detail=plan.describe())
         variant = assign_variant(self.campaign, cid, stage, due.step, due.variants)
         mid = message_id(self.credentials.unsubscribe_key, self.campaign, cid, stage, due.step, self.domain)
-        claim = self.ledger.claim(cid, stage, due.step, due.template, variant, mid, hour, source, self.run_id,
-                                  now.timestamp())
+        claim = self.ledger.claim(cid, stage, due.step, due.template, variant, mid, plan.utc_hour,
+                                  plan.ledger_source, self.run_id, now.timestamp())
         if claim is None:
             return EmailOutcome(cid, "done", stage, due.step, variant)
         return self._send(claim, contact, now)

@@ -80,7 +80,7 @@ def build_context(
         coupon: `{"code", "amount", "currency", "expires_on"}` or None when the campaign has no coupon.
         campaign_name: the campaign's human name.
         default_locale: used when neither a `locale` column nor a known country gives one.
-        extra: more plain values (e.g. from the `extra_template_vars` hook once wired); cannot override the above.
+        extra: more plain values (the campaign's `template_vars`); cannot override the above.
 
     Returns:
         A dict of plain values.

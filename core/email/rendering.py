@@ -19,29 +19,42 @@ Safety, because templates are edited by people outside engineering and render co
   of `{{ 7*7 }}` is printed as it is.
 
 Every failure is a `TemplateError` (an `InputError`, so the CLI exits with 2) with `template`, `line`,
-`variable` and `kind` (`syntax`, `undefined`, `security`, `render`, `missing`) attributes.
+`variable` and `kind` (`syntax`, `undefined`, `security`, `render`, `missing`, `block`) attributes. An undefined
+variable names the closest existing one ("did you mean 'first_name'?").
+
+For `email lint`, `check_message` reports every problem of a message instead of the first: each part is
+rendered on its own, and a part that stops at an undefined variable is rendered again with a recording
+`Undefined` that notes every undefined name (with its line) and carries on. `block_problems` finds a child
+template's `{% block %}` that its layout does not define: Jinja silently drops it, so a misspelled
+`{% block contnet %}` would otherwise send an empty body.
 """
 
 from __future__ import annotations
 
+import difflib
 import re
-from collections.abc import Callable, Mapping
+import sys
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass
 from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
 from jinja2 import (
+    ChainableUndefined,
     FileSystemLoader,
     StrictUndefined,
     TemplateNotFound,
     TemplateSyntaxError,
     Undefined,
     UndefinedError,
+    nodes,
 )
 from jinja2.exceptions import SecurityError
 from jinja2.exceptions import TemplateError as JinjaTemplateError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
+from jinja2.utils import missing
 from markupsafe import Markup
 
 from ..sdk.errors import InputError
@@ -55,6 +68,59 @@ _PLAIN = (str, int, float, bool, type(None), list, tuple, dict, Markup)
 _LINE_SPACE = re.compile(r"[ \t\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029]+")
 _UNDEFINED = re.compile(r"'([^']+)' is undefined")
 _NO_ATTRIBUTE = re.compile(r"has no (?:attribute|element) '?([^']+?)'?$")
+
+
+#: The undefined names a recording render found: (name, the object it was looked up on, template, line).
+_FOUND: ContextVar[list[tuple[str, Any, str, int | None]] | None] = ContextVar("undefined_found", default=None)
+
+
+def _template_position() -> tuple[str, int | None]:
+    """The innermost template being executed and its line (the frames of compiled templates know both)."""
+    frame = sys._getframe(2)
+    while frame is not None:
+        template = frame.f_globals.get("__jinja_template__")
+        if template is not None:
+            return str(template.name), template.get_corresponding_lineno(frame.f_lineno)
+        frame = frame.f_back  # type: ignore[assignment]
+    return "", None
+
+
+class _RecordingUndefined(ChainableUndefined):
+    """An undefined value that notes where it was used (printed, tested, iterated) and renders as nothing."""
+
+    __slots__ = ()
+
+    def _record(self) -> None:
+        found = _FOUND.get()
+        if found is not None:
+            name = self._undefined_name if self._undefined_name is not None else "?"
+            found.append((name, self._undefined_obj, *_template_position()))
+
+    def __str__(self) -> str:
+        self._record()
+        return ""
+
+    def __html__(self) -> str:
+        self._record()
+        return ""
+
+    def __bool__(self) -> bool:
+        self._record()
+        return False
+
+    def __iter__(self) -> Iterator[Any]:
+        self._record()
+        return iter(())
+
+    def __len__(self) -> int:
+        self._record()
+        return 0
+
+
+def closest(name: str, candidates: Iterable[str]) -> str | None:
+    """The candidate most like `name` (a typo's intended name), or None when none is close."""
+    matches = difflib.get_close_matches(name, [c for c in candidates if isinstance(c, str)], n=1, cutoff=0.6)
+    return matches[0] if matches else None
 
 
 def packaged_templates() -> Path:
@@ -147,6 +213,7 @@ class TemplateRenderer:
         if prepare is not None:
             prepare(env)
         self.env = env
+        self._recording: ImmutableSandboxedEnvironment | None = None
 
     # -- discovery --------------------------------------------------------------------------------------
     def templates(self) -> list[str]:
@@ -178,6 +245,9 @@ class TemplateRenderer:
             raise TemplateError(
                 f"syntax error: {exc.message}", template=exc.name or name, line=exc.lineno, kind="syntax"
             ) from exc
+        except UndefinedError as exc:
+            found = self.undefined_variables(name, context)  # the same render, with the name's suggestion
+            raise (found[0] if found else self._runtime_error(name, exc)) from exc
         except JinjaTemplateError as exc:
             raise self._runtime_error(name, exc) from exc
         except (ValueError, TypeError, ArithmeticError, LookupError) as exc:
@@ -193,11 +263,135 @@ class TemplateRenderer:
             raise TemplateError("no such template (folder with subject.txt.j2)", template=template, kind="missing")
         context = {**context, "template": template, "variant": variant or ""}
         subject, text, html = (self.render_part(self.part_name(template, variant, p), context) for p in PARTS)
+        return self._message(template, variant, subject, text, html)
+
+    def _message(self, template: str, variant: str | None, subject: str, text: str, html: str) -> RenderedMessage:
         subject = _LINE_SPACE.sub(" ", subject).strip()
         if not subject:
             raise TemplateError("the subject is empty", template=self.part_name(template, variant, PARTS[0]),
                                 kind="render")
         return RenderedMessage(subject=subject, text=text, html=html)
+
+    # -- checks for `email lint` ------------------------------------------------------------------------
+    def check_message(
+        self, template: str, variant: str | None, context: Mapping[str, Any]
+    ) -> tuple[RenderedMessage | None, list[TemplateError]]:
+        """Like `render_message`, but every problem of the three parts instead of the first.
+
+        Returns the message when nothing failed, else None and the errors (every undefined variable of a part,
+        each once, with its line; a syntax or security error stops only its own part).
+        """
+        if not (self.folder / template / PARTS[0]).is_file():
+            missing = TemplateError("no such template (folder with subject.txt.j2)", template=template, kind="missing")
+            return None, [missing]
+        context = {**context, "template": template, "variant": variant or ""}
+        parts: list[str] = []
+        errors: list[TemplateError] = []
+        for part in PARTS:
+            name = self.part_name(template, variant, part)
+            try:
+                parts.append(self.render_part(name, context))
+            except TemplateError as error:
+                errors.extend((self.undefined_variables(name, context) or [error]) if error.kind == "undefined"
+                              else [error])
+        if errors:
+            return None, errors
+        try:
+            return self._message(template, variant, *parts), []
+        except TemplateError as error:
+            return None, [error]
+
+    def undefined_variables(self, name: str, context: Mapping[str, Any]) -> list[TemplateError]:
+        """Every undefined variable one file (by loader name) uses with this context, in order, each once."""
+        if self._recording is None:  # same sandbox, filters and loader; its own cache (templates bind their env)
+            self._recording = self.env.overlay(undefined=_RecordingUndefined, cache_size=50)
+        found: list[tuple[str, Any, str, int | None]] = []
+        token = _FOUND.set(found)
+        stopped: TemplateError | None = None
+        try:
+            self._recording.get_template(name).render(context)
+        except UndefinedError as exc:  # arithmetic or a filter on an undefined value: it stops the render here
+            stopped = self._runtime_error(name, exc)
+        except Exception:  # lenient values can trip later code (a filter, a comparison); the record stands
+            pass
+        finally:
+            _FOUND.reset(token)
+        errors: list[TemplateError] = []
+        seen: set[tuple[str, str, int | None]] = set()
+        for variable, obj, template, line in found:
+            if (variable, template, line) in seen:
+                continue
+            seen.add((variable, template, line))
+            if obj is missing:
+                names: Iterable[str] = [*context, "template", "variant", *self.env.globals]
+                what = f"{variable!r} is undefined"
+            else:
+                names = obj.keys() if isinstance(obj, Mapping) else []
+                what = f"{type(obj).__name__!r} object has no attribute {variable!r}"
+            message = f"undefined variable {variable!r} ({what})"
+            suggestion = closest(variable, names)
+            if suggestion is not None and suggestion != variable:
+                message += f"; did you mean {suggestion!r}?"
+            source = _source_line(self.folder / template, line)
+            if source:
+                message = f"{message}\n    {line} | {source}"
+            errors.append(TemplateError(message, template=template or name, line=line, variable=variable,
+                                        kind="undefined"))
+        if stopped is not None and (stopped.variable, stopped.template, stopped.line) not in seen:
+            errors.append(stopped)
+        return errors
+
+    def block_problems(self, name: str) -> list[TemplateError]:
+        """Blocks a child template fills that its layout (or the layout's own layout) does not define.
+
+        Jinja renders only the parent's blocks, so such a block's content silently disappears. Only
+        `{% extends "literal" %}` can be checked; syntax errors are left to the render.
+        """
+        try:
+            tree = self.env.parse(self._source(name), name)
+        except (TemplateNotFound, TemplateSyntaxError):
+            return []
+        extends = next(tree.find_all(nodes.Extends), None)
+        if extends is None or not isinstance(extends.template, nodes.Const):
+            return []
+        layout = str(extends.template.value)
+        defined = self._layout_blocks(layout, set())
+        if defined is None:
+            return []
+        problems = []
+        for block in _outer_blocks(tree):
+            if block.name in defined:
+                continue
+            message = (f"block {block.name!r} is not defined by {layout} (which has: {', '.join(sorted(defined))}), "
+                       "so its content is never shown")
+            suggestion = closest(block.name, defined)
+            if suggestion is not None:
+                message += f"; did you mean {suggestion!r}?"
+            problems.append(TemplateError(message, template=name, line=block.lineno, variable=block.name,
+                                          kind="block"))
+        return problems
+
+    def _source(self, name: str) -> str:
+        assert self.env.loader is not None
+        return self.env.loader.get_source(self.env, name)[0]
+
+    def _layout_blocks(self, name: str, visited: set[str]) -> set[str] | None:
+        """Every block a layout defines, its own layouts' included; None when it cannot be read."""
+        if name in visited:
+            return set()
+        visited.add(name)
+        try:
+            tree = self.env.parse(self._source(name), name)
+        except (TemplateNotFound, TemplateSyntaxError):
+            return None
+        blocks = {block.name for block in tree.find_all(nodes.Block)}
+        extends = next(tree.find_all(nodes.Extends), None)
+        if extends is not None and isinstance(extends.template, nodes.Const):
+            parent = self._layout_blocks(str(extends.template.value), visited)
+            if parent is None:
+                return None
+            blocks |= parent
+        return blocks
 
     def _runtime_error(self, name: str, exc: Exception) -> TemplateError:
         template, line = _template_frame(exc, self.folder) or (name, None)
@@ -215,6 +409,15 @@ class TemplateRenderer:
         if source:
             message = f"{message}\n    {line} | {source}"
         return TemplateError(message, template=template, line=line, variable=variable, kind=kind)
+
+
+def _outer_blocks(node: nodes.Node) -> Iterator[nodes.Block]:
+    """The blocks of a template that are not inside another block (a block inside one is the child's own)."""
+    for child in node.iter_child_nodes():
+        if isinstance(child, nodes.Block):
+            yield child
+        else:
+            yield from _outer_blocks(child)
 
 
 def _template_frame(exc: BaseException, folder: Path) -> tuple[str, int] | None:

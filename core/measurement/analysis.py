@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from ..campaign.schema import HoldoutConfig, MeasurementConfig
@@ -26,6 +26,7 @@ from .recommend import Recommendation, recommend
 from .results import CutResult, DayPoint, flat
 from .sequential import PRIOR_EFFECT, anytime_interval
 from .stats import benjamini_hochberg, compare
+from .summary import Summary, summarise
 
 
 @dataclass
@@ -45,6 +46,10 @@ class MeasurementReport:
     conversions: dict[str, Any]
     notes: list[str] = field(default_factory=list)
     recommendations: list[Recommendation] = field(default_factory=list)
+    as_of: str = ""
+    window_complete: bool = False
+    warnings: list[str] = field(default_factory=list)
+    summary: Summary = field(default_factory=Summary)
 
     def cut(self, kpi: str, key: str) -> CutResult | None:
         """The result of one KPI and cut, if shown."""
@@ -66,8 +71,9 @@ class MeasurementReport:
             if series and " × " not in cut.dimension:
                 record["days"] = [_day_json(point) for point in cut.days]
             cuts.append(record)
-        head = {k: v for k, v in flat(self).items() if k not in ("cuts", "recommendations")}
-        return {**head, "cuts": cuts, "recommendations": [flat(r) for r in self.recommendations]}
+        head = {k: v for k, v in flat(self).items() if k not in ("cuts", "recommendations", "summary")}
+        return {**head, "summary": asdict(self.summary), "cuts": cuts,
+                "recommendations": [flat(r) for r in self.recommendations]}
 
 
 def _day_json(point: DayPoint) -> dict[str, Any]:
@@ -98,7 +104,7 @@ def cost_function(costs: dict[str, float]) -> Callable[[str], float] | None:
 
 def analyse(
     ledger: Ledger, conversions: ConversionData, config: MeasurementConfig, holdout: HoldoutConfig,
-    days: int | None = None,
+    days: int | None = None, as_of: float | None = None,
 ) -> MeasurementReport:
     """Compare test with control for every KPI and cut.
 
@@ -108,6 +114,7 @@ def analyse(
         config: the campaign's measurement settings.
         holdout: the campaign's holdout settings (control fraction and ratio-mismatch threshold).
         days: days to cover; by default through the latest event, capped at the window.
+        as_of: the report's time (Unix seconds), named in the warning about events dated after it.
 
     Returns:
         The report, with recommendations (see `recommend.py`).
@@ -147,7 +154,42 @@ def analyse(
     )
     report.notes = _notes(report, ledger, hidden, config)
     report.recommendations = recommend(results)
+    if as_of is not None:
+        report.as_of = dt.datetime.fromtimestamp(as_of, dt.UTC).isoformat(timespec="seconds")
+    # Complete: the covered days reach the window's end, or the report is made after it (no more events can come).
+    end = ledger.start + config.window_days * DAY
+    report.window_complete = covered >= config.window_days or (as_of is not None and as_of >= end)
+    report.warnings = _warnings(report)
+    report.summary = summarise(
+        {kpi: report.cut(kpi, "overall") for kpi in report.kpis}, report.recommendations, report.alpha,
+        report.window_complete,
+    )
     return report
+
+
+def _warnings(report: MeasurementReport) -> list[str]:
+    """What must be read before the figures: rows that cannot be right, and a broken split."""
+    account, warnings = report.conversions, []
+    if account["before_entry"]:
+        warnings.append(
+            f"{account['before_entry']:,} conversion rows are dated before their contact entered the experiment "
+            "(or before the campaign started) and are not counted: the campaign cannot have caused them. Check the "
+            "export's time zone, and that it is this campaign's (rows in conversion-rejects.csv)."
+        )
+    if account["after_report"]:
+        when = f" ({report.as_of})" if report.as_of else ""
+        warnings.append(
+            f"{account['after_report']:,} conversion rows are dated after the report's time{when} and are not "
+            "counted: events cannot be in the future, so the export's clock or time zone is wrong "
+            "(rows in conversion-rejects.csv)."
+        )
+    overall = report.cut(report.kpis[0], "overall") if report.kpis else None
+    if overall is not None and overall.srm_mismatch:
+        warnings.append(
+            "The test/control split fails the sample-ratio check: the groups are not what the holdout fraction "
+            "implies, so every uplift below may be biased (a filter applied to one group?)."
+        )
+    return warnings
 
 
 def _result(cut: CutCounts, kpi: str, small: bool, config: MeasurementConfig, holdout: HoldoutConfig) -> CutResult:
@@ -185,6 +227,8 @@ def _account(conversions: ConversionData) -> dict[str, Any]:
         "accepted": conversions.accepted,
         "not_in_experiment": conversions.not_in_experiment,
         "rejected": dict(conversions.rejected.most_common()),
+        "before_entry": conversions.before_entry,
+        "after_report": conversions.after_report,
         "field_issues": conversions.field_issues,
         "events": dict(conversions.events),
         "converters": {kpi: len(first) for kpi, first in conversions.first_day.items()},

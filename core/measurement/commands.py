@@ -23,10 +23,22 @@ from .analysis import MeasurementReport, analyse
 from .conversions import ConversionReader
 from .ledger import Ledger, load_ledger
 from .outputs import write_outputs
-from .simulate import DAY, SimulationSpec, simulate_events, simulate_ledger, truth_table, write_events, write_ledger
+from .simulate import (
+    DAY,
+    simulate_email_sends,
+    simulate_events,
+    simulate_ledger,
+    spec_for_campaign,
+    truth_table,
+    write_email_sends,
+    write_events,
+    write_ledger,
+)
 
 #: KPIs used when the campaign has no `measurement:` section (the Upwork-like demo's).
 DEFAULT_KPIS = ("account_created", "first_job_post", "hire")
+#: `report --as-of window-end`: the report's time is the end of the measurement window.
+WINDOW_END = "window-end"
 
 
 @dataclass(frozen=True)
@@ -67,8 +79,13 @@ def conversions_source(loaded: LoadedCampaign, config: MeasurementConfig, overri
 
 def build_report(
     loaded: LoadedCampaign, out_dir: Path, conversions: Path | None = None, state: str | Path | None = None,
+    as_of: float | str | None = None,
 ) -> ReportFiles:
     """Read the ledger and the conversions, analyse, and write every output file into `out_dir`.
+
+    `as_of` is the report's time (Unix seconds, default now): events dated after it are counted apart.
+    `"window-end"` reads the conversions as a report made when the window closes: for simulated conversions,
+    which span the whole window of a campaign that may have started today.
 
     Raises:
         InputError: the state database, its ledger or the conversions file cannot be read.
@@ -79,10 +96,13 @@ def build_report(
     rows = open_rows(conversions_source(loaded, config, conversions), loaded.base_dir)  # a missing file fails here
     rejects = RejectsWriter(out_dir / "conversion-rejects.csv")
     try:
-        data = ConversionReader(ledger, config.kpis, config.window_days, rejects, config.columns).read(rows)
+        if as_of == WINDOW_END:
+            as_of = ledger.start + config.window_days * DAY
+        as_of = time.time() if as_of is None else float(as_of)
+        data = ConversionReader(ledger, config.kpis, config.window_days, rejects, config.columns, as_of).read(rows)
     finally:
         rejects.close()
-    report = analyse(ledger, data, config, loaded.campaign.holdout)
+    report = analyse(ledger, data, config, loaded.campaign.holdout, as_of=as_of)
     files = write_outputs(report, out_dir)
     files["rejects"] = out_dir / "conversion-rejects.csv"
     return ReportFiles(report, out_dir, files)
@@ -101,7 +121,7 @@ def simulate_conversions(
     """
     config = measurement_config(loaded)
     ledger = read_ledger(loaded, state)
-    spec = SimulationSpec(days=config.window_days)
+    spec = spec_for_campaign(loaded.campaign, config.window_days)
     kpis = [kpi.name for kpi in config.kpis]
     contacts = list(ledger)
     events = [kpi.event_names[0] for kpi in config.kpis]
@@ -116,11 +136,12 @@ def simulate_conversions(
 def simulate_campaign(
     loaded: LoadedCampaign, contacts: int, state: str | Path, conversions: Path, seed: int = 1, noise: float = 0.002,
 ) -> tuple[int, Path]:
-    """Simulate a whole Upwork-like experiment under the campaign's id: a ledger in `state`, and conversions.
+    """Simulate a whole experiment of the campaign: a ledger (and e-mail sends) in `state`, and conversions.
 
-    The ledger (25 countries, 3 segments, treatments by country; see `simulate.SimulationSpec`) is recorded
-    as one run that started `window_days` ago, in a state database that must not already hold a ledger for
-    this campaign (a simulation never mixes with real state).
+    The ledger follows the campaign (`simulate.spec_for_campaign`: its countries, segments, channel plan,
+    funnel stages and e-mail variants, with Upwork-like rates and uplifts) and is recorded as one run that
+    started `window_days` ago, with the e-mail variants each test contact would have been sent, in a state
+    database that must not already hold a ledger for this campaign (a simulation never mixes with real state).
 
     Returns:
         (conversion rows written, path of the truth file).
@@ -133,8 +154,13 @@ def simulate_campaign(
             raise ConfigError(
                 f"{describe(state)} already holds a ledger for campaign {campaign!r}; use a new --state database"
             )
-        spec = SimulationSpec(days=config.window_days)
-        write_ledger(store, campaign, simulate_ledger(spec, contacts, campaign, seed), time.time() - spec.days * DAY)
+        spec = spec_for_campaign(loaded.campaign, config.window_days)
+        started = time.time() - spec.days * DAY
+        rows = simulate_ledger(spec, contacts, campaign, seed)
+        write_ledger(store, campaign, rows, started)
+        sends = simulate_email_sends(spec, rows, campaign)
+        if sends:
+            write_email_sends(store, campaign, sends, started)
     finally:
         store.close()
     return simulate_conversions(loaded, conversions, state, seed=seed, noise=noise)

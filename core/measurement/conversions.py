@@ -8,13 +8,17 @@ export (everyone converts, not just the campaign's audience) and say nothing abo
 
 Timestamps are ISO 8601 (a naive one is read as UTC) or Unix seconds. Day `d` is the 24 hours starting
 `d` days after the campaign's first run; an event counts from the moment its contact entered the experiment
-until the end of the measurement window.
+until the end of the measurement window. Two kinds of rows are counted apart and warned about rather than
+rejected as malformed or silently counted: events dated *before the contact entered* (or before the campaign
+started), which the campaign cannot have caused, and events dated *after the report's time*, which cannot have
+happened yet. Both usually mean a time-zone or clock problem in the export, or an export of the wrong campaign.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import math
+import time
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -28,6 +32,8 @@ from .ledger import Ledger
 DAY = 86_400.0
 STANDARD_COLUMNS = ("contact_id", "event", "timestamp", "value")
 NOT_IN_EXPERIMENT = "contact not in the experiment (not in this campaign's holdout ledger)"
+BEFORE_ENTRY = "dated before the contact entered the experiment (or before the campaign started); not counted"
+AFTER_REPORT = "dated after the report's time (in the future); not counted"
 
 
 @dataclass
@@ -41,7 +47,9 @@ class ConversionData:
         rows_read: rows read from the source.
         accepted: rows counted for a KPI.
         not_in_experiment: rows whose contact is not in the ledger (counted apart, also in the rejects file).
-        rejected: reason → rows rejected for it (every row neither accepted nor not in the experiment).
+        rejected: reason → rows rejected for it (malformed, unknown event, after the window).
+        before_entry: rows dated before their contact entered the experiment (or before the campaign started).
+        after_report: rows dated after the report's time (`as_of`): in the future when the report was made.
         field_issues: problems that did not reject the row (an unreadable value, ignored).
         last_day: the latest day with an accepted event (-1 when there is none).
     """
@@ -53,12 +61,15 @@ class ConversionData:
     accepted: int = 0
     not_in_experiment: int = 0
     rejected: Counter[str] = field(default_factory=Counter)
+    before_entry: int = 0
+    after_report: int = 0
     field_issues: int = 0
     last_day: int = -1
 
     def accounted(self) -> bool:
-        """Whether every row read is accepted, not in the experiment, or rejected."""
-        return self.rows_read == self.accepted + self.not_in_experiment + sum(self.rejected.values())
+        """Whether every row read is accepted, not in the experiment, out of range, or rejected."""
+        apart = self.not_in_experiment + self.before_entry + self.after_report
+        return self.rows_read == self.accepted + apart + sum(self.rejected.values())
 
 
 def parse_timestamp(value: Any) -> float | None:
@@ -102,9 +113,11 @@ class ConversionReader:
 
     def __init__(
         self, ledger: Ledger, kpis: Iterable[KpiConfig], window_days: int, rejects: RejectsWriter,
-        columns: dict[str, str] | None = None,
+        columns: dict[str, str] | None = None, as_of: float | None = None,
     ) -> None:
+        """`as_of` is the report's time (Unix seconds; default: now): later events cannot have happened yet."""
         self.ledger = ledger
+        self.as_of = time.time() if as_of is None else as_of
         self.kpi_of = {event: kpi.name for kpi in kpis for event in kpi.event_names}
         self.window_days = window_days
         self.window_end = ledger.start + window_days * DAY
@@ -153,7 +166,12 @@ class ConversionReader:
             self.rejects.write(row.source, row.row, self.column["contact_id"], NOT_IN_EXPERIMENT, fatal=True)
             return
         if moment < exposure.entered_at:
-            self._reject(row, self.column["timestamp"], "before the contact entered the experiment")
+            self.data.before_entry += 1
+            self.rejects.write(row.source, row.row, self.column["timestamp"], BEFORE_ENTRY, fatal=True)
+            return
+        if moment > self.as_of:
+            self.data.after_report += 1
+            self.rejects.write(row.source, row.row, self.column["timestamp"], AFTER_REPORT, fatal=True)
             return
         if moment >= self.window_end:
             self._reject(row, self.column["timestamp"], f"after the {self.window_days}-day measurement window")

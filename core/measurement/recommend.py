@@ -1,4 +1,4 @@
-"""Ranking segments and treatments for budget: incremental conversions per contact, and per unit of cost.
+"""Ranking segments, countries and treatments for budget: incremental conversions per contact, and per unit of cost.
 
 The quantity that moves budget is what one more contact of a segment (or one more contact given a treatment)
 brings: the difference of conversion rates, i.e. incremental conversions per test contact. Dividing by the
@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from .ledger import NONE_LABEL
 from .results import CutResult
 
-RANKED = ("segment", "treatment", "segment × treatment")
+RANKED = ("segment", "country", "treatment", "segment × treatment")
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,7 +27,7 @@ class Recommendation:
 
     Attributes:
         kpi: the KPI.
-        dimension: segment, treatment, or segment × treatment.
+        dimension: segment, country, treatment, or segment × treatment.
         cut: the cut's key.
         rank: 1 = best point estimate in its KPI and dimension (small cuts come after the others).
         n_test: test contacts (incremental conversions scale with them).
@@ -38,6 +38,8 @@ class Recommendation:
         cost_per_incremental: cost of one incremental conversion (only when the difference is clearly > 0).
         verdict: "positive", "negative" or "unclear" (the interval contains zero).
         small: the cut is below the minimum size.
+        q_value: the cut's Benjamini-Hochberg q-value over its KPI's cuts (the summary grows or cuts only cuts
+            that stay clear after correcting for the number compared).
     """
 
     kpi: str
@@ -58,10 +60,11 @@ class Recommendation:
     cost_per_incremental: float | None
     verdict: str
     small: bool
+    q_value: float | None = None
 
 
 def recommend(results: list[CutResult]) -> list[Recommendation]:
-    """The spend ranking of every KPI over segments, treatments and their shown pairs.
+    """The spend ranking of every KPI over segments, countries, treatments and the shown segment × treatment pairs.
 
     Args:
         results: the report's cut results (their intervals are at the report's level).
@@ -114,5 +117,5 @@ def _row(result: CutResult, rank: int) -> Recommendation:
         per_contact=c.diff, per_contact_low=c.diff_low, per_contact_high=c.diff_high,
         incremental=c.incremental, incremental_low=c.incremental_low, incremental_high=c.incremental_high,
         cost_per_contact=cost, per_cost=per_cost, per_cost_low=low, per_cost_high=high,
-        cost_per_incremental=per_incremental, verdict=verdict, small=result.small,
+        cost_per_incremental=per_incremental, verdict=verdict, small=result.small, q_value=result.q_value,
     )

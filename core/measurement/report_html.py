@@ -1,9 +1,14 @@
 """The self-contained HTML report: one file, inline CSS and SVG, no script and no network, readable offline.
 
-Per KPI it shows the cumulative relative uplift by day with both interval bands, the daily uplift, and
-forest plots by segment, treatment, country (and variant); then the spend ranking, the conversion rows'
+It leads with the answer (`summary.py`): warnings that must be read first, a verdict per KPI and the spend
+advice in words. Then per KPI the cumulative relative uplift by day with both interval bands, the daily uplift,
+and forest plots by segment, treatment, country (and variant); then the spend ranking, the conversion rows'
 account and the method notes that say which interval is which. Every value from the data is HTML-escaped:
 segment names and variants come from CRM exports and templates.
+
+Layout: the page must fit a 1280-px window and a phone: charts scale down with their viewBox, and wide tables
+scroll inside their own box instead of widening the page (tests/measurement/test_report_layout.py checks this
+in headless Chromium).
 """
 
 from __future__ import annotations
@@ -19,6 +24,12 @@ FORESTS = ("segment", "treatment", "country", "variant", "segment × treatment")
 
 _CSS = """
 body{font-family:"DejaVu Sans",Arial,sans-serif;margin:24px;color:#1a202c;max-width:1220px}
+p,li,h1,h2{overflow-wrap:anywhere} th{white-space:nowrap}
+svg.chart,svg.legend{max-width:100%;height:auto} .scroll{max-width:100%;overflow-x:auto}
+#summary{background:#f7fafc;border:1px solid #cbd5e0;padding:4px 16px 8px;margin:12px 0}
+#summary li{margin:4px 0;font-size:14px} .verdict-raised{color:#22543d} .verdict-lowered{color:#9b2c2c}
+.warn{background:#fffaf0;border-left:4px solid #c05621;padding:6px 12px;margin:8px 0;font-size:13px}
+@media (max-width:600px){body{margin:8px}}
 h1{font-size:22px;margin:0 0 4px} h2{font-size:18px;margin:28px 0 8px;border-bottom:1px solid #cbd5e0}
 h3{font-size:14px;margin:16px 0 6px} .muted{color:#718096} .grid{display:flex;flex-wrap:wrap;gap:12px}
 table{border-collapse:collapse;font-size:12px;margin:6px 0 12px} td,th{padding:3px 8px;border-bottom:1px solid #edf2f7}
@@ -35,6 +46,7 @@ def render_html(report: MeasurementReport) -> str:
         f"<h1>Incrementality: {escape(report.campaign)}</h1>",
         f'<p class="muted">Day {report.days} of {report.window_days} since {escape(report.start)} · '
         f"{report.contacts['test']:,} test / {report.contacts['control']:,} control contacts</p>",
+        _summary(report),
         '<div class="box">'
         f"<b>Fixed-horizon</b> {level}% intervals and p-values are right for <i>one</i> look at the data. "
         f"<b>Always-valid</b> {level}% intervals hold at every look at once: when the report is read every day "
@@ -86,7 +98,7 @@ def _kpi_section(report: MeasurementReport, kpi: str, level: int) -> str:
         if cuts:
             parts.append(forest_chart(f"{kpi}: uplift by {dimension}", [_forest_row(cut) for cut in cuts]))
     parts.append("</div>")
-    parts.append(_table(report, kpi, level))
+    parts.append('<div class="scroll">' + _table(report, kpi, level) + "</div>")
     parts.append("</section>")
     return "".join(parts)
 
@@ -95,7 +107,8 @@ def _forest_row(cut: CutResult) -> ForestRow:
     c, a = cut.final.cumulative, cut.final.anytime
     label = " · ".join(part.split("=", 1)[-1] for part in cut.key.split(" & "))
     return ForestRow(
-        label=f"{label} ({c.n_test + c.n_control:,})",
+        label=label,
+        count=f"({c.n_test + c.n_control:,})",
         y=c.uplift,
         fixed=(c.uplift_low, c.uplift_high),
         anytime=(a.uplift_low, a.uplift_high),
@@ -148,6 +161,7 @@ def _ranking(report: MeasurementReport) -> str:
         "rows is not established; \"unclear\" means the interval contains zero.</p><table><tr>"
         + "".join(f"<th>{escape(h)}</th>" for h in head) + "</tr>"
     ]
+    out[0] = out[0].replace("<table>", '<div class="scroll"><table>', 1)
     for r in rows:
         span = (
             "n/e" if r.per_contact_low is None or r.per_contact_high is None
@@ -160,7 +174,7 @@ def _ranking(report: MeasurementReport) -> str:
             cells += [fmt.number(None if r.per_cost is None else r.per_cost * 1000),
                       "n/e" if r.cost_per_incremental is None else f"{r.cost_per_incremental:,.2f}"]
         out.append("<tr>" + "".join(f"<td>{escape(c)}</td>" for c in cells) + "</tr>")
-    out.append("</table>")
+    out.append("</table></div>")
     return "".join(out)
 
 
@@ -170,7 +184,31 @@ def _account(report: MeasurementReport) -> str:
         ("rows read", account["rows_read"]), ("counted for a KPI", account["accepted"]),
         ("contact not in the experiment", account["not_in_experiment"]),
     ]
+    rows += [("dated before the contact entered (not counted)", account["before_entry"]),
+             ("dated after the report's time (not counted)", account["after_report"])]
     rows += [(f"rejected: {reason}", n) for reason, n in account["rejected"].items()]
     rows += [(f"converted contacts: {kpi}", n) for kpi, n in account["converters"].items()]
     cells = "".join(f"<tr><td>{escape(str(k))}</td><td class=\"n\">{n:,}</td></tr>" for k, n in rows)
-    return f"<h2>Conversion rows</h2><table>{cells}</table>"
+    return f'<h2>Conversion rows</h2><div class="scroll"><table>{cells}</table></div>'
+
+
+def _summary(report: MeasurementReport) -> str:
+    """The answer, before any detail: warnings, a verdict per KPI, and where to grow, hold or cut spend."""
+    summary = report.summary
+    parts = ['<section id="summary"><h2>Summary</h2>']
+    parts += [f'<p class="warn"><b>Warning:</b> {escape(w)}</p>' for w in report.warnings]
+    parts.append('<ul class="verdicts">')
+    parts += [
+        f'<li class="verdict verdict-{escape(v.verdict.split()[0])}" data-kpi="{escape(v.kpi)}" '
+        f'data-verdict="{escape(v.verdict)}">{escape(v.sentence)}</li>'
+        for v in summary.verdicts
+    ]
+    parts.append("</ul>")
+    basis = ("incremental conversions per 1,000 spent (costs from measurement.costs)" if summary.per_cost
+             else "incremental conversions per 1,000 test contacts (no costs configured)")
+    parts.append(f"<h3>Where to spend</h3><p class=\"note\">By {basis}, with {round(100 * (1 - report.alpha))}% "
+                 "fixed-horizon intervals; grow = interval above zero, cut = below zero, hold = unclear or too "
+                 "small.</p><ul class=\"spend\">")
+    parts += [f'<li data-kpi="{escape(a.kpi)}">{escape(a.sentence)}</li>' for a in summary.spend]
+    parts.append("</ul></section>")
+    return "".join(parts)

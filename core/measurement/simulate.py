@@ -5,6 +5,13 @@ treatments from "email" to "dv360+email+facebook+linkedin" by country, and three
 relative uplift depends on the segment (strongest for high-potential prospects) and grows with the number of
 channels offered. A contact offered no channel has no uplift: the campaign cannot act on it.
 
+`spec_for_campaign` follows a real campaign instead: its countries (`channels.countries`), its segments, the
+treatment each country and segment is offered by its `channels` plan (the same rules as a run), its funnel
+stages, and its e-mail sequences: each test contact offered e-mail gets, per step of its stage's sequence, the
+variant the e-mail channel would draw (`email.sequences.assign_variant`), recorded in an `email_sends` table
+so the report can cut by variant. Variants differ in truth: a step's first variant delivers the full uplift,
+each later one 30 points less (at least 40%), so a variant comparison has something to find.
+
 Each contact converts on a KPI with probability p (control) or p * (1 + uplift) (test), independently of the
 other KPIs, at a time drawn from an exponential delay (mean `delay_days`) cut at the window's end. The truth
 of any cut is therefore the ratio of its contacts' expected rates, computed by `expected_uplift`.
@@ -24,9 +31,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..campaign.email_settings import VariantConfig
+from ..campaign.schema import EMAIL_CHANNEL, Campaign
+from ..email.ledger import SCHEMA as EMAIL_SCHEMA
+from ..email.sequences import assign_variant
 from ..pipeline.holdout import assign_group
 from ..state.store import StateStore
 from .ledger import NONE_LABEL, Exposure
+
+#: (step number, template, ((variant name, weight), ...)) of one e-mail sequence step.
+EmailStep = tuple[int, str, tuple[tuple[str, float], ...]]
 
 DAY = 86_400.0
 
@@ -75,6 +89,26 @@ class SimulationSpec:
     days: int = 30
     delay_days: float = 10.0
     control_fraction: float = 0.5
+    #: (country, segment) → the `+`-joined platforms offered; when set, it replaces `treatments`.
+    offers: dict[tuple[str, str], str] = field(default_factory=dict)
+    stages: tuple[str, ...] = ("awareness",)
+    #: funnel stage → its e-mail steps with variants (only steps that have variants).
+    email_steps: dict[str, tuple[EmailStep, ...]] = field(default_factory=dict)
+    #: variant name → share of the full uplift it delivers.
+    variant_effects: dict[str, float] = field(default_factory=dict)
+
+    def treatment(self, country: str, segment: str) -> str:
+        """The `+`-joined platforms a country and segment are offered ("" for none)."""
+        if self.offers:
+            return self.offers.get((country, segment), "")
+        return self.treatments.get(country, self.default_treatment)
+
+    def variant_factor(self, variant: str | None) -> float:
+        """The share of the uplift a contact's variant(s) deliver (1 without a variant)."""
+        factor = 1.0
+        for name in (variant or "").split("+"):
+            factor *= self.variant_effects.get(name, 1.0) if name else 1.0
+        return factor
 
     def country_rate(self, country: str) -> float:
         """A fixed per-country multiplier of the base rates (0.75 to 1.25), so countries differ."""
@@ -100,7 +134,7 @@ def rates(spec: SimulationSpec, kpi: KpiTruth, exposure: Exposure) -> tuple[floa
     """A contact's true (control, test) probability of converting within the window."""
     segment_rate = next((mult for name, _, mult in spec.segments if name == exposure.segment), 1.0)
     p_control = min(0.9, kpi.base_rate * segment_rate * spec.country_rate(exposure.country))
-    uplift = kpi.uplift_for(exposure.segment) * strength(exposure.treatment)
+    uplift = kpi.uplift_for(exposure.segment) * strength(exposure.treatment) * spec.variant_factor(exposure.variant)
     return p_control, min(1.0, p_control * (1.0 + uplift))
 
 
@@ -162,7 +196,8 @@ def daily_counts(
 def simulate_ledger(spec: SimulationSpec, n_contacts: int, campaign: str, seed: int = 1) -> list[tuple[Any, ...]]:
     """Ledger rows (contact_id, group, country, segment, offered, reachable, funnel_stage) of a campaign.
 
-    Groups come from the project's own hash assignment (salt = campaign id), as in a real run.
+    Groups come from the project's own hash assignment (salt = campaign id), as in a real run; the treatment
+    from the spec's channel plan, the stage uniformly from the spec's funnel stages.
     """
     rng = random.Random(seed)
     countries = [c for c, _ in spec.countries]
@@ -174,10 +209,93 @@ def simulate_ledger(spec: SimulationSpec, n_contacts: int, campaign: str, seed: 
         contact_id = f"sim-{i:07d}"
         country = rng.choices(countries, weights)[0]
         segment = rng.choices(segments, shares)[0]
-        offered = spec.treatments.get(country, spec.default_treatment)
+        offered = spec.treatment(country, segment)
         group = assign_group(campaign, contact_id, spec.control_fraction).value
-        rows.append((contact_id, group, country, segment, offered, offered, "awareness"))
+        stage = spec.stages[0] if len(spec.stages) == 1 else rng.choice(spec.stages)
+        rows.append((contact_id, group, country, segment, offered, offered, stage))
     return rows
+
+
+def spec_for_campaign(campaign: Campaign, days: int) -> SimulationSpec:
+    """The default truths on the campaign's own countries, segments, channel plan, stages and e-mail variants.
+
+    Countries and segments the default spec knows keep its weights and rates; others get weight 1 (countries)
+    or an equal share and rate 1 (segments). A campaign without segments puts everyone in its default segment,
+    as a run does. The offer per country and segment follows `pipeline.eligibility.ChannelRules.offered`: the
+    country's rule (or `default`), narrowed by the segment's `by_segment` list, limited to configured platforms.
+    """
+    base = SimulationSpec(days=days)
+    channels = campaign.channels
+    known = dict(base.countries)
+    names = list(channels.countries) if channels.countries is not None else [c for c, _ in base.countries]
+    for rule in channels.by_country:
+        names += [c for c in rule.countries if c not in names and channels.countries is None]
+    countries = tuple((c, known.get(c, 1.0)) for c in names)
+    segment_names = [rule.name for rule in campaign.segments] or [campaign.default_segment]
+    known_segments = {name: (share, mult) for name, share, mult in base.segments}
+    segments = tuple(
+        (name, *known_segments.get(name, (1.0 / len(segment_names), 1.0))) for name in segment_names
+    )
+    enabled = set(campaign.platforms) | ({EMAIL_CHANNEL} if campaign.email is not None else set())
+    by_country: dict[str, tuple[str, ...]] = {}
+    for rule in channels.by_country:
+        for country in rule.countries:
+            by_country.setdefault(country, rule.platforms)
+    offers = {}
+    for country, _ in countries:
+        for segment, _, _ in segments:
+            platforms = by_country.get(country, channels.default)
+            narrowed = channels.by_segment.get(segment)
+            if narrowed is not None:
+                platforms = tuple(p for p in platforms if p in narrowed)
+            offers[(country, segment)] = "+".join(p for p in platforms if p in enabled)
+    steps: dict[str, tuple[EmailStep, ...]] = {}
+    effects: dict[str, float] = {}
+    if campaign.email is not None:
+        for stage, sequence in campaign.email.sequences.items():
+            chosen = []
+            for number, step in enumerate(sequence, start=1):
+                if step.variants:
+                    chosen.append((number, step.template, tuple((v.name, v.weight) for v in step.variants)))
+                for index, variant in enumerate(step.variants):
+                    effects.setdefault(variant.name, max(0.4, 1.0 - 0.3 * index))
+            if chosen:
+                steps[stage] = tuple(chosen)
+    return SimulationSpec(
+        countries=countries, segments=segments, days=days, offers=offers, stages=tuple(campaign.funnel.stages),
+        email_steps=steps, variant_effects=effects,
+    )
+
+
+def simulate_email_sends(
+    spec: SimulationSpec, rows: Iterable[tuple[Any, ...]], campaign: str
+) -> list[tuple[str, str, int, str, str]]:
+    """The e-mails a run would send the simulated test contacts: (contact_id, stage, step, template, variant).
+
+    Only steps with variants (the rest carry nothing to measure); variants drawn by the e-mail channel's own
+    `assign_variant`, so their shares follow the configured weights exactly as in a run.
+    """
+    sends = []
+    for contact_id, group, _country, _segment, offered, _reachable, stage in rows:
+        if group != "test" or EMAIL_CHANNEL not in str(offered).split("+"):
+            continue
+        for number, template, variants in spec.email_steps.get(stage, ()):
+            configs = [VariantConfig(name=name, weight=weight) for name, weight in variants]
+            sends.append((contact_id, stage, number, template, assign_variant(campaign, contact_id, stage, number,
+                                                                               configs)))
+    return sends
+
+
+def write_email_sends(store: StateStore, campaign: str, sends: Sequence[tuple[str, str, int, str, str]],
+                      sent_at: float) -> None:
+    """Record simulated sends in the state database's `email_sends` table (created if missing), as sent."""
+    store.db.apply_schema(EMAIL_SCHEMA)
+    store.db.executemany(
+        "INSERT INTO email_sends (campaign, contact_id, stage, step, template, variant, status, message_id, "
+        "attempts, attempted_at, sent_at, detail) VALUES (?, ?, ?, ?, ?, ?, 'sent', ?, 1, ?, ?, 'simulated')",
+        [(campaign, cid, stage, step, template, variant, f"<sim-{cid}-{stage}-{step}@simulated>", sent_at, sent_at)
+         for cid, stage, step, template, variant in sends],
+    )
 
 
 def write_ledger(store: StateStore, campaign: str, rows: Sequence[tuple[Any, ...]], started_at: float) -> str:
@@ -260,14 +378,17 @@ def write_events(path: Path, rows: Iterable[tuple[str, str, str, str]]) -> int:
 
 
 def truth_table(spec: SimulationSpec, contacts: Sequence[Exposure], kpis: Sequence[str]) -> dict[str, Any]:
-    """The true relative uplift of every KPI overall and per segment, treatment and country (for the demo)."""
+    """The true relative uplift of every KPI overall and per segment, treatment, country and variant."""
     out: dict[str, Any] = {}
     for kpi in kpis:
         truth = spec.kpi(kpi)
         sums: dict[str, list[float]] = {}
         for exposure in contacts:
             p_control, p_test = rates(spec, truth, exposure)
-            for key in ("overall", *(f"{d}={getattr(exposure, d)}" for d in ("segment", "treatment", "country"))):
+            keys = ["overall", *(f"{d}={getattr(exposure, d)}" for d in ("segment", "treatment", "country"))]
+            if exposure.variant:
+                keys.append(f"variant={exposure.variant}")
+            for key in keys:
                 total = sums.setdefault(key, [0.0, 0.0])
                 total[0] += p_test
                 total[1] += p_control

@@ -3,7 +3,12 @@
 Two shapes cover the report: a time series with interval bands (uplift by day, with the fixed-horizon band
 inside the wider always-valid band) and a forest plot (uplift per cut with both intervals). Values outside
 the plotted range are drawn at the edge with an arrow mark rather than stretching the axis: one tiny cut with
-an interval of +-900% must not flatten every other row.
+an interval of +-900% must not flatten every other row. The arrow sits inside the plot area, never over the
+value label beside it (whose sign must stay readable), and a forest label too long for its column is shortened
+in its name, never in its contact count.
+
+SVG cannot measure text without a script, so widths are estimated with `CHAR_WIDTH`, a bound on DejaVu Sans
+(the font the page asks for) at 11 px; the layout test in headless Chromium checks that no label is clipped.
 """
 
 from __future__ import annotations
@@ -19,6 +24,10 @@ ANYTIME_COLOR = "#9ec5ee"
 POINT_COLOR = "#1a365d"
 MUTED = "#a0aec0"
 FONT = 'font-family="DejaVu Sans, Arial, sans-serif" font-size="11"'
+#: Upper bound of one character's advance at 11 px (DejaVu Sans: digits 7.0, most letters under 7.5).
+CHAR_WIDTH = 7.6
+#: The widest a forest plot's label column gets, in px of a 600-px chart.
+MAX_LABEL_WIDTH = 300
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,7 +42,7 @@ class SeriesPoint:
 
 @dataclass(frozen=True, slots=True)
 class ForestRow:
-    """One cut of a forest plot."""
+    """One cut of a forest plot: `label` names the cut and `count` (its contacts) is always shown after it."""
 
     label: str
     y: float | None
@@ -41,6 +50,7 @@ class ForestRow:
     anytime: tuple[float | None, float | None]
     muted: bool = False
     note: str = ""
+    count: str = ""
 
 
 def nice_ticks(low: float, high: float, count: int = 5) -> list[float]:
@@ -110,8 +120,9 @@ def series_chart(title: str, points: Sequence[SeriesPoint], x_label: str = "day"
 
 def forest_chart(title: str, rows: Sequence[ForestRow], width: int = 600) -> str:
     """One row per cut: the always-valid interval (thin, light), the fixed-horizon interval and the estimate."""
-    longest = max((len(r.label) for r in rows), default=10)
-    label_w, right, top, row_h = int(min(300, 14 + 6.4 * min(longest, 44))), 70, 26, 18
+    texts = [_fit_label(r.label, r.count) for r in rows]
+    longest = max((len(t) for t in texts), default=10)
+    label_w, right, top, row_h = int(min(MAX_LABEL_WIDTH, 12 + CHAR_WIDTH * longest)), 70, 26, 18
     height = top + row_h * max(len(rows), 1) + 30
     values = [v for r in rows for v in (r.y, *r.fixed)]
     low, high = value_range(values)
@@ -126,8 +137,9 @@ def forest_chart(title: str, rows: Sequence[ForestRow], width: int = 600) -> str
     for i, row in enumerate(rows):
         y = top + row_h * i + row_h / 2
         color = MUTED if row.muted else POINT_COLOR
-        label = escape(row.label if len(row.label) <= 44 else row.label[:43] + "…")
-        parts.append(f'<text x="{label_w - 6}" y="{y + 4:.1f}" text-anchor="end" {FONT} fill="{color}">{label}</text>')
+        label = escape(texts[i])
+        parts.append(f'<text class="label" x="{label_w - 6}" y="{y + 4:.1f}" text-anchor="end" {FONT} '
+                     f'fill="{color}">{label}</text>')
         if row.anytime[0] is not None and row.anytime[1] is not None:
             parts.append(_line(sx(row.anytime[0]), y, sx(row.anytime[1]), y, ANYTIME_COLOR, 5))
         if row.fixed[0] is not None and row.fixed[1] is not None:
@@ -136,15 +148,23 @@ def forest_chart(title: str, rows: Sequence[ForestRow], width: int = 600) -> str
         if row.y is not None:
             parts.append(f'<circle cx="{sx(row.y):.1f}" cy="{y:.1f}" r="3.2" fill="{color}"/>')
         text = escape(row.note) if row.y is None else _pct(row.y)
-        parts.append(f'<text x="{width - right + 6}" y="{y + 4:.1f}" {FONT} fill="{color}">{text}</text>')
+        parts.append(f'<text class="value" x="{width - right + 8}" y="{y + 4:.1f}" {FONT} fill="{color}">{text}</text>')
     parts.append("</svg>")
     return "".join(parts)
+
+
+def _fit_label(name: str, count: str) -> str:
+    """The label text, its name shortened with "…" so that it and the whole count fit the label column."""
+    room = int((MAX_LABEL_WIDTH - 12) / CHAR_WIDTH) - (len(count) + 1 if count else 0)
+    if len(name) > room:
+        name = name[: max(room - 1, 1)] + "…"
+    return f"{name} {count}" if count else name
 
 
 def legend() -> str:
     """The key shared by every chart."""
     return (
-        '<svg class="legend" width="470" height="22" role="img" aria-label="legend">'
+        '<svg class="legend" width="470" height="22" viewBox="0 0 470 22" role="img" aria-label="legend">'
         f'<rect x="2" y="6" width="22" height="10" fill="{ANYTIME_COLOR}"/>'
         f'<text x="30" y="15" {FONT}>always-valid interval</text>'
         f'<rect x="170" y="6" width="22" height="10" fill="{FIXED_COLOR}" fill-opacity="0.6"/>'
@@ -224,9 +244,14 @@ def _polylines(items: Sequence[tuple[int, float | None]], sx: _Scale, sy: _Scale
 
 
 def _clip_marks(span: tuple[float | None, float | None], low: float, high: float, sx: _Scale, y: float) -> list[str]:
+    """Arrowheads just inside the plot's edge where an interval runs off it (inside: the labels stay clear)."""
     marks = []
     if span[0] is not None and span[0] < low:
-        marks.append(f'<text x="{sx(low) - 2:.1f}" y="{y + 4:.1f}" text-anchor="end" {FONT}>◀</text>')
+        x = sx(low)
+        marks.append(f'<polygon class="offscale" points="{x:.1f},{y:.1f} {x + 7:.1f},{y - 4:.1f} {x + 7:.1f},'
+                     f'{y + 4:.1f}" fill="{POINT_COLOR}"><title>interval continues below the axis</title></polygon>')
     if span[1] is not None and span[1] > high:
-        marks.append(f'<text x="{sx(high) + 2:.1f}" y="{y + 4:.1f}" {FONT}>▶</text>')
+        x = sx(high)
+        marks.append(f'<polygon class="offscale" points="{x:.1f},{y:.1f} {x - 7:.1f},{y - 4:.1f} {x - 7:.1f},'
+                     f'{y + 4:.1f}" fill="{POINT_COLOR}"><title>interval continues above the axis</title></polygon>')
     return marks

@@ -82,6 +82,9 @@ class SandboxApp(Generic[AudienceT]):
     first_id: ClassVar[int] = 1_000_001
     #: Where the platform's OAuth refresh-token endpoint is served, if it has one (see `oauth`).
     token_path: ClassVar[str | None] = None
+    #: Known test credentials (field -> value) this sandbox is built with when `run --sandbox` finds the
+    #: connector's variables unset, so a sandbox run needs no secrets by hand. Never real secrets: they are public.
+    test_credentials: ClassVar[dict[str, str]] = {}
 
     def __init__(self, credentials: Credentials, faults: FaultPlan | None = None) -> None:
         self.credentials = credentials

@@ -28,6 +28,11 @@ class AcmeSandbox(SandboxApp[Audience]):
     """Acme's audience API in memory; it accepts exactly the OAuth client and refresh token it is built with."""
 
     platform = "acme"
+    test_credentials = {  # what `run --sandbox` uses when the variables are unset
+        "client_id": "sandbox-acme-client-0001",
+        "client_secret": "sandbox-acme-secret-0002",
+        "refresh_token": "sandbox-acme-refresh-0003",
+    }
     token_path = TOKEN_PATH
 
     def handle(self, request: SandboxRequest) -> SandboxResponse:

@@ -192,7 +192,9 @@ def test_missing_credentials_and_bad_campaign_exit_2_with_location(campaign: Cam
 
 def test_connectors_command_lists_facebook(campaign: CampaignDir):
     done = campaign.run("connectors", "--json")
-    described = {c["platform"]: c for c in json.loads(done.stdout)}
+    listing = json.loads(done.stdout)
+    assert listing["skipped_plugins"] == []
+    described = {c["platform"]: c for c in listing["connectors"]}
     assert described["facebook"]["max_batch_size"] == 10_000
     assert "replace" in described["facebook"]["capabilities"]
 

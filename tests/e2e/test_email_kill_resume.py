@@ -42,7 +42,7 @@ email:
   bounce_address: bounces@mail.example.com
   unsubscribe_url: https://mail.example.com/unsubscribe
   unsubscribe_mailto: unsubscribe@mail.example.com
-  default_send_hour: 0
+  default_send_hour: null
   max_attempts: 1
   coupon: {prefix: KR100, amount: 100, currency: USD, valid_days: 30}
   sequences:

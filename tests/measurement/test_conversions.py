@@ -67,7 +67,8 @@ def test_bad_rows_are_rejected_with_file_row_and_field(small_campaign, tmp_path)
     for row, (field, reason) in expected.items():
         assert by_row[row]["field"] == field and reason in by_row[row]["reason"], row
     assert by_row[11]["row_rejected"] == "no" and by_row[5]["row_rejected"] == "yes"
-    assert sum(data.rejected.values()) == 7  # all but the stranger (counted apart) and the ignored value
+    assert sum(data.rejected.values()) == 6  # all but the stranger, the early row (counted apart) and the value
+    assert data.before_entry == 1 and data.after_report == 0
     written = (tmp_path / "rejects.csv").read_text()
     assert "450.5" not in written and "stranger" not in written  # reasons name fields, never values
 

@@ -8,19 +8,45 @@ import pytest
 
 from crm_activation.cli.main import main
 
-from .conftest import write_campaign
+from .conftest import CAMPAIGN_ID
+from .conftest import write_campaign as write_base_campaign
 
-MEASUREMENT = """
+# Three segments and a channel plan with three treatments: `simulate` follows the campaign's own plan.
+CAMPAIGN = f"""
+campaign: {CAMPAIGN_ID}
+audience:
+  source: {{type: csv, path: contacts.csv}}
+segments:
+  - {{name: high_potential, when: [{{field: score, op: ">=", value: 0.7}}]}}
+  - {{name: medium_potential, when: [{{field: score, op: ">=", value: 0.4}}]}}
+  - {{name: low_potential}}
+channels:
+  default: [facebook]
+  by_country:
+    - {{countries: [US, CA, GB, AU], platforms: [facebook, linkedin, dv360]}}
+    - {{countries: [DE, FR, NL, ES, IT, IE, SE], platforms: [facebook, linkedin]}}
+platforms:
+  facebook: {{}}
+  linkedin: {{}}
+  dv360: {{}}
+state:
+  path: state.sqlite
 measurement:
-  kpis: [{name: account_created}, {name: first_job_post}, {name: hire}]
+  kpis: [{{name: account_created}}, {{name: first_job_post}}, {{name: hire}}]
   min_cut_size: 200
 """
+
+
+def write_campaign(folder):
+    path = folder / "campaign.yaml"
+    path.write_text(CAMPAIGN, encoding="utf-8")
+    return path
 
 
 @pytest.fixture(scope="module")
 def simulated(tmp_path_factory):
     folder = tmp_path_factory.mktemp("sim")
-    campaign = write_campaign(folder, MEASUREMENT)
+    campaign = write_campaign(folder)
     code = main(["simulate", str(campaign), "--contacts", "25000", "--state", str(folder / "sim.sqlite"),
                  "--conversions", str(folder / "conversions.csv"), "--seed", "3"])
     assert code == 0
@@ -66,7 +92,7 @@ def test_terminal_report_and_simulate_conversions_on_an_existing_ledger(simulate
     out = capsys.readouterr().out
     assert code == 0
     assert "account_created (cumulative)" in out and "spend ranking" in out and "always-valid" in out
-    assert "0 not in the experiment, 0 rejected" in out
+    assert "0 not in the experiment, 0 dated before entry, 0 dated after the report's time, 0 rejected" in out
 
 
 def test_refuses_to_simulate_into_an_existing_ledger(simulated, capsys):
@@ -94,7 +120,7 @@ def test_input_errors_exit_2(simulated, capsys, tmp_path):
 
 def test_measurement_section_errors_point_at_the_line(tmp_path, capsys):
     kpis = "measurement:\n  kpis:\n    - {name: hire}\n    - {name: hire2, events: [hire]}\n"
-    campaign = write_campaign(tmp_path, kpis)
+    campaign = write_base_campaign(tmp_path, kpis)
     assert main(["report", str(campaign), "--conversions", "x.csv", "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err
     assert "campaign.yaml:" in err and "event 'hire' is mapped to two KPIs" in err

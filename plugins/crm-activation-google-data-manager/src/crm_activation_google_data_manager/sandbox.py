@@ -108,6 +108,11 @@ class GoogleDataManagerSandbox(SandboxApp[_UserList]):
     """
 
     platform = "google_data_manager"
+    test_credentials = {  # what `run --sandbox` uses when the variables are unset
+        "client_id": "sandbox-dm-client.apps.example",
+        "client_secret": "sandbox-dm-secret-4b8e21",
+        "refresh_token": "sandbox-dm-refresh-7c0d93",
+    }
     first_id = 9_100_000_001
     oauth: RefreshTokenEndpoint
 
