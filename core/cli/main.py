@@ -51,15 +51,29 @@ log = get_logger("crm_activation.cli")
 
 
 class RichRunProgress(RunProgress):
-    """Progress bars: rows onboarded, then member operations per platform."""
+    """Progress bars: rows linked into people, rows onboarded (with their total), then each channel's push."""
 
     def __init__(self, progress: Progress) -> None:
         self.progress = progress
-        self.rows_task = progress.add_task("onboarding rows", total=None)
+        self.link_task = progress.add_task("linking records into people", total=None)
+        self.linked_rows = 0
+        self.rows_task: TaskID | None = None
         self.platform_tasks: dict[str, TaskID] = {}
+
+    def linked(self, n: int) -> None:
+        """Advance the linking counter."""
+        self.linked_rows += n
+        self.progress.advance(self.link_task, n)
+
+    def rows_total(self, total: int) -> None:
+        """The first pass is done: close its bar and open the onboarding bar with its total."""
+        self.progress.update(self.link_task, total=self.linked_rows)
+        self.rows_task = self.progress.add_task("onboarding rows", total=total)
 
     def rows(self, n: int) -> None:
         """Advance the onboarding counter."""
+        if self.rows_task is None:  # a caller that never linked: a bar without a total
+            self.rows_task = self.progress.add_task("onboarding rows", total=None)
         self.progress.advance(self.rows_task, n)
 
     def platform_started(self, platform: str, total: int) -> None:

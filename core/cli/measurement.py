@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 from rich.console import Console
@@ -62,12 +64,21 @@ def _as_of(value: str) -> float | str:
     return moment
 
 
+@contextmanager
+def working(what: str) -> Iterator[None]:
+    """A spinner with elapsed time on stderr while a long step runs (nothing when stderr is not a terminal)."""
+    status = Console(stderr=True)
+    with status.status(what) if status.is_terminal else nullcontext():
+        yield
+
+
 def report(args: argparse.Namespace, console: Console) -> int:
     """`crm-activation report`: build the report files, then print the tables (or JSON)."""
     from ..measurement.commands import build_report
     from .report_tables import print_report
 
-    built = build_report(load_campaign(args.campaign), args.out, args.conversions, args.state, args.as_of)
+    with working("building the report: reading the ledger and conversions, estimating uplifts"):
+        built = build_report(load_campaign(args.campaign), args.out, args.conversions, args.state, args.as_of)
     if args.json:
         print(json.dumps(built.report.to_json(series=False), indent=2))
     else:
@@ -80,11 +91,12 @@ def simulate(args: argparse.Namespace, console: Console) -> int:
     from ..measurement.commands import simulate_campaign, simulate_conversions
 
     loaded = load_campaign(args.campaign)
-    if args.command == "simulate":
-        rows, truth = simulate_campaign(loaded, args.contacts, args.state, args.conversions, args.seed, args.noise)
-        out = args.conversions
-    else:
-        rows, truth = simulate_conversions(loaded, args.out, args.state, args.seed, args.noise)
-        out = args.out
+    with working(f"simulating {args.command.removeprefix('simulate').strip('-') or 'the campaign'}"):
+        if args.command == "simulate":
+            rows, truth = simulate_campaign(loaded, args.contacts, args.state, args.conversions, args.seed, args.noise)
+            out = args.conversions
+        else:
+            rows, truth = simulate_conversions(loaded, args.out, args.state, args.seed, args.noise)
+            out = args.out
     console.print(f"{rows:,} conversion rows written to {out}; true uplifts in {truth}")
     return 0

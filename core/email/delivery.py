@@ -18,7 +18,8 @@ in the state database (see `ledger.py`); steps a killed run left in doubt are li
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 
 from ..campaign.credentials import load_credentials
@@ -26,11 +27,13 @@ from ..campaign.email_settings import EmailConfig, EmailCredentials
 from ..campaign.loader import LoadedCampaign
 from ..campaign.schema import EMAIL_CHANNEL, Campaign, PlatformConfig
 from ..pipeline.channels import HeldBack, channel_phase
+from ..pipeline.onboarding import parse_bool
 from ..pipeline.payload import PayloadBuilder
 from ..pipeline.platform_sync import audience_specs
+from ..pipeline.run_options import RunProgress
 from ..pipeline.suppression import SuppressionList
 from ..sdk.contact import Contact
-from ..sdk.errors import CrmActivationError
+from ..sdk.errors import CrmActivationError, RunInterrupted
 from ..sdk.identifier_kinds import IdentifierKind
 from ..sdk.normalization import email_mailbox
 from ..sdk.redaction import Redactor, remember_secrets
@@ -85,8 +88,12 @@ class EmailDelivery:
         smtp: tuple[str, int] | None,
         redactor: Redactor,
         resend_in_doubt: bool = False,
+        progress: RunProgress | None = None,
+        cancel: threading.Event | None = None,
     ) -> None:
         self.loaded = loaded
+        self.progress = progress or RunProgress()
+        self.cancel = cancel
         self.campaign = campaign
         self.config = config
         self.dry_run = dry_run
@@ -114,8 +121,22 @@ class EmailDelivery:
             credentials = email_credentials(self.smtp)
             remember_secrets(credentials.secret_values())
             contacts = (Contact.model_validate_json(payload) for payload in state.staged_payloads(self.name))
+            self.progress.platform_started(self.name, sum(desired.values()))
             deliver(self.loaded, self.config, credentials, state.db, contacts, summary, run_id,
-                    resend_in_doubt=self.resend_in_doubt)
+                    resend_in_doubt=self.resend_in_doubt, on_contact=lambda: self.progress.pushed(self.name, 1),
+                    cancel=self.cancel)
+
+
+def is_converted(contact: Contact) -> bool:
+    """Whether the CRM marks the contact converted (its sequence then stops): yes/no spellings, not Python truth.
+
+    The `converted` column arrives as text or a number; "no", "false" and "0" are not conversions. A value that
+    is no yes/no at all counts as not converted: it cannot stop a sequence the CRM never said had ended.
+    """
+    try:
+        return bool(parse_bool(contact.attributes.value("converted")))
+    except ValueError:
+        return False
 
 
 def deliver(
@@ -128,8 +149,13 @@ def deliver(
     run_id: str,
     *,
     resend_in_doubt: bool = False,
+    on_contact: Callable[[], None] | None = None,
+    cancel: threading.Event | None = None,
 ) -> None:
     """Send each contact its due step; count outcomes by status in `summary.messages`.
+
+    `on_contact` is told after each contact (progress); once `cancel` is set (Ctrl-C) no further message
+    starts: the one being sent finishes and is recorded, so an interrupted run leaves nothing in doubt.
 
     Steps still in doubt at the end (also when the channel stopped on an error) are listed in `summary.in_doubt`:
     they are the operator's to decide, so every run shows them until they are resolved.
@@ -153,7 +179,7 @@ def deliver(
             resend_in_doubt=resend_in_doubt,
         )
         try:
-            _deliver_all(channel, contacts, summary)
+            _deliver_all(channel, contacts, summary, on_contact, cancel)
         finally:
             with contextlib.suppress(CrmActivationError):  # never hide the error that stopped the channel
                 summary.in_doubt = [
@@ -162,14 +188,21 @@ def deliver(
                 ]
 
 
-def _deliver_all(channel: EmailChannel, contacts: Iterator[Contact], summary: PlatformSummary) -> None:
+def _deliver_all(
+    channel: EmailChannel,
+    contacts: Iterator[Contact],
+    summary: PlatformSummary,
+    on_contact: Callable[[], None] | None,
+    cancel: threading.Event | None,
+) -> None:
     """The per-contact loop, apart so that `deliver` can list what is in doubt however it ends."""
     seen: set[str] = set()
     now = datetime.now(UTC)
     for contact in contacts:
+        if cancel is not None and cancel.is_set():
+            raise RunInterrupted("email: interrupted")
         seen.add(contact.contact_id)
-        converted = bool(contact.attributes.value("converted"))
-        outcome = channel.deliver(contact, now=now, converted=converted)
+        outcome = channel.deliver(contact, now=now, converted=is_converted(contact))
         summary.messages[outcome.status] = summary.messages.get(outcome.status, 0) + 1
         if outcome.in_doubt and outcome.status != "in_doubt":
             summary.resent_in_doubt += 1
@@ -177,6 +210,8 @@ def _deliver_all(channel: EmailChannel, contacts: Iterator[Contact], summary: Pl
             stage = summary.stages.get(outcome.stage)
             if stage is not None:
                 stage.added += 1
+        if on_contact is not None:
+            on_contact()
     cancelled = channel.finish(seen)
     if cancelled:
         summary.messages["cancelled"] = summary.messages.get("cancelled", 0) + cancelled

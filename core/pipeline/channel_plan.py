@@ -51,7 +51,7 @@ def campaign_channels(
         channels.append(
             EmailDelivery(
                 loaded, campaign, campaign.email, dry_run=options.dry_run, smtp=options.smtp, redactor=redactor,
-                resend_in_doubt=options.resend_in_doubt,
+                resend_in_doubt=options.resend_in_doubt, progress=progress, cancel=options.cancel,
             )
         )
     return channels

@@ -11,7 +11,7 @@ so that routing can give every record of a person one holdout group. It reads re
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from ..campaign.schema import AudienceSourceConfig
@@ -46,6 +46,7 @@ class ContactStream:
         self.identity: IdentityTable | None = None
         #: the source's columns (a CSV header, a SQL result's, the keys JSON Lines records had), once `link` ran
         self.columns: list[str] | None = None
+        self.rows_linked = 0
 
     @property
     def identity_stats(self) -> dict[str, int] | None:
@@ -57,17 +58,22 @@ class ContactStream:
             self.identity = IdentityTable.load(self.audience.identity_table, self.base_dir)
         return self.identity
 
-    def link(self, link_keys: LinkKeys) -> IdentityClusters:
+    def link(self, link_keys: LinkKeys, progress: Callable[[int], None] | None = None) -> IdentityClusters:
         """Read every row once and cluster the records that share a strong identifier (match table included).
 
         This first read also checks the source's columns (`ColumnCheck`): a CSV or SQL header before its first
         row, JSON Lines keys once read; a required column missing raises `InputError` before any row is routed.
+        `progress` is told every thousand rows; `rows_linked` is then the number of rows the second pass reads.
         """
         identity = self._identity_table()
         builder = ClusterBuilder()
         check = ColumnCheck(self.parser, self.audience.source)
         keys_only = check.keys_only
+        self.rows_linked = 0
         for row in open_rows(self.audience.source, self.base_dir, check.header):
+            self.rows_linked += 1
+            if progress is not None and self.rows_linked % 1000 == 0:
+                progress(1000)
             if row.error is not None:
                 continue
             if keys_only:
@@ -77,6 +83,8 @@ class ContactStream:
                 identifiers = {**identity.identifiers_for(contact_id), **identifiers}
             builder.add(contact_id, link_keys.keys(contact_id, identifiers))
         check.finish()
+        if progress is not None:
+            progress(self.rows_linked % 1000)
         self.columns = check.columns
         return builder.finish()
 

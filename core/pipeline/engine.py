@@ -66,6 +66,14 @@ class HeartbeatProgress(RunProgress):
         with self._lock:
             self._beat, self._last = beat, -float("inf")
 
+    def linked(self, n: int) -> None:
+        """Pass on."""
+        self.inner.linked(n)
+
+    def rows_total(self, total: int) -> None:
+        """Pass on."""
+        self.inner.rows_total(total)
+
     def rows(self, n: int) -> None:
         """Pass on."""
         self.inner.rows(n)
@@ -264,7 +272,8 @@ class Engine:
             summary, rejects, BalanceTracker(campaign.holdout.fraction, campaign.holdout.srm_alpha)
         )
         contacts = ContactStream(campaign.audience, self.loaded.base_dir, campaign.funnel.first_stage, summary, rejects)
-        clusters = contacts.link(LinkKeys(campaign.default_country))
+        clusters = contacts.link(LinkKeys(campaign.default_country), self.progress.linked)
+        self.progress.rows_total(contacts.rows_linked)
         accounts.clusters(clusters.stats)
         self._strict_warnings = country_alias_warnings(campaign)
         if contacts.columns is not None:
@@ -273,17 +282,19 @@ class Engine:
         stager = Stager(
             state, campaign, self.channels, summary.run_id, dry_run=self.options.dry_run, plan_rules=self._plan_rules()
         )
+        reported = 0  # rows read, rejected ones included, told to `progress` so far
         try:
-            for count, contact in enumerate(contacts, start=1):
+            for contact in contacts:
                 routed = self.router.route(contact, clusters.anchor(contact.contact_id)[0])
                 accounts.add(routed)
                 stager.add(routed)
-                if count % 1000 == 0:
-                    self.progress.rows(1000)
+                if summary.rows_read - reported >= 1000:
+                    self.progress.rows(summary.rows_read - reported)
+                    reported = summary.rows_read
         finally:
             clusters.close()
         stager.flush()
-        self.progress.rows(summary.rows_read % 1000)
+        self.progress.rows(summary.rows_read - reported)
         accounts.hold_back(stager.drop_control_conflicts(), state)
         for channel in self.channels:
             accounts.hold_back(channel.hold_back(state), state)

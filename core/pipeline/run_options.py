@@ -20,6 +20,12 @@ from ..state.database import LOCK_WAIT_SECONDS
 class RunProgress:
     """Progress callbacks; the CLI draws bars, tests and library users get these no-ops."""
 
+    def linked(self, n: int) -> None:
+        """`n` more input rows were read by the first pass, which links records into people."""
+
+    def rows_total(self, total: int) -> None:
+        """How many rows onboarding will process (known once the first pass has read the source)."""
+
     def rows(self, n: int) -> None:
         """`n` more input rows were processed."""
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,7 @@ from crm_activation.campaign.loader import LoadedCampaign, load_campaign
 from crm_activation.campaign.schema import HttpConfig, SyncConfig
 from crm_activation.cli.local_sandboxes import start_sandboxes
 from crm_activation.email.smtp_relay import SmtpSandbox
-from crm_activation.pipeline.engine import Engine, RunOptions
+from crm_activation.pipeline.engine import Engine, RunOptions, RunProgress
 from crm_activation.sdk.plugins import collect_connectors, make_plugin_manager
 from crm_activation.sdk.summary import RunSummary
 
@@ -140,3 +141,51 @@ def test_every_platform_records_only_what_it_holds_when_every_batch_is_partly_re
     finally:
         for server in servers.values():
             server.stop()
+
+
+class RecordingProgress(RunProgress):
+    """Every progress call, summed per kind and channel (the push threads call it concurrently)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.linked_rows = self.onboarded = 0
+        self.total: int | None = None
+        self.started: dict[str, int] = {}
+        self.done: dict[str, int] = {}
+
+    def linked(self, n: int) -> None:
+        self.linked_rows += n
+
+    def rows_total(self, total: int) -> None:
+        self.total = total
+
+    def rows(self, n: int) -> None:
+        self.onboarded += n
+
+    def platform_started(self, platform: str, total: int) -> None:
+        with self.lock:
+            self.started[platform] = total
+
+    def pushed(self, platform: str, n: int) -> None:
+        with self.lock:
+            self.done[platform] = self.done.get(platform, 0) + n
+
+
+def test_every_long_phase_reports_progress_with_its_total(campaign: LoadedCampaign, tmp_path: Path):
+    connectors = collect_connectors(make_plugin_manager())
+    servers = start_sandboxes(connectors, list(campaign.campaign.platforms), dict(campaign.campaign.platforms))
+    relay = SmtpSandbox().start()
+    progress = RecordingProgress()
+    try:
+        options = RunOptions(
+            state=tmp_path / "s.sqlite", base_urls={s: v.url for s, v in servers.items()}, smtp=(relay.host, relay.port)
+        )
+        summary = Engine(campaign, options, progress=progress).run()
+    finally:
+        relay.stop()
+        for server in servers.values():
+            server.stop()
+    assert summary.status == "succeeded"
+    assert progress.linked_rows == progress.total == progress.onboarded == summary.rows_read == 2000
+    assert set(progress.started) == set(summary.platforms)  # every channel, e-mail included
+    assert progress.done == progress.started and progress.started["email"] == summary.platforms["email"].eligible

@@ -311,3 +311,16 @@ def test_suppression_reasons(db, smtp_server):
     assert check(make_contact("d", identifiers={"email": "f" * 64})) == "no sendable email address"
     assert check(make_contact("e", identifiers={"email": "not-an-address"})) == "no sendable email address"
     assert check(make_contact("f")) is None
+
+
+@pytest.mark.parametrize(
+    ("value", "converted"),
+    [("yes", True), ("true", True), (1, True), ("no", False), ("false", False), (0, False), (None, False),
+     ("", False), ("maybe", False)],
+)
+def test_only_a_yes_spelling_marks_a_contact_converted(value, converted):
+    from crm_activation.email.delivery import is_converted
+    from crm_activation.sdk.contact import Attributes, Contact
+
+    contact = Contact(contact_id="c1", attributes=Attributes(extra={"converted": value}))
+    assert is_converted(contact) is converted
