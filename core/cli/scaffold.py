@@ -1,8 +1,9 @@
 """`crm-activation new-connector NAME`: write a minimal connector distribution that passes the contract kit as is.
 
-The files are `examples/acme/` (docs/writing-a-connector.md's example) in the layout that page describes, renamed:
-a settings module, the connector, a sandbox, the hook, a pyproject with the entry point, and the contract-kit
-test. Starting from code that already passes means every later failure is the author's change, not the setup.
+The files are docs/writing-a-connector.md's example connector, in the layout that page describes, named after the
+platform: a settings module, the connector, a sandbox, the hook, a pyproject with the entry point, and the
+contract-kit test. Starting from code that already passes means every later failure is the author's change, not
+the setup.
 """
 
 from __future__ import annotations
@@ -314,8 +315,8 @@ def add_scaffold_command(commands: argparse._SubParsersAction[argparse.ArgumentP
     """Add `new-connector` to the CLI's sub-parsers."""
     scaffold = commands.add_parser(
         "new-connector", help="write a minimal connector distribution (connector, sandbox, contract test)",
-        description="Write DIR/crm-activation-NAME: a connector package modelled on examples/acme that passes the "
-        "contract kit as generated. Then `pip install -e` it and run its tests.",
+        description="Write DIR/crm-activation-NAME: a connector package (docs/writing-a-connector.md's example, named "
+        "after the platform) that passes the contract kit as generated. Then `pip install -e` it and run its tests.",
     )
     scaffold.add_argument("name", help="the platform slug: lower case letters, digits and _ (e.g. acme_ads)")
     scaffold.add_argument("--dir", type=Path, default=Path("."), help="where to create the folder (default: .)")
