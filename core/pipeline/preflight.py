@@ -31,6 +31,7 @@ from ..campaign.schema import EMAIL_CHANNEL, PlatformConfig, SourceConfig
 from ..email.rendering import PARTS, TemplateRenderer
 from ..sdk.connector import Connector
 from ..sdk.errors import CrmActivationError
+from ..sdk.plugins import collect_connectors
 from ..sdk.redaction import Redactor
 from .channel_plan import build_connectors, enabled_platforms
 from .onboarding import ContactParser
@@ -149,9 +150,13 @@ def _credentials(
 ) -> None:
     """Build every platform's connector as a run would: each platform's missing variables are named together."""
     campaign = loaded.campaign
+    installed = collect_connectors(pm)
     for slug in enabled_platforms(campaign, platforms):
         redactor = Redactor()
         try:
+            if slug in installed:  # settings errors as `FILE:LINE: platforms.<slug>.account.<field>: message`
+                account = campaign.platforms[slug].account
+                loaded.validate_section(("platforms", slug, "account"), installed[slug].account_model, account)
             _connector(loaded, pm, slug, redactor, {})
         except CrmActivationError as error:
             result.add("error", "credentials", slug, redactor.redact(str(error)))

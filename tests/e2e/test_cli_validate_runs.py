@@ -146,3 +146,15 @@ def test_runs_lists_past_runs_newest_first(campaign: CampaignDir, facebook):
 
     missing = campaign.run("runs", str(campaign.yaml), "--state", "nowhere.sqlite")
     assert missing.returncode == 2 and "state database not found" in missing.stderr
+
+
+def test_validate_points_account_setting_errors_at_their_campaign_line(campaign: CampaignDir, facebook):
+    text = campaign.yaml.read_text().replace('ad_account_id: "act_55501"', 'ad_acount_id: "act_55501"')
+    campaign.yaml.write_text(text)
+    campaign.write_contacts([contact(cid) for cid in group_ids(2)])
+    line = next(n for n, row in enumerate(text.splitlines(), start=1) if "ad_acount_id" in row)
+    code, report = validate_json(campaign)
+    assert code == 2
+    message = {(e["check"], e["where"]): e["message"] for e in report["errors"]}[("credentials", "facebook")]
+    assert f"campaign.yaml:{line}: platforms.facebook.account.ad_account_id" in message
+    assert "input_value" not in message and "act_55501" not in message  # no pydantic dump, no value
