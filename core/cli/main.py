@@ -24,6 +24,7 @@ from importlib.metadata import version as installed_version
 from pathlib import Path
 
 import pluggy
+from pydantic import ValidationError
 from rich.console import Console
 from rich.logging import RichHandler
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
@@ -184,7 +185,7 @@ def _parser() -> argparse.ArgumentParser:
     sandbox.add_argument("--platform", action="append", help="only these platforms (default: all with a sandbox)")
     sandbox.add_argument("--port-base", type=int, default=8800, help="first port; one port per platform")
     sandbox.add_argument("--log-dir", type=Path, help="folder for JSON-lines request logs")
-    sandbox.add_argument("--faults", help='fault plan as JSON, e.g. {"throttle_rate": 0.1}')
+    sandbox.add_argument("--faults", type=_fault_plan, help='fault plan as JSON, e.g. {"throttle_rate": 0.1}')
     add_measurement_commands(commands)
     add_email_commands(commands)
     add_validate_command(commands)
@@ -199,6 +200,15 @@ def _endpoint(spec: str) -> tuple[str, str]:
     if not platform or not url.startswith(("http://", "https://")):
         raise ConfigError(f"--endpoint expects PLATFORM=http(s)://host:port, got {spec!r}")
     return platform, url
+
+
+def _fault_plan(text: str) -> FaultPlan:
+    """`--faults`: a JSON fault plan; a typo or an unknown field is a usage error, not a traceback."""
+    try:
+        return FaultPlan.model_validate_json(text)
+    except ValidationError as error:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'JSON'}: {e['msg']}" for e in error.errors())
+        raise argparse.ArgumentTypeError(f"not a fault plan ({problems})") from None
 
 
 def _check_platforms(loaded: LoadedCampaign, manager: pluggy.PluginManager, platforms: Sequence[str]) -> None:
@@ -287,7 +297,7 @@ def _connectors(args: argparse.Namespace, console: Console) -> int:
 def _sandbox(args: argparse.Namespace, console: Console) -> int:
     connectors = collect_connectors(make_plugin_manager())
     platforms = args.platform or [slug for slug, cls in connectors.items() if cls.sandbox is not None]
-    faults = FaultPlan.model_validate_json(args.faults) if args.faults else None
+    faults = args.faults
     supply_test_credentials(connectors, platforms)  # a standalone sandbox accepts the same test values as `run`
     servers = start_sandboxes(connectors, platforms, log_dir=args.log_dir, faults=faults, port_base=args.port_base)
     for slug, server in servers.items():

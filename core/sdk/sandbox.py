@@ -48,7 +48,7 @@ class FaultPlan(BaseModel):
     by position (LinkedIn, Amazon) cannot leave one out and ignore it.
     """
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, extra="forbid")
 
     throttle_rate: float = 0.0
     server_error_rate: float = 0.0

@@ -150,3 +150,10 @@ def test_account_setting_errors_point_at_the_campaign_line(tmp_path: Path):
     assert f"{campaign}:{line}: platforms.facebook.account.ad_account_id: required key is missing" in done.stderr
     assert f"{campaign}:{line}: platforms.facebook.account.ad_acount_id: unknown key" in done.stderr
     assert "act_1234567890" not in done.stderr and "validation error" not in done.stderr
+
+
+def test_a_bad_fault_plan_is_one_usage_error(tmp_path: Path):
+    for faults, says in (('{"throttle_rat": 1}', "throttle_rat: Extra inputs are not permitted"), ("{bad", "JSON")):
+        done = cli("sandbox", "--faults", faults, cwd=tmp_path)
+        assert done.returncode == 2 and "Traceback" not in done.stderr
+        assert f"argument --faults: not a fault plan ({says}" in done.stderr
