@@ -8,10 +8,9 @@ stage, what to hold back, and finally to push.
 
 from __future__ import annotations
 
-import threading
 import time
-from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor, wait
+from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from typing import Any
 
 import pluggy
@@ -28,6 +27,7 @@ from .channels import Channel
 from .contact_stream import ContactStream
 from .eligibility import ChannelRules, ContactGate
 from .guardrails import country_alias_warnings, large_changes, refusal, rule_field_warnings
+from .heartbeat import HeartbeatProgress
 from .holdout import BalanceTracker
 from .link_keys import LinkKeys
 from .rejects import RejectsWriter
@@ -43,56 +43,6 @@ __all__ = ["Engine", "RunOptions", "RunProgress"]
 #: slow or unreachable platform must not delay the others or the e-mail; the bound covers a campaign's
 #: usual channels, so none waits for a free thread.
 PUSH_THREADS = 8
-#: How often, at most, acknowledged batches refresh the run's `last_seen` in the ledger.
-HEARTBEAT_SECONDS = 1.0
-
-
-class HeartbeatProgress(RunProgress):
-    """Passes progress on, and records in the run ledger that the run is alive as batches are acknowledged.
-
-    A run killed with SIGKILL cannot write its end; the next run marks it abandoned, finished when it was last
-    seen (`StateStore.start_run`). Called from the push threads; the state connection serializes them.
-    """
-
-    def __init__(self, inner: RunProgress, clock: Callable[[], float] = time.monotonic) -> None:
-        self.inner = inner
-        self.clock = clock
-        self._beat: Callable[[], None] | None = None
-        self._last = -float("inf")
-        self._lock = threading.Lock()
-
-    def attach(self, beat: Callable[[], None] | None) -> None:
-        """Start (a function recording the heartbeat) or stop (None) recording; the next batch records one."""
-        with self._lock:
-            self._beat, self._last = beat, -float("inf")
-
-    def linked(self, n: int) -> None:
-        """Pass on."""
-        self.inner.linked(n)
-
-    def rows_total(self, total: int) -> None:
-        """Pass on."""
-        self.inner.rows_total(total)
-
-    def rows(self, n: int) -> None:
-        """Pass on."""
-        self.inner.rows(n)
-
-    def platform_started(self, platform: str, total: int) -> None:
-        """Pass on."""
-        self.inner.platform_started(platform, total)
-
-    def pushed(self, platform: str, n: int) -> None:
-        """Pass on, then record the heartbeat unless one was recorded within `HEARTBEAT_SECONDS`."""
-        self.inner.pushed(platform, n)
-        with self._lock:
-            now = self.clock()
-            if self._beat is None or now - self._last < HEARTBEAT_SECONDS:
-                return
-            self._last = now
-            self._beat()
-
-
 class Engine:
     """Runs one campaign through its channels.
 
@@ -223,11 +173,10 @@ class Engine:
         """
         cancel = self.options.cancel
         with ThreadPoolExecutor(max(1, min(PUSH_THREADS, len(self.channels))), "push") as pool:
-            futures = [
-                pool.submit(channel.push, state, summary.platforms[channel.name], summary.run_id)
-                for channel in self.channels
-            ]
-            try:
+            futures: list[Future[None]] = []
+            try:  # submitting too: a Ctrl-C may arrive while the first workers already run
+                for channel in self.channels:
+                    futures.append(pool.submit(channel.push, state, summary.platforms[channel.name], summary.run_id))
                 for future in futures:
                     future.result()
             except BaseException:

@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 
 from crm_activation.campaign.loader import load_campaign
-from crm_activation.pipeline.engine import Engine, HeartbeatProgress, RunOptions, RunProgress
+from crm_activation.pipeline.engine import Engine, RunOptions, RunProgress
+from crm_activation.pipeline.heartbeat import HeartbeatProgress
 from crm_activation.sdk.errors import ConfigError, RunInterrupted
 from crm_activation.sdk.summary import PlatformSummary
 from crm_activation.state.database import open_database
