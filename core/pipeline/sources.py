@@ -36,6 +36,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import datetime as dt
+import io
 import json
 import re
 import sqlite3
@@ -214,12 +215,12 @@ class _CsvLines:
     it is skipped as it is read and stands in `lines` as None.
     """
 
-    __slots__ = ("_number", "_pending", "_readline", "chars", "eof", "lines")
+    __slots__ = ("_pending", "_readline", "chars", "eof", "line_number", "lines")
 
     def __init__(self, handle: TextIO) -> None:
         self._readline = handle.readline
         self._pending: deque[tuple[int, str | None]] = deque()
-        self._number = 0
+        self.line_number = 0  # the physical lines read so far
         self.lines: list[tuple[int, str | None]] = []
         self.chars = 0
         self.eof = False
@@ -235,7 +236,7 @@ class _CsvLines:
             if not line:
                 self.eof = True
                 raise StopIteration
-            self._number = number = self._number + 1
+            self.line_number = number = self.line_number + 1
             if len(line) > MAX_RECORD_CHARS:
                 while line and line[-1] not in "\r\n":  # the rest of the physical line, never all in memory
                     line = self._readline(MAX_RECORD_CHARS + 1)
@@ -271,22 +272,43 @@ def _allow_long_fields() -> None:
         csv.field_size_limit(MAX_RECORD_CHARS)
 
 
+@dataclass(frozen=True, slots=True)
+class CsvResume:
+    """Where a CSV read resumes: the byte offset of a line start, that line's number, and the header read before."""
+
+    offset: int
+    line: int
+    header: list[str]
+
+
 def _csv_rows(
-    path: Path, encoding: str, delimiter: str, on_header: Callable[[list[str]], None] | None = None
+    path: Path,
+    encoding: str,
+    delimiter: str,
+    on_header: Callable[[list[str]], None] | None = None,
+    resume: CsvResume | None = None,
 ) -> Iterator[SourceRow]:
+    """The records of a CSV file; with `resume`, those from a line on (the fast reader hands over so)."""
     name = path.name
     _allow_long_fields()
     try:
-        handle = path.open(encoding=encoding, errors="surrogateescape", newline="")
+        raw = path.open("rb")
     except OSError as exc:
         raise InputError(f"cannot read {path}: {exc.strerror}") from None
+    if resume is not None:
+        raw.seek(resume.offset)
+        encoding = "utf-8" if encoding == "utf-8-sig" else encoding  # mid-file: no byte-order mark to skip
+    handle = io.TextIOWrapper(raw, encoding=encoding, errors="surrogateescape", newline="")
     with handle:
         feed = _CsvLines(handle)
         # strict: a stray quote is an error, so that its record is rejected instead of swallowing the next ones
         reader = csv.reader(feed, delimiter=delimiter, strict=True)
-        header = _csv_header(reader, feed, path)
-        if on_header is not None:
-            on_header([column for column in header if column])
+        if resume is None:
+            header = _csv_header(reader, feed, path)
+            if on_header is not None:
+                on_header([column for column in header if column])
+        else:
+            header, feed.line_number = resume.header, resume.line - 1
         width = len(header)
         keep = [i for i, column in enumerate(header) if column]  # unnamed columns (trailing delimiters) dropped
         everything = len(keep) == width
@@ -653,3 +675,15 @@ def _plain(value: Any) -> Any:
     if isinstance(value, dict):
         return {key: _plain(item) for key, item in value.items()}
     return value
+
+
+def csv_file(config: SourceConfig, base_dir: Path) -> tuple[Path, str]:
+    """A CSV source's resolved path and the codec its text is read with (a UTF-8 one skips a byte-order mark)."""
+    path = _resolve(config.path or "", base_dir)
+    return path, _encoding(config.encoding, path)
+
+
+def resume_csv_rows(config: SourceConfig, base_dir: Path, resume: CsvResume) -> Iterator[SourceRow]:
+    """The records of a CSV source from a line on, read exactly as `open_rows` reads them there."""
+    path, encoding = csv_file(config, base_dir)
+    return _csv_rows(path, encoding, config.delimiter, resume=resume)
