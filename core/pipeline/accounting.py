@@ -40,7 +40,7 @@ class RunAccounts:
     def add(self, routed: RoutedContact) -> None:
         """Count one routed contact: refused identifiers, its outcome, its holdout stratum, each platform offered."""
         summary = self.summary
-        contact = routed.contact
+        contact = routed.ref
         for platform, problems in routed.problems.items():
             for problem in problems:
                 self.rejects.write(contact.source, contact.row, str(problem.kind), problem.reason, platform=platform)

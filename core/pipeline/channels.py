@@ -7,7 +7,8 @@ one channel to the next is asked of the channel itself, so the engine names none
   address), which also decides who is reachable there;
 - `email_consent`: whether e-mail consent and unsubscribes gate the channel, rather than ad consent;
 - `staged`: what is kept of a member in the state database (the encoded member, or the whole contact when the
-  channel needs more than identifiers, as e-mail does to personalize);
+  channel needs more than identifiers, as e-mail does to personalize). A channel whose staged form is the
+  encoded member alone says so with `keeps_contact = False`, and the pipeline then never builds the contact;
 - `hold_back`: a last guard over everything staged (e-mail: one message per address);
 - `push`: the channel's own phase once every contact is staged (an ad platform's diff; e-mail's sends).
 

@@ -101,8 +101,9 @@ class ClusterBuilder:
             previous_digest, previous_rec = digest, rec
         db = self._db
         db.execute("DROP TABLE keys")
+        roots = array("i", (find(rec) for rec in range(self._records)))
         db.execute("CREATE TABLE roots (rec INTEGER PRIMARY KEY, root INTEGER NOT NULL)")
-        db.executemany("INSERT INTO roots VALUES (?, ?)", ((rec, find(rec)) for rec in range(self._records)))
+        db.executemany("INSERT INTO roots VALUES (?, ?)", enumerate(roots))
         db.execute(
             "CREATE TABLE clusters (root INTEGER PRIMARY KEY, anchor TEXT, size INTEGER NOT NULL)"
         )
@@ -119,15 +120,27 @@ class ClusterBuilder:
             "SELECT COUNT(*), COALESCE(SUM(size > 1), 0), COALESCE(MAX(size), 0) FROM clusters"
         ).fetchone()
         stats = ClusterStats(self._records, clusters, multi, largest)
-        return IdentityClusters(db, stats)
+        anchors = dict(db.execute("SELECT root, anchor FROM clusters WHERE size > 1 AND anchor IS NOT NULL"))
+        return IdentityClusters(db, stats, roots, anchors)
 
 
 class IdentityClusters:
     """Each contact id's cluster: its anchor (the id whose holdout draw the cluster takes) and size."""
 
-    def __init__(self, db: sqlite3.Connection, stats: ClusterStats) -> None:
+    def __init__(
+        self, db: sqlite3.Connection, stats: ClusterStats, roots: array[int], anchors: dict[int, str]
+    ) -> None:
         self._db = db
         self.stats = stats
+        self._roots = roots  # record number → its cluster's root record
+        self._anchors = anchors  # root → anchor, for clusters of several records
+
+    def anchor_of_record(self, record: int) -> str | None:
+        """The anchor of the cluster of record `record` (numbered as added), None for a one-record cluster.
+
+        A batch read sees the records in the order the linking read added them, so no lookup by id is needed.
+        """
+        return self._anchors.get(self._roots[record])
 
     def anchor(self, contact_id: str) -> tuple[str, int]:
         """(anchor contact id, records in the cluster); a contact id never linked is its own one-record cluster."""

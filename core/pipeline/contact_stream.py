@@ -34,13 +34,13 @@ class ContactStream:
         self,
         audience: AudienceSourceConfig,
         base_dir: Path,
-        default_stage: str,
+        parser: ContactParser,
         summary: RunSummary,
         rejects: RejectsWriter,
     ) -> None:
         self.audience = audience
         self.base_dir = base_dir
-        self.parser = ContactParser(audience.columns, default_stage)
+        self.parser = parser
         self.summary = summary
         self.rejects = rejects
         self.identity: IdentityTable | None = None

@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping
 
 from ..campaign.schema import ChannelsConfig
 from ..sdk.contact import Contact
+from ..sdk.identifier_kinds import IdentifierKind
 
 
 class ChannelRules:
@@ -26,21 +27,34 @@ class ChannelRules:
         self.default = channels.default
         self.by_segment = channels.by_segment
         self.enabled = enabled_platforms
+        self._offers: dict[tuple[str | None, str | None], tuple[tuple[str, ...], str | None]] = {}
 
     def offered(self, contact: Contact) -> tuple[tuple[str, ...], str | None]:
         """The platforms a contact's country and segment are offered, or () with the reason."""
-        country = contact.country
+        return self.offered_for(contact.country, contact.attributes.segment)
+
+    def offered_for(self, country: str | None, segment: str | None) -> tuple[tuple[str, ...], str | None]:
+        """The platforms a country and segment are offered, or () with the reason (decided once per pair)."""
+        key = (country, segment)
+        known = self._offers.get(key)
+        if known is None:
+            if len(self._offers) >= 100_000:  # a free-text CRM segment column: keep the memory bounded
+                self._offers.clear()
+            known = self._offers[key] = self._offer(country, segment)
+        return known
+
+    def _offer(self, country: str | None, segment: str | None) -> tuple[tuple[str, ...], str | None]:
         if country is None:
             return (), "no country"
         if self.allowed_countries is not None and country not in self.allowed_countries:
             return (), f"country {country} is not in the campaign"
         platforms = self.by_country.get(country, self.default)
-        segment_platforms = self.by_segment.get(contact.attributes.segment or "")
+        segment_platforms = self.by_segment.get(segment or "")
         if segment_platforms is not None:
             platforms = tuple(p for p in platforms if p in segment_platforms)
         platforms = tuple(p for p in platforms if p in self.enabled)
         if not platforms:
-            return (), f"no channel for country {country} and segment {contact.attributes.segment}"
+            return (), f"no channel for country {country} and segment {segment}"
         return platforms, None
 
 
@@ -54,7 +68,7 @@ class ContactGate:
     def __init__(
         self,
         email_platforms: set[str],
-        suppression: Callable[[Contact], str | None] | None = None,
+        suppression: Callable[[str, str | None], str | None] | None = None,
         veto: Veto | None = None,
     ) -> None:
         self.email_platforms = email_platforms
@@ -63,19 +77,31 @@ class ContactGate:
 
     def contact_reason(self, contact: Contact) -> str | None:
         """A reason that keeps the contact off every platform (the suppression list)."""
-        return self.suppression(contact) if self.suppression else None
+        if self.suppression is None:
+            return None
+        return self.suppression(contact.contact_id, contact.identifiers.get(IdentifierKind.EMAIL))
 
     def platform_reason(self, contact: Contact, platform: str) -> str | None:
         """A reason that keeps the contact off this platform (consent, unsubscribe, plugin veto)."""
         consent = contact.attributes.consent
+        reason = self.consent_reason(
+            platform, (consent.ad_user_data, consent.ad_personalization, consent.email_marketing),
+            contact.attributes.email_unsubscribed,
+        )
+        return reason or (self.veto(contact, platform) if self.veto else None)
+
+    def consent_reason(
+        self, platform: str, consent: tuple[bool | None, bool | None, bool | None], unsubscribed: bool
+    ) -> str | None:
+        """`platform_reason` but the plugin veto, from the values: (ad user data, ad personalization, e-mail)."""
         if platform in self.email_platforms:
-            if contact.attributes.email_unsubscribed:
+            if unsubscribed:
                 return "unsubscribed from email"
-            if consent.email_marketing is False:
+            if consent[2] is False:
                 return "no email marketing consent"
-        elif consent.ad_user_data is False or consent.ad_personalization is False:
+        elif consent[0] is False or consent[1] is False:
             return "no consent for ad personalization"
-        return self.veto(contact, platform) if self.veto else None
+        return None
 
 
 def first_reason(reasons: Mapping[str, str]) -> str:

@@ -9,7 +9,7 @@ stage, what to hold back, and finally to push.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from typing import Any
 
@@ -22,16 +22,20 @@ from ..sdk.redaction import Redactor
 from ..sdk.summary import PlatformSummary, RunSummary
 from ..state.store import StateStore
 from .accounting import RunAccounts
+from .audience_batches import AudienceBatches
+from .batch_routing import BatchRouter
 from .channel_plan import campaign_channels, check_platforms, planned_channels
 from .channels import Channel
+from .clusters import IdentityClusters
 from .contact_stream import ContactStream
 from .eligibility import ChannelRules, ContactGate
 from .guardrails import country_alias_warnings, large_changes, refusal, rule_field_warnings
 from .heartbeat import HeartbeatProgress
 from .holdout import BalanceTracker
 from .link_keys import LinkKeys
+from .onboarding import ContactParser
 from .rejects import RejectsWriter
-from .routing import ContactRouter
+from .routing import ContactRouter, RoutedContact
 from .run_options import RunOptions, RunProgress
 from .segmentation import Segmenter
 from .staging import Stager
@@ -97,7 +101,9 @@ class Engine:
             control_fraction=self.campaign.holdout.fraction,
             strata=self.campaign.holdout.strata,
             rules=ChannelRules(self.campaign.channels, set(builders)),
-            gate=ContactGate(gated, suppression.reason_for if suppression else None, veto if veto_impls else None),
+            gate=ContactGate(
+                gated, suppression.reason_for_values if suppression else None, veto if veto_impls else None
+            ),
             builders=builders,
             default_stage=self.campaign.funnel.first_stage,
         )
@@ -220,32 +226,52 @@ class Engine:
         accounts = RunAccounts(
             summary, rejects, BalanceTracker(campaign.holdout.fraction, campaign.holdout.srm_alpha)
         )
-        contacts = ContactStream(campaign.audience, self.loaded.base_dir, campaign.funnel.first_stage, summary, rejects)
-        clusters = contacts.link(LinkKeys(campaign.default_country), self.progress.linked)
-        self.progress.rows_total(contacts.rows_linked)
+        parser = ContactParser(campaign.audience.columns, campaign.funnel.first_stage)
+        audience: AudienceBatches | ContactStream
+        if self.options.pipeline == "rows":
+            audience = ContactStream(campaign.audience, self.loaded.base_dir, parser, summary, rejects)
+        else:
+            audience = AudienceBatches(
+                campaign.audience, self.loaded.base_dir, parser, BatchRouter(self.router), summary, rejects
+            )
+        clusters = audience.link(LinkKeys(campaign.default_country), self.progress.linked)
+        self.progress.rows_total(audience.rows_linked)
         accounts.clusters(clusters.stats)
         self._strict_warnings = country_alias_warnings(campaign)
-        if contacts.columns is not None:
-            self._strict_warnings += rule_field_warnings(campaign, contacts.parser, contacts.columns)
+        if audience.columns is not None:
+            self._strict_warnings += rule_field_warnings(campaign, parser, audience.columns)
         summary.warnings += self._strict_warnings
         stager = Stager(
             state, campaign, self.channels, summary.run_id, dry_run=self.options.dry_run, plan_rules=self._plan_rules()
         )
-        reported = 0  # rows read, rejected ones included, told to `progress` so far
+
+        def staged(routed: RoutedContact) -> None:
+            accounts.add(routed)
+            stager.add(routed)
+
         try:
-            for contact in contacts:
-                routed = self.router.route(contact, clusters.anchor(contact.contact_id)[0])
-                accounts.add(routed)
-                stager.add(routed)
-                if summary.rows_read - reported >= 1000:
-                    self.progress.rows(summary.rows_read - reported)
-                    reported = summary.rows_read
+            if isinstance(audience, AudienceBatches):
+                audience.route(clusters, staged, self.progress.rows)
+            else:
+                self._route_rows(audience, clusters, staged)
         finally:
             clusters.close()
         stager.flush()
-        self.progress.rows(summary.rows_read - reported)
         accounts.hold_back(stager.drop_control_conflicts(), state)
         for channel in self.channels:
             accounts.hold_back(channel.hold_back(state), state)
-        accounts.close(contacts.identity_stats)
+        accounts.close(audience.identity_stats)
         summary.warnings += self.router.segmenter.warnings()  # segment rules that never applied
+
+    def _route_rows(
+        self, contacts: ContactStream, clusters: IdentityClusters, staged: Callable[[RoutedContact], None]
+    ) -> None:
+        """The row pipeline's routing loop (`RunOptions.pipeline` "rows")."""
+        summary = contacts.summary
+        reported = 0  # rows read, rejected ones included, told to `progress` so far
+        for contact in contacts:
+            staged(self.router.route(contact, clusters.anchor(contact.contact_id)[0]))
+            if summary.rows_read - reported >= 1000:
+                self.progress.rows(summary.rows_read - reported)
+                reported = summary.rows_read
+        self.progress.rows(summary.rows_read - reported)

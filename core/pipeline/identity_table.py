@@ -13,7 +13,7 @@ When a key appears on several rows, a later row only fills kinds the earlier row
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from itertools import zip_longest
 from pathlib import Path
@@ -118,6 +118,28 @@ class IdentityTable:
         if values is None:
             return {}
         return {kind: value for kind, value in zip(self.kinds, values, strict=False) if value}
+
+    def enrich_columns(
+        self, contact_ids: Sequence[str], identifiers: dict[IdentifierKind, list[str | None]], rows: Iterable[int]
+    ) -> None:
+        """`enrich` for records `rows` of a batch held by column: fills their empty identifier cells, counted alike."""
+        stats = self.counts
+        entries = self._entries
+        for index in rows:
+            stats.looked_up += 1
+            values = entries.get(contact_ids[index])
+            if values is None:
+                continue
+            stats.matched += 1
+            for kind, value in zip(self.kinds, values, strict=False):
+                if not value:
+                    continue
+                column = identifiers.get(kind)
+                if column is None:
+                    column = identifiers[kind] = [None] * len(contact_ids)
+                if not column[index]:
+                    column[index] = value
+                    stats.enriched[kind] += 1
 
     def enrich(self, contact: Contact) -> Contact:
         """The contact with the table's identifiers added for kinds it has none of (the same object if none)."""

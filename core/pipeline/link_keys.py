@@ -93,11 +93,14 @@ class LinkKeys:
         if is_sha256_hex(value.strip()):
             yield prefix + value.strip().lower()
             return
+        spelled = set()  # the forms mostly coincide (a plain address is its own mailbox): hash each once
         for form in forms:
             try:
-                yield prefix + sha256_hex(form(value, country))
+                spelled.add(form(value, country))
             except InvalidIdentifier:
                 continue
+        for text in spelled:
+            yield prefix + sha256_hex(text)
 
     @staticmethod
     def _phone_keys(value: str, country: str | None) -> Iterator[str]:

@@ -14,7 +14,7 @@ test contacts sharing their identifiers off a platform.)
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from ..sdk.contact import Contact
@@ -66,13 +66,27 @@ class PayloadBuilder:
 
     def build(self, contact: Contact, cache: NormalizationCache) -> PayloadOutcome:
         """The contact's member for this platform (normalized, hashed) or the reason it has none."""
+        consent = contact.attributes.consent
+        return self.build_values(
+            contact.contact_id, contact.identifiers, contact.country,
+            (consent.ad_user_data, consent.ad_personalization), cache,
+        )
+
+    def build_values(
+        self,
+        contact_id: str,
+        identifiers: Mapping[IdentifierKind, str],
+        country: str | None,
+        ad_consent: tuple[bool | None, bool | None],
+        cache: NormalizationCache,
+    ) -> PayloadOutcome:
+        """`build` from a contact's values: its raw identifiers, country and (ad user data, personalization)."""
         fields: dict[str, str] = {}
         problems: list[IdentifierProblem] = []
         matched = False
-        country = contact.country
         region = country or self.default_country
         for rule in self.rules:
-            raw = contact.identifiers.get(rule.kind)
+            raw = identifiers.get(rule.kind)
             if not raw:
                 continue
             value = self._value(rule, raw, region, cache)
@@ -86,11 +100,8 @@ class PayloadBuilder:
         if not matched:
             keys = ", ".join(sorted(str(kind) for kind in self.match_keys))
             return PayloadOutcome(None, tuple(problems), f"no usable identifier among: {keys}")
-        consent = {
-            "ad_user_data": contact.attributes.consent.ad_user_data,
-            "ad_personalization": contact.attributes.consent.ad_personalization,
-        }
-        return PayloadOutcome(Member(contact.contact_id, fields, country, consent), tuple(problems))
+        consent = {"ad_user_data": ad_consent[0], "ad_personalization": ad_consent[1]}
+        return PayloadOutcome(Member(contact_id, fields, country, consent), tuple(problems))
 
     def _value(
         self, rule: IdentifierRule, raw: str, country: str | None, cache: NormalizationCache

@@ -27,6 +27,8 @@ class PlatformChannel:
     """One ad platform of the run (see `channels.Channel`)."""
 
     email_consent = False
+    #: `staged` is the encoded member alone: the pipeline need not build the whole contact for it
+    keeps_contact = False
 
     def __init__(
         self,

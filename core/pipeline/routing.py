@@ -7,7 +7,7 @@ contact ever reaches a platform" can be tested here directly.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from ..sdk.contact import Contact
@@ -20,11 +20,46 @@ from .segmentation import Segmenter
 
 
 @dataclass(slots=True)
+class ContactRef:
+    """Who a routed contact is, as accounting and staging read it; the whole `Contact` is built on demand.
+
+    The batch pipeline routes contacts held by column and never builds a `Contact` unless a step needs all of it
+    (e-mail personalizes with every attribute; a plugin veto receives one): `build` makes it then, once.
+    """
+
+    contact_id: str
+    source: str
+    row: int
+    country: str | None
+    segment: str | None
+    stage: str
+    build: Callable[[], Contact] | None = None
+    built: Contact | None = None
+
+    @classmethod
+    def of(cls, contact: Contact) -> ContactRef:
+        """The reference of a contact already built (with its segment and funnel stage set)."""
+        attributes = contact.attributes
+        return cls(
+            contact.contact_id, contact.source, contact.row, contact.country, attributes.segment,
+            attributes.funnel_stage or "", built=contact,
+        )
+
+    def contact(self) -> Contact:
+        """The whole contact (built now if it was not)."""
+        if self.built is None:
+            if self.build is None:
+                raise ValueError(f"contact {self.contact_id} cannot be built")
+            self.built = self.build()
+        return self.built
+
+
+@dataclass(slots=True)
 class RoutedContact:
     """Where one contact goes.
 
     Attributes:
-        contact: the contact with its segment and funnel stage set.
+        ref: who the contact is: id, source row, country, segment and funnel stage (the whole contact on demand).
         group: holdout group.
         stratum: the holdout stratum key.
         offered: platforms its country and segment are offered (the treatment), for both groups.
@@ -40,7 +75,7 @@ class RoutedContact:
         problems: identifier values a platform rule refused, by platform.
     """
 
-    contact: Contact
+    ref: ContactRef
     group: Group
     stratum: tuple[str, ...]
     offered: tuple[str, ...] = ()
@@ -53,6 +88,11 @@ class RoutedContact:
     suppressed: dict[str, str] = field(default_factory=dict)
     unreachable: dict[str, str] = field(default_factory=dict)
     problems: dict[str, tuple[IdentifierProblem, ...]] = field(default_factory=dict)
+
+    @property
+    def contact(self) -> Contact:
+        """The whole contact, with its segment and funnel stage set (built on first use)."""
+        return self.ref.contact()
 
 
 class ContactRouter:
@@ -97,7 +137,7 @@ class ContactRouter:
                 update={"attributes": contact.attributes.model_copy(update={"funnel_stage": self.default_stage})}
             )
         group = assign_group(self.salt, anchor or contact.contact_id, self.control_fraction)
-        routed = RoutedContact(contact, group, self.stratum_of(contact))
+        routed = RoutedContact(ContactRef.of(contact), group, self.stratum_of(contact))
         if anchor and anchor != contact.contact_id:
             routed.regrouped = group is not assign_group(self.salt, contact.contact_id, self.control_fraction)
         routed.offered, not_offered = self.rules.offered(contact)

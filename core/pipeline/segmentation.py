@@ -22,10 +22,10 @@ remembered (a free-text CRM column could hold a value per contact), the contacts
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 from ..campaign.schema import Condition, SegmentRule
-from ..sdk.contact import Attributes, Contact
+from ..sdk.contact import Contact
 
 
 def _number(value: Any) -> float | None:
@@ -87,7 +87,14 @@ _OPERATORS: dict[str, Callable[[Any, Any], bool]] = {
 }
 
 
-def condition_holds(condition: Condition, attributes: Attributes) -> bool:
+class AttributeSource(Protocol):
+    """Where a rule reads a contact's attributes: `Attributes`, or a row of a batch held by column."""
+
+    def value(self, name: str) -> Any:
+        """The attribute's value, looked up as `Attributes.value` does."""
+
+
+def condition_holds(condition: Condition, attributes: AttributeSource) -> bool:
     """Whether one condition holds for a contact's attributes."""
     return _OPERATORS[condition.op](attributes.value(condition.field), condition.value)
 
@@ -120,12 +127,27 @@ class Segmenter:
 
     def segment_of(self, contact: Contact) -> str:
         """The contact's CRM segment if it has one, else the first matching rule's, else the default."""
-        if contact.attributes.segment:
-            return contact.attributes.segment
+        return self.segment_for(contact.attributes.segment, contact.attributes)
+
+    def segment_for(self, crm_segment: str | None, attributes: AttributeSource) -> str:
+        """`segment_of` from the CRM segment and the attributes the rules read."""
+        if crm_segment:
+            return crm_segment
         for rule in self.rules:
-            if all(condition_holds(condition, contact.attributes) for condition in rule.when):
+            if all(condition_holds(condition, attributes) for condition in rule.when):
                 return rule.name
         return self.default_segment
+
+    def assign(self, crm_segment: str | None, attributes: AttributeSource) -> str:
+        """`segment_for`, counted (for `warnings`) as `apply` counts."""
+        segment = self.segment_for(crm_segment, attributes)
+        self._count(segment)
+        return segment
+
+    @property
+    def fields(self) -> set[str]:
+        """The attribute names the rules read."""
+        return {condition.field for rule in self.rules for condition in rule.when}
 
     def apply(self, contact: Contact) -> Contact:
         """The contact with its segment set (and counted, for `warnings`)."""

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..campaign.schema import Campaign
-from ..state.store import StateStore
+from ..state.store import StateStore, encode_member
 from .channels import Channel, HeldBack
 from .eligibility import ChannelRules
 from .platform_sync import audience_key
@@ -69,16 +69,21 @@ class Stager:
         self.dry_run = dry_run
         self.channels = {channel.name: channel for channel in channels}
         self.match_fields = {channel.name: channel.payload.match_fields for channel in channels}
+        #: channels whose staged form needs the whole contact; the others stage the encoded member alone
+        self.keeps_contact = {channel.name: getattr(channel, "keeps_contact", True) for channel in channels}
         self.rows = _Rows()
 
     def add(self, routed: RoutedContact) -> None:
         """Stage one routed contact (written once a chunk is full)."""
         rows = self.rows
-        contact = routed.contact
-        stage = contact.attributes.funnel_stage or self.campaign.funnel.first_stage
+        contact = routed.ref
+        stage = contact.stage or self.campaign.funnel.first_stage
         key = audience_key(self.campaign.campaign, stage)
         for platform, member in routed.members.items():
-            payload, fingerprint = self.channels[platform].staged(contact, member)
+            channel = self.channels[platform]
+            payload, fingerprint = (
+                channel.staged(routed.contact, member) if self.keeps_contact[platform] else encode_member(member)
+            )
             rows.desired.append((platform, key, member.contact_id, fingerprint, payload))
             fields = self.match_fields[platform]
             rows.test_keys.extend(
@@ -92,8 +97,12 @@ class Stager:
                 contact.contact_id,
                 routed.group.value,
                 contact.country,
-                contact.attributes.segment,
-                "+".join(routed.offered if self.plan_rules is None else self.plan_rules.offered(contact)[0]),
+                contact.segment,
+                "+".join(
+                    routed.offered
+                    if self.plan_rules is None
+                    else self.plan_rules.offered_for(contact.country, contact.segment)[0]
+                ),
                 "+".join(routed.reachable),
                 stage,
             )

@@ -87,9 +87,11 @@ class SuppressionList:
 
     def reason_for(self, contact: Contact) -> str | None:
         """`"suppression list: <reason>"` when the contact's id or email is listed, else None."""
-        reason = self._by_id.get(contact.contact_id)
-        if reason is None and self._by_email:
-            email = contact.identifiers.get(IdentifierKind.EMAIL)
-            if email:
-                reason = self._by_email.get(email_key(email))
+        return self.reason_for_values(contact.contact_id, contact.identifiers.get(IdentifierKind.EMAIL))
+
+    def reason_for_values(self, contact_id: str, email: str | None) -> str | None:
+        """`reason_for` from a contact's id and raw e-mail address."""
+        reason = self._by_id.get(contact_id)
+        if reason is None and self._by_email and email:
+            reason = self._by_email.get(email_key(email))
         return reason

@@ -7,7 +7,7 @@ from crm_activation.pipeline.channels import HeldBack
 from crm_activation.pipeline.holdout import BalanceTracker, Group, StratumBalance
 from crm_activation.pipeline.payload import IdentifierProblem
 from crm_activation.pipeline.rejects import RejectsWriter
-from crm_activation.pipeline.routing import RoutedContact
+from crm_activation.pipeline.routing import ContactRef, RoutedContact
 from crm_activation.sdk.contact import Contact
 from crm_activation.sdk.identifier_kinds import IdentifierKind
 from crm_activation.sdk.summary import Outcome, PlatformSummary, RunSummary
@@ -21,7 +21,7 @@ def summary_with(*platforms: str) -> RunSummary:
 
 
 def routed(contact_id: str, group: Group = Group.TEST, **fields: object) -> RoutedContact:
-    return RoutedContact(Contact(contact_id=contact_id, source="f.csv", row=1), group, ("US",), **fields)  # type: ignore[arg-type]
+    return RoutedContact(ContactRef.of(Contact(contact_id=contact_id, source="f.csv", row=1)), group, ("US",), **fields)  # type: ignore[arg-type]
 
 
 class FakeState:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from crm_activation.campaign.schema import AudienceSourceConfig
 from crm_activation.pipeline.contact_stream import ContactStream
+from crm_activation.pipeline.onboarding import ContactParser
 from crm_activation.pipeline.rejects import RejectsWriter
 from crm_activation.sdk.identifier_kinds import IdentifierKind
 from crm_activation.sdk.summary import RunSummary
@@ -35,7 +36,7 @@ def test_duplicates_and_unreadable_rows_are_refused_and_the_match_table_enriches
     )
     summary = RunSummary(campaign="c", mode="incremental")
     rejects = RejectsWriter(tmp_path / "rejects.csv")
-    stream = ContactStream(audience, tmp_path, "awareness", summary, rejects)
+    stream = ContactStream(audience, tmp_path, ContactParser(audience.columns, "awareness"), summary, rejects)
 
     contacts = list(stream)
     rejects.close()
@@ -57,7 +58,8 @@ def test_duplicates_and_unreadable_rows_are_refused_and_the_match_table_enriches
 def test_without_a_match_table_there_are_no_identity_stats(tmp_path: Path) -> None:
     write_csv(tmp_path / "contacts.csv", [{"contact_id": "c1", "country": "US"}])
     audience = AudienceSourceConfig.model_validate({"source": {"type": "csv", "path": "contacts.csv"}})
-    stream = ContactStream(audience, tmp_path, "awareness", RunSummary(campaign="c", mode="full"), RejectsWriter(None))
+    parser = ContactParser(audience.columns, "awareness")
+    stream = ContactStream(audience, tmp_path, parser, RunSummary(campaign="c", mode="full"), RejectsWriter(None))
     assert len(list(stream)) == 1 and stream.identity_stats is None
 
 
@@ -76,7 +78,7 @@ def test_summary_groups_rejections_by_reason_while_the_rejects_file_keeps_each_r
     audience = AudienceSourceConfig.model_validate({"source": {"type": "csv", "path": "contacts.csv"}})
     summary = RunSummary(campaign="c", mode="incremental")
     rejects = RejectsWriter(tmp_path / "rejects.csv")
-    contacts = list(ContactStream(audience, tmp_path, "awareness", summary, rejects))
+    contacts = list(ContactStream(audience, tmp_path, ContactParser(audience.columns, "awareness"), summary, rejects))
     rejects.close()
 
     assert [c.contact_id for c in contacts] == ["c1", "c6"]
