@@ -8,6 +8,8 @@ so the numbers still add up when a guard changes its mind.
 
 from __future__ import annotations
 
+from collections import Counter
+
 from ..sdk.redaction import get_logger
 from ..sdk.summary import BalanceRow, IdentitySummary, RunSummary
 from ..state.store import StateStore
@@ -57,6 +59,32 @@ class RunAccounts:
                 unreachable=routed.unreachable.get(platform),
             )
 
+    def merge(self, part: RunSummary, balance: Counter[tuple[tuple[str, ...], Group]]) -> None:
+        """Add the counts another `RunAccounts` made of some routed contacts (a batch worker's), after these.
+
+        Reasons keep the order they were first counted in, so the summary is the one counting here would give.
+        """
+        summary = self.summary
+        for outcome, n in part.outcomes.items():
+            summary.outcomes[outcome] += n
+        for mine, theirs in (
+            (summary.rejected_reasons, part.rejected_reasons),
+            (summary.ineligible_reasons, part.ineligible_reasons),
+            (summary.suppressed_reasons, part.suppressed_reasons),
+        ):
+            _add(mine, theirs)
+        summary.field_issues += part.field_issues
+        summary.identity.regrouped += part.identity.regrouped
+        for name, platform in part.platforms.items():
+            into = summary.platforms[name]
+            into.offered += platform.offered
+            into.eligible += platform.eligible
+            into.suppressed += platform.suppressed
+            into.unreachable += platform.unreachable
+            _add(into.suppressed_reasons, platform.suppressed_reasons)
+            _add(into.unreachable_reasons, platform.unreachable_reasons)
+        self.balance.counts.update(balance)
+
     def hold_back(self, held: HeldBack | None, state: StateStore) -> None:
         """Account for staged members taken back: suppressed on their platform, and rows left with no platform."""
         if held is None or not held.dropped:
@@ -92,3 +120,8 @@ def balance_row(balance: StratumBalance) -> BalanceRow:
         p_value=balance.p_value,
         mismatch=balance.mismatch,
     )
+
+
+def _add(into: dict[str, int], counts: dict[str, int]) -> None:
+    for key, n in counts.items():
+        into[key] = into.get(key, 0) + n

@@ -1,138 +1,192 @@
-"""The audience read by batches of columns: link its records into people, then route every contact.
+"""The audience read by batches of columns, worked on by every core: link records into people, route contacts.
 
 What `ContactStream` and the engine's routing loop do row by row, done a batch at a time (`batch_source.py`,
-`contact_batch.py`, `batch_routing.py`), with the same outcome for every row, in the same order: rejects file
-lines, summary counts, identity clusters and routed contacts are those of the row pipeline, which
+`contact_batch.py`, `batch_routing.py`), with the same outcome for every row: rejects file lines, summary counts,
+identity clusters, routed contacts and staged rows are those of the row pipeline, in the same order, which
 `tests/pipeline/test_batch_pipeline.py` compares run for run.
 
-Two reads, as before: the first (`link`) links records sharing a strong identifier, the match table's
-included, and checks the source's columns before anything is routed; the second (`route`) rejects what
-cannot be a contact, rejects repeated contact ids (kept on disk, `SeenIds`), fills identifiers in from the
-match table, and routes the rest. The records of the second read are numbered as the first read added them,
-so each finds its cluster's anchor by number.
+Two reads, as before: the first (`link`) links records sharing a strong identifier, the match table's included,
+and checks the source's columns before anything is routed; the second (`route`) rejects what cannot be a
+contact and repeated contact ids (kept on disk, `SeenIds`), and routes the rest.
+
+Work is split so that nothing a batch's result holds depends on where it was computed (`batch_work.py`): this
+process reads the batches, decides what needs the whole run in input order (the clusters; which ids were seen;
+each record's anchor, found by its record number, as the first read numbered records), and applies the results
+in input order; the per-record work (parsing, link keys, normalizing and hashing, routing, building the rows to
+stage) runs in `workers` processes, each batch anywhere. With one worker it runs here, with no process started.
+Worker processes are forked from this one, so they hold the run's rules, plugins and match table as loaded;
+a bounded number of batches is in flight (`IN_FLIGHT_PER_WORKER`), so memory stays flat however large the file.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import multiprocessing
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
 from pathlib import Path
+from typing import Any, TypeVar
 
 from ..campaign.schema import AudienceSourceConfig
-from ..sdk.summary import Outcome, RunSummary
-from .batch_routing import BatchRouter
-from .batch_source import read_batches
+from ..sdk.identifier_kinds import IdentifierKind
+from .accounting import RunAccounts
+from .batch_source import RowBatch, read_batches
+from .batch_work import BatchWork, LinkedBatch, RoutedBatch, RoutePlan
 from .clusters import ClusterBuilder, IdentityClusters
-from .contact_batch import ColumnsParser
 from .guardrails import ColumnCheck
-from .identity_table import IdentityTable
-from .link_keys import LinkKeys
 from .onboarding import ContactParser
-from .rejects import RejectsWriter
-from .routing import RoutedContact
 from .seen_ids import SeenIds
+from .segmentation import Segmenter
+from .staging import Stager
 
-_DUPLICATE = "duplicate contact_id"
+#: Batches sent ahead per worker: enough to keep every worker busy while this process applies results.
+IN_FLIGHT_PER_WORKER = 3
+
+_T = TypeVar("_T")
+_WORK: BatchWork | None = None  # a forked worker's copy of the run's batch work
+
+
+def _link(batch: RowBatch) -> LinkedBatch:
+    assert _WORK is not None
+    return _WORK.link(batch)
+
+
+def _route(batch: RowBatch, plan: RoutePlan) -> RoutedBatch:
+    assert _WORK is not None
+    return _WORK.route(batch, plan)
 
 
 class AudienceBatches:
-    """The audience of one run, read by batches; rows read and rejected go to `summary` and `rejects`."""
+    """The audience of one run, read by batches (see the module doc)."""
 
     def __init__(
         self,
         audience: AudienceSourceConfig,
         base_dir: Path,
         parser: ContactParser,
-        router: BatchRouter,
-        summary: RunSummary,
-        rejects: RejectsWriter,
+        work: BatchWork,
+        accounts: RunAccounts,
+        segmenter: Segmenter,
+        workers: int = 1,
     ) -> None:
+        """`segmenter`: the run's, which the batches' segment counts are added to (for its warnings)."""
         self.audience = audience
         self.base_dir = base_dir
         self.parser = parser
-        self.router = router
-        self.columns_parser = ColumnsParser(parser, router.wanted)
-        self.summary = summary
-        self.rejects = rejects
-        self.identity = IdentityTable.load(audience.identity_table, base_dir) if audience.identity_table else None
+        self.work = work
+        self.accounts = accounts
+        self.segmenter = segmenter
+        self.workers = max(1, workers)
+        self.enriched: dict[IdentifierKind, int] | None = (
+            dict.fromkeys(work.identity.kinds, 0) if work.identity is not None else None
+        )
         #: the source's columns (a CSV header, a SQL result's, the keys JSON Lines records had), once `link` ran
         self.columns: list[str] | None = None
         self.rows_linked = 0
+        self._pool: ProcessPoolExecutor | None = None
 
     @property
     def identity_stats(self) -> dict[str, int] | None:
         """How many contacts the match table gave each identifier kind (None without a match table)."""
-        return self.identity.stats if self.identity is not None else None
+        return {kind.value: n for kind, n in self.enriched.items()} if self.enriched is not None else None
 
-    def link(self, link_keys: LinkKeys, progress: Callable[[int], None] | None = None) -> IdentityClusters:
+    def __enter__(self) -> AudienceBatches:
+        if self.workers > 1:
+            global _WORK
+            _WORK = self.work
+            # Forked, not spawned: a worker holds the run's rules, plugins and match table as they are here.
+            self._pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("fork"))
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        global _WORK
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+        _WORK = None
+
+    def link(self, progress: Callable[[int], None] | None = None) -> IdentityClusters:
         """Read every record once and cluster those sharing a strong identifier (`ContactStream.link`)."""
-        identity = self.identity
         builder = ClusterBuilder()
         check = ColumnCheck(self.parser, self.audience.source)
         self.rows_linked = 0
-        for batch in read_batches(self.audience.source, self.base_dir, check.header):
+        batches = read_batches(self.audience.source, self.base_dir, check.header)
+        for batch, linked in self._map(_link, self.work.link, ((batch, ()) for batch in batches)):
             self.rows_linked += len(batch)
-            columns = self.columns_parser.link_columns(batch)
-            for index in range(len(batch)):
-                if index in batch.errors:
-                    continue
-                if check.keys_only:
-                    check.saw(batch.source_row(index).fields)
-                contact_id = columns.contact_id[index]
-                identifiers = columns.row_identifiers(index)
-                if identity is not None and contact_id:
-                    identifiers = {**identity.identifiers_for(contact_id), **identifiers}
-                builder.add(contact_id, link_keys.keys(contact_id, identifiers))
+            for keys in linked.keys:
+                check.saw(dict.fromkeys(keys))
+            for contact_id, digests in linked.records:
+                builder.add_digests(contact_id, digests)
             if progress is not None:
                 progress(len(batch))
         check.finish()
         self.columns = check.columns
         return builder.finish()
 
-    def route(
-        self,
-        clusters: IdentityClusters,
-        routed: Callable[[RoutedContact], None],
-        progress: Callable[[int], None] | None = None,
-    ) -> None:
-        """Read every record again: count and reject what is not a contact, route the rest to `routed` in order."""
-        summary, rejects = self.summary, self.rejects
+    def route(self, clusters: IdentityClusters, stager: Stager, progress: Callable[[int], None] | None = None) -> None:
+        """Read every record again and route it; counts, rejects and staged rows are applied in input order."""
         seen = SeenIds()
-        record = 0  # numbered as `link` added them: every record that is not malformed
         try:
-            for batch in read_batches(self.audience.source, self.base_dir):
-                columns = self.columns_parser.parse(batch)
-                kept: list[int] = []
-                anchors: dict[int, str | None] = {}
-                duplicates: set[int] = set()
-                for index in range(len(batch)):
-                    if index not in batch.errors:
-                        record += 1
-                    if columns.rejected[index]:
-                        continue
-                    if not seen.add(columns.contact_id[index]):
-                        duplicates.add(index)
-                        continue
-                    kept.append(index)
-                    anchors[index] = clusters.anchor_of_record(record - 1)
-                if self.identity is not None:
-                    self.identity.enrich_columns(columns.contact_id, columns.identifiers, kept)
-                for index in range(len(batch)):
-                    summary.rows_read += 1
-                    issues = columns.issues.get(index, ())
-                    for issue in issues:
-                        rejects.write(
-                            issue.source, issue.row, issue.field, issue.detail or issue.reason, fatal=issue.fatal
-                        )
-                        summary.field_issues += 0 if issue.fatal else 1
-                    if columns.rejected[index]:
-                        fatal = next((i for i in issues if i.fatal), None)
-                        summary.count(Outcome.REJECTED, f"{fatal.field}: {fatal.reason}" if fatal else "unreadable row")
-                    elif index in duplicates:
-                        rejects.write(batch.source, batch.rows[index], "contact_id", _DUPLICATE, fatal=True)
-                        summary.count(Outcome.REJECTED, f"contact_id: {_DUPLICATE}")
-                    else:
-                        routed(self.router.route(columns, index, anchors[index]))
+            plans = self._plans(read_batches(self.audience.source, self.base_dir), clusters, seen)
+            for batch, routed in self._map(_route, self.work.route, plans):
+                self._apply(routed, stager)
                 if progress is not None:
                     progress(len(batch))
         finally:
             seen.close()
+
+    def _plans(
+        self, batches: Iterable[RowBatch], clusters: IdentityClusters, seen: SeenIds
+    ) -> Iterator[tuple[RowBatch, tuple[RoutePlan]]]:
+        """Each batch with what routing it needs from the run: which ids were seen, which anchors (in order)."""
+        record = 0  # numbered as `link` added them: every record that is not malformed
+        for batch in batches:
+            contact_ids, rejected = self.work.columns.ids(batch)
+            plan = RoutePlan([], set(), {})
+            for index, contact_id in enumerate(contact_ids):
+                if index not in batch.errors:
+                    record += 1
+                if rejected[index]:
+                    continue
+                if not seen.add(contact_id):
+                    plan.duplicates.add(index)
+                    continue
+                plan.kept.append(index)
+                plan.anchors[index] = clusters.anchor_of_record(record - 1)
+            yield batch, (plan,)
+
+    def _apply(self, routed: RoutedBatch, stager: Stager) -> None:
+        """Add one routed batch to the run: its rejects lines, counts and staged rows."""
+        accounts = self.accounts
+        accounts.summary.rows_read += routed.rows
+        for line in routed.rejects:
+            accounts.rejects.write(*line)
+        accounts.merge(routed.summary, routed.balance)
+        self.segmenter.merge(routed.segments)
+        if routed.identity is not None and self.enriched is not None:
+            for kind, n in routed.identity[2].items():
+                self.enriched[kind] = self.enriched.get(kind, 0) + n
+        stager.write(routed.staged)
+
+    def _map(
+        self, remote: Callable[..., _T], local: Callable[..., _T], jobs: Iterable[tuple[RowBatch, tuple[Any, ...]]]
+    ) -> Iterator[tuple[RowBatch, _T]]:
+        """Each batch with its result, in input order; computed by the workers, or here without a pool."""
+        pool = self._pool
+        if pool is None:
+            for batch, args in jobs:
+                yield batch, local(batch, *args)
+            return
+        pending: deque[tuple[RowBatch, Future[_T]]] = deque()
+        try:
+            for batch, args in jobs:
+                pending.append((batch, pool.submit(remote, batch, *args)))
+                if len(pending) >= self.workers * IN_FLIGHT_PER_WORKER:
+                    done, future = pending.popleft()
+                    yield done, future.result()
+            while pending:
+                done, future = pending.popleft()
+                yield done, future.result()
+        finally:
+            for _, future in pending:
+                future.cancel()

@@ -22,7 +22,7 @@ JSON Lines and SQL sources are read by the row reader and gathered into batches;
 from __future__ import annotations
 
 import io
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO, Final
@@ -111,9 +111,10 @@ def read_batches(
     config: SourceConfig,
     base_dir: Path,
     on_header: Callable[[list[str]], None] | None = None,
-    size: int = BATCH_ROWS,
+    size: int | None = None,
 ) -> Iterator[RowBatch]:
-    """The source's records in batches, in order; what `open_rows` yields, by column (see the module doc)."""
+    """The source's records in batches (of `BATCH_ROWS` by default), in order; `open_rows`'s, by column."""
+    size = size or BATCH_ROWS
     if config.type != "csv":
         return batches_of_rows(open_rows(config, base_dir, on_header), size)
     rows = open_rows(config, base_dir, on_header)  # checks the file and reads the header as a run must
@@ -126,7 +127,8 @@ def read_batches(
     header = list(first.fields) if first.error is None else []
     if encoding != "utf-8-sig" or len(config.delimiter) != 1 or len(header) < 2 or first.row != 2:
         return batches_of_rows(_chain(first, rows), size)
-    rows.close()
+    if isinstance(rows, Generator):
+        rows.close()  # the row reader's file: the fast path opens its own
     return _fast_csv(config, base_dir, path, header, size)
 
 

@@ -73,6 +73,15 @@ class ClusterBuilder:
         if len(self._pending_keys) >= 50_000:
             self._write()
 
+    def add_digests(self, contact_id: str | None, digests: Iterable[int]) -> None:
+        """`add` with the link keys already reduced to their digests (`key_digest`, once per distinct key)."""
+        rec = self._records
+        self._records += 1
+        self._pending_records.append((rec, contact_id or None))
+        self._pending_keys.extend((digest, rec) for digest in digests)
+        if len(self._pending_keys) >= 50_000:
+            self._write()
+
     def _write(self) -> None:
         self._db.executemany("INSERT INTO records VALUES (?, ?)", self._pending_records)
         self._db.executemany("INSERT INTO keys VALUES (?, ?)", self._pending_keys)

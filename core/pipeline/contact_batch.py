@@ -109,6 +109,17 @@ class ColumnsParser:
         self.wanted = tuple(dict.fromkeys(wanted))
         self._countries: dict[str, str | None] = {}
 
+    def ids(self, batch: RowBatch) -> tuple[list[str], list[bool]]:
+        """Each record's contact id ("" when none) and whether it is rejected before routing (malformed, no id)."""
+        contact_ids = [""] * len(batch)
+        for column, values in batch.columns.items():
+            if self._action(column)[0] == _ID:
+                contact_ids = [_text(v) if v is not MISSING else "" for v in values]
+        rejected = [not cid for cid in contact_ids]
+        for index in batch.errors:
+            rejected[index] = True
+        return contact_ids, rejected
+
     def link_columns(self, batch: RowBatch) -> ContactColumns:
         """Only what identity linking reads: contact id and identifiers, for every record not malformed."""
         return self._parse(batch, full=False)
@@ -188,7 +199,7 @@ class ColumnsParser:
         codes: list[str | None] = []
         for index, value in enumerate(values):
             if value is MISSING:
-                codes.append(MISSING)  # type: ignore[arg-type]
+                codes.append(MISSING)
                 continue
             spelled = _text(value)
             if not spelled:
@@ -264,7 +275,7 @@ def _flags(values: list[Any], flagged: set[int]) -> list[bool | None]:
     out: list[bool | None] = []
     for index, value in enumerate(values):
         if value is MISSING:
-            out.append(MISSING)  # type: ignore[arg-type]
+            out.append(MISSING)
             continue
         if type(value) is str:
             flag = _BOOLEANS.get(value)

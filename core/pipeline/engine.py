@@ -9,7 +9,7 @@ stage, what to hold back, and finally to push.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from typing import Any
 
@@ -24,18 +24,21 @@ from ..state.store import StateStore
 from .accounting import RunAccounts
 from .audience_batches import AudienceBatches
 from .batch_routing import BatchRouter
+from .batch_work import BatchWork
 from .channel_plan import campaign_channels, check_platforms, planned_channels
 from .channels import Channel
 from .clusters import IdentityClusters
+from .contact_batch import ColumnsParser
 from .contact_stream import ContactStream
 from .eligibility import ChannelRules, ContactGate
 from .guardrails import country_alias_warnings, large_changes, refusal, rule_field_warnings
 from .heartbeat import HeartbeatProgress
 from .holdout import BalanceTracker
+from .identity_table import IdentityTable
 from .link_keys import LinkKeys
 from .onboarding import ContactParser
 from .rejects import RejectsWriter
-from .routing import ContactRouter, RoutedContact
+from .routing import ContactRouter
 from .run_options import RunOptions, RunProgress
 from .segmentation import Segmenter
 from .staging import Stager
@@ -216,7 +219,7 @@ class Engine:
         return refusal(problems, strict) if problems or strict else None
 
     def _stage(self, state: StateStore, summary: RunSummary, rejects: RejectsWriter) -> None:
-        """Link records into people, then stream, route and stage every contact.
+        """Link records into people, then read, route and stage every contact.
 
         Then the guards take back what must not be sent: test members sharing a platform's match key with a
         control contact, and each channel's own (the e-mail channel's duplicate mailboxes).
@@ -227,51 +230,76 @@ class Engine:
             summary, rejects, BalanceTracker(campaign.holdout.fraction, campaign.holdout.srm_alpha)
         )
         parser = ContactParser(campaign.audience.columns, campaign.funnel.first_stage)
-        audience: AudienceBatches | ContactStream
-        if self.options.pipeline == "rows":
-            audience = ContactStream(campaign.audience, self.loaded.base_dir, parser, summary, rejects)
-        else:
-            audience = AudienceBatches(
-                campaign.audience, self.loaded.base_dir, parser, BatchRouter(self.router), summary, rejects
-            )
-        clusters = audience.link(LinkKeys(campaign.default_country), self.progress.linked)
-        self.progress.rows_total(audience.rows_linked)
-        accounts.clusters(clusters.stats)
-        self._strict_warnings = country_alias_warnings(campaign)
-        if audience.columns is not None:
-            self._strict_warnings += rule_field_warnings(campaign, parser, audience.columns)
-        summary.warnings += self._strict_warnings
         stager = Stager(
             state, campaign, self.channels, summary.run_id, dry_run=self.options.dry_run, plan_rules=self._plan_rules()
         )
-
-        def staged(routed: RoutedContact) -> None:
-            accounts.add(routed)
-            stager.add(routed)
-
-        try:
-            if isinstance(audience, AudienceBatches):
-                audience.route(clusters, staged, self.progress.rows)
-            else:
-                self._route_rows(audience, clusters, staged)
-        finally:
-            clusters.close()
+        if self.options.pipeline == "rows":
+            identity_stats = self._stage_rows(parser, accounts, stager)
+        else:
+            identity_stats = self._stage_batches(parser, accounts, stager)
         stager.flush()
         accounts.hold_back(stager.drop_control_conflicts(), state)
         for channel in self.channels:
             accounts.hold_back(channel.hold_back(state), state)
-        accounts.close(audience.identity_stats)
+        accounts.close(identity_stats)
         summary.warnings += self.router.segmenter.warnings()  # segment rules that never applied
 
-    def _route_rows(
-        self, contacts: ContactStream, clusters: IdentityClusters, staged: Callable[[RoutedContact], None]
-    ) -> None:
-        """The row pipeline's routing loop (`RunOptions.pipeline` "rows")."""
-        summary = contacts.summary
+    def _linked(self, accounts: RunAccounts, clusters: IdentityClusters, parser: ContactParser,
+                columns: list[str] | None, rows: int) -> None:
+        """After the linking read: the identity summary, and the warnings on rules the source cannot serve."""
+        self.progress.rows_total(rows)
+        accounts.clusters(clusters.stats)
+        self._strict_warnings = country_alias_warnings(self.campaign)
+        if columns is not None:
+            self._strict_warnings += rule_field_warnings(self.campaign, parser, columns)
+        accounts.summary.warnings += self._strict_warnings
+
+    def _stage_batches(self, parser: ContactParser, accounts: RunAccounts, stager: Stager) -> dict[str, int] | None:
+        """Read and route the audience by batches of columns, on `options.workers` processes."""
+        campaign, summary = self.campaign, accounts.summary
+        router = BatchRouter(self._router())  # its own segmenter: the batches' counts are added to the run's
+        work = BatchWork(
+            ColumnsParser(parser, router.wanted),
+            LinkKeys(campaign.default_country),
+            IdentityTable.load(campaign.audience.identity_table, self.loaded.base_dir)
+            if campaign.audience.identity_table else None,
+            router,
+            Stager(None, campaign, self.channels, summary.run_id, dry_run=self.options.dry_run,
+                   plan_rules=self._plan_rules()),
+            campaign=campaign.campaign,
+            mode=summary.mode,
+            platforms=list(summary.platforms),
+            keys_only=campaign.audience.source.type == "jsonl",
+        )
+        batches = AudienceBatches(
+            campaign.audience, self.loaded.base_dir, parser, work, accounts, self.router.segmenter,
+            self.options.workers,
+        )
+        with batches:
+            clusters = batches.link(self.progress.linked)
+            try:
+                self._linked(accounts, clusters, parser, batches.columns, batches.rows_linked)
+                batches.route(clusters, stager, self.progress.rows)
+            finally:
+                clusters.close()
+        return batches.identity_stats
+
+    def _stage_rows(self, parser: ContactParser, accounts: RunAccounts, stager: Stager) -> dict[str, int] | None:
+        """The row pipeline (`RunOptions.pipeline` "rows"), kept to compare the batch pipeline with."""
+        campaign, summary = self.campaign, accounts.summary
+        contacts = ContactStream(campaign.audience, self.loaded.base_dir, parser, summary, accounts.rejects)
+        clusters = contacts.link(LinkKeys(campaign.default_country), self.progress.linked)
         reported = 0  # rows read, rejected ones included, told to `progress` so far
-        for contact in contacts:
-            staged(self.router.route(contact, clusters.anchor(contact.contact_id)[0]))
-            if summary.rows_read - reported >= 1000:
-                self.progress.rows(summary.rows_read - reported)
-                reported = summary.rows_read
+        try:
+            self._linked(accounts, clusters, parser, contacts.columns, contacts.rows_linked)
+            for contact in contacts:
+                routed = self.router.route(contact, clusters.anchor(contact.contact_id)[0])
+                accounts.add(routed)
+                stager.add(routed)
+                if summary.rows_read - reported >= 1000:
+                    self.progress.rows(summary.rows_read - reported)
+                    reported = summary.rows_read
+        finally:
+            clusters.close()
         self.progress.rows(summary.rows_read - reported)
+        return contacts.identity_stats

@@ -124,6 +124,8 @@ class Segmenter:
         self._unknown_values = 0
         #: contacts whose unknown segment came after `MAX_UNKNOWN_SEGMENTS` others, so was not remembered
         self.unremembered = 0
+        #: distinct unknown values remembered (None: all, in a batch worker, see `take_counts`)
+        self.limit: int | None = MAX_UNKNOWN_SEGMENTS
 
     def segment_of(self, contact: Contact) -> str:
         """The contact's CRM segment if it has one, else the first matching rule's, else the default."""
@@ -158,6 +160,25 @@ class Segmenter:
         attributes = contact.attributes.model_copy(update={"segment": segment})
         return contact.model_copy(update={"attributes": attributes})
 
+    def take_counts(self) -> dict[str, int]:
+        """The counts since the last call, every value remembered (a batch worker's), then start from none.
+
+        A worker counts one batch at a time and `merge` applies the remembering limit, so the run's counts are
+        those of counting every contact here, in order, whatever the batches.
+        """
+        taken = self.counts
+        self.counts, self._unknown_values, self.limit = {}, 0, None
+        return taken
+
+    def merge(self, counts: dict[str, int]) -> None:
+        """Count another segmenter's contacts (`take_counts`) as if they had been counted here, in order."""
+        for segment, n in counts.items():
+            self._count(segment)
+            if segment in self.counts:
+                self.counts[segment] += n - 1
+            else:
+                self.unremembered += n - 1
+
     def _count(self, segment: str) -> None:
         counts = self.counts
         seen = counts.get(segment)
@@ -165,7 +186,7 @@ class Segmenter:
             counts[segment] = seen + 1
         elif segment in self.known:
             counts[segment] = 1
-        elif self._unknown_values < MAX_UNKNOWN_SEGMENTS:
+        elif self.limit is None or self._unknown_values < self.limit:
             self._unknown_values += 1
             counts[segment] = 1
         else:

@@ -32,8 +32,8 @@ CONFLICT = "shares an identifier with a control-group contact"
 
 
 @dataclass
-class _Rows:
-    """Rows waiting to be written to the state database in one transaction."""
+class StagedRows:
+    """Rows waiting to be written to the state database in one transaction (built where contacts are routed)."""
 
     desired: list[tuple[str, str, str, str, str]] = field(default_factory=list)
     test_keys: list[tuple[str, str, str, str]] = field(default_factory=list)
@@ -41,9 +41,11 @@ class _Rows:
     ledger: list[tuple[Any, ...]] = field(default_factory=list)
 
     def full(self) -> bool:
+        """Whether a chunk's worth is waiting."""
         return max(len(self.desired), len(self.test_keys), len(self.ledger)) >= CHUNK
 
     def clear(self) -> None:
+        """Forget what was written."""
         for rows in (self.desired, self.test_keys, self.control_keys, self.ledger):
             rows.clear()
 
@@ -53,7 +55,7 @@ class Stager:
 
     def __init__(
         self,
-        state: StateStore,
+        state: StateStore | None,
         campaign: Campaign,
         channels: Sequence[Channel],
         run_id: str,
@@ -61,7 +63,10 @@ class Stager:
         dry_run: bool,
         plan_rules: ChannelRules | None = None,
     ) -> None:
-        """`plan_rules`: the channel rules over the campaign's whole plan, in a run of some of its channels only."""
+        """`plan_rules`: the channel rules over the campaign's whole plan, in a run of some of its channels only.
+
+        `state` None: the stager only builds rows, which `take` hands to one that writes them.
+        """
         self.state = state
         self.plan_rules = plan_rules
         self.campaign = campaign
@@ -71,10 +76,10 @@ class Stager:
         self.match_fields = {channel.name: channel.payload.match_fields for channel in channels}
         #: channels whose staged form needs the whole contact; the others stage the encoded member alone
         self.keeps_contact = {channel.name: getattr(channel, "keeps_contact", True) for channel in channels}
-        self.rows = _Rows()
+        self.rows = StagedRows()
 
     def add(self, routed: RoutedContact) -> None:
-        """Stage one routed contact (written once a chunk is full)."""
+        """Stage one routed contact (written once a chunk is full; see `take` for a stager that never writes)."""
         rows = self.rows
         contact = routed.ref
         stage = contact.stage or self.campaign.funnel.first_stage
@@ -107,12 +112,28 @@ class Stager:
                 stage,
             )
         )
-        if rows.full():
+        if self.state is not None and rows.full():
+            self.flush()
+
+    def take(self) -> StagedRows:
+        """The rows staged since the last `take`, to be written by another stager (`write`): a batch worker's."""
+        rows, self.rows = self.rows, StagedRows()
+        return rows
+
+    def write(self, rows: StagedRows) -> None:
+        """Add rows another stager built (`take`), in the order given; written once a chunk is full."""
+        mine = self.rows
+        mine.desired += rows.desired
+        mine.test_keys += rows.test_keys
+        mine.control_keys += rows.control_keys
+        mine.ledger += rows.ledger
+        if mine.full():
             self.flush()
 
     def flush(self) -> None:
         """Write what is waiting."""
         rows = self.rows
+        assert self.state is not None, "a stager without a state database only builds rows (`take`)"
         self.state.stage_desired(rows.desired)
         self.state.stage_keys(rows.test_keys, rows.control_keys)
         if not self.dry_run:
@@ -122,6 +143,7 @@ class Stager:
 
     def _keep_other_channels(self, ledger: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
         """Ledger rows whose `reachable` keeps the recorded channels this (subset) run did not push."""
+        assert self.state is not None
         recorded = self.state.holdout_reachable(self.campaign.campaign, [row[0] for row in ledger])
         merged = []
         for row in ledger:
@@ -135,4 +157,5 @@ class Stager:
 
     def drop_control_conflicts(self) -> HeldBack:
         """Take back the staged test members who share an identifier with a control contact."""
+        assert self.state is not None
         return HeldBack(self.state.drop_control_conflicts(), CONFLICT)

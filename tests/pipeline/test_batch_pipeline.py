@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 
+import crm_activation.pipeline.batch_source as batch_source
 from crm_activation.campaign.loader import load_campaign
 from crm_activation.pipeline.engine import Engine, RunOptions
 from crm_activation.state.store import StateStore
@@ -52,12 +53,12 @@ def _without_timings(value: Any) -> Any:
     return value
 
 
-def _run(campaign: Path, pipeline: str, out: Path) -> dict[str, Any]:
+def _run(campaign: Path, pipeline: str, out: Path, workers: int = 1) -> dict[str, Any]:
     """A dry run's every output (the plan's rows sorted: channels write it concurrently)."""
     out.mkdir()
     options = RunOptions(
         dry_run=True, outbox=out / "outbox", rejects=out / "rejects.csv", plan=out / "plan.csv",
-        state=str(out / "state.sqlite"), pipeline=pipeline,
+        state=str(out / "state.sqlite"), pipeline=pipeline, workers=workers,
     )
     summary = Engine(load_campaign(campaign), options).run()
     result = _without_timings(summary.to_json())
@@ -71,7 +72,9 @@ def _run(campaign: Path, pipeline: str, out: Path) -> dict[str, Any]:
     }
 
 
-def _ledger(campaign: Path, pipeline: str, out: Path, monkeypatch: pytest.MonkeyPatch) -> list[tuple[Any, ...]]:
+def _ledger(
+    campaign: Path, pipeline: str, out: Path, monkeypatch: pytest.MonkeyPatch, workers: int = 1
+) -> list[tuple[Any, ...]]:
     """The holdout ledger a run stages, read back before it would be pushed (no platform is contacted)."""
     out.mkdir()
     captured: list[tuple[Any, ...]] = []
@@ -81,18 +84,29 @@ def _ledger(campaign: Path, pipeline: str, out: Path, monkeypatch: pytest.Monkey
         return "stop before the push"
 
     monkeypatch.setattr(Engine, "_guard", refuse_push)
-    options = RunOptions(rejects=out / "rejects.csv", state=str(out / "state.sqlite"), pipeline=pipeline)
+    options = RunOptions(
+        rejects=out / "rejects.csv", state=str(out / "state.sqlite"), pipeline=pipeline, workers=workers
+    )
     Engine(load_campaign(campaign), options).run()
     return [row[:7] for row in captured]  # without run ids
 
 
 def _compare(campaign: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    """The row pipeline's outputs, after checking the batch pipeline's are the same, in one and two processes.
+
+    Two processes run with small batches, so that results come back out of order and are applied in order.
+    """
     rows = _run(campaign, "rows", tmp_path / "rows")
     batches = _run(campaign, "batches", tmp_path / "batches")
+    with monkeypatch.context() as patch:
+        patch.setattr(batch_source, "BATCH_ROWS", 97)
+        parallel = _run(campaign, "batches", tmp_path / "parallel", workers=2)
+        parallel_ledger = _ledger(campaign, "batches", tmp_path / "ledger-parallel", monkeypatch, workers=2)
     for part in rows:
         assert batches[part] == rows[part], part
+        assert parallel[part] == rows[part], part
     ledger = _ledger(campaign, "rows", tmp_path / "ledger-rows", monkeypatch)
-    assert _ledger(campaign, "batches", tmp_path / "ledger-batches", monkeypatch) == ledger
+    assert _ledger(campaign, "batches", tmp_path / "ledger-batches", monkeypatch) == ledger == parallel_ledger
     assert ledger
     return rows
 
@@ -129,7 +143,8 @@ def _messy_export(folder: Path, n: int, seed: int) -> list[dict[str, str]]:
         writer = csv.writer(out)
         writer.writerow(["contact_id", "maid", "uid2"])
         for row in rng.sample(rows, n // 5):
-            writer.writerow([row["contact_id"], f"{rng.getrandbits(128):032x}", rng.choice(["", f"uid-{row['contact_id']}"])])
+            uid2 = rng.choice(["", f"uid-{row['contact_id']}"])
+            writer.writerow([row["contact_id"], f"{rng.getrandbits(128):032x}", uid2])
     (folder / "suppression.csv").write_text(
         "contact_id,email,reason\n" + "".join(f"{r['contact_id']},,asked\n" for r in rng.sample(rows, 20))
     )
@@ -188,7 +203,7 @@ def test_json_lines_with_keys_missing_are_routed_alike(tmp_path: Path, monkeypat
     rng = random.Random(3)
     with (folder / "contacts.jsonl").open("w") as out:
         for row in rows:
-            record: dict[str, Any] = {k: v for k, v in row.items() if v and rng.random() > 0.1 or k == "contact_id"}
+            record: dict[str, Any] = {k: v for k, v in row.items() if (v and rng.random() > 0.1) or k == "contact_id"}
             if rng.random() < 0.05:
                 record["score"] = rng.choice([0.9, None, True, "high"])
             out.write(json.dumps(record) + "\n")
