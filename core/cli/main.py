@@ -43,7 +43,7 @@ from .display import print_connectors, print_summary
 from .email import add_email_commands
 from .local_sandboxes import bind_error, start_sandboxes, supply_test_credentials
 from .measurement import add_measurement_commands, report, simulate
-from .options import STATE_HELP, default_rejects, state_target
+from .options import STATE_HELP, available_cores, default_rejects, positive_int, state_target
 from .runs import add_runs_command, runs
 from .scaffold import add_scaffold_command, new_connector
 from .validate import add_validate_command, validate
@@ -176,6 +176,11 @@ def _parser() -> argparse.ArgumentParser:
         "--resend-in-doubt", action="store_true",
         help="e-mail: re-send steps a killed run left in doubt (maybe delivered; same Message-ID): at least once",
     )
+    run.add_argument(
+        "--workers", type=positive_int, default=available_cores(), metavar="N",
+        help="processes that parse, hash and route the audience's batches (default: this machine's cores, "
+        f"{available_cores()}); the output is the same for any N",
+    )
     run.add_argument("--json", action="store_true", help="print the summary as JSON")
 
     connectors = commands.add_parser("connectors", help="list installed connectors and their capabilities")
@@ -265,6 +270,7 @@ def _run(args: argparse.Namespace, console: Console) -> int:
             resend_in_doubt=args.resend_in_doubt,
             allow_large_changes=args.allow_large_changes,
             strict=args.strict,
+            workers=args.workers,
         )
         quiet = args.json or not console.is_terminal
         with Progress(

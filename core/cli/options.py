@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import argparse
+import os
 from pathlib import Path
 
 from ..campaign.loader import LoadedCampaign
@@ -29,3 +31,22 @@ def default_rejects(loaded: LoadedCampaign, state: str | Path | None) -> Path:
     target = loaded.state_target(state)
     name = f"{loaded.campaign.campaign}-rejects.csv"
     return Path(name) if isinstance(target, str) else target.parent / name
+
+
+def available_cores() -> int:
+    """The cores this process may run on (a container's CPU set, not the host's count): `--workers`' default."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # no CPU affinity on this OS (macOS)
+        return os.cpu_count() or 1
+
+
+def positive_int(text: str) -> int:
+    """An argument that must be a whole number of at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected at least 1, got {value}")
+    return value

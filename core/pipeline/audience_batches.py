@@ -21,6 +21,8 @@ a bounded number of batches is in flight (`IN_FLIGHT_PER_WORKER`), so memory sta
 from __future__ import annotations
 
 import multiprocessing
+import signal
+import warnings
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -44,6 +46,11 @@ IN_FLIGHT_PER_WORKER = 3
 
 _T = TypeVar("_T")
 _WORK: BatchWork | None = None  # a forked worker's copy of the run's batch work
+
+
+def _ignore_interrupts() -> None:
+    """Ctrl-C reaches every process of the terminal's group: the run's own process stops the workers."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _link(batch: RowBatch) -> LinkedBatch:
@@ -94,8 +101,14 @@ class AudienceBatches:
         if self.workers > 1:
             global _WORK
             _WORK = self.work
-            # Forked, not spawned: a worker holds the run's rules, plugins and match table as they are here.
-            self._pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("fork"))
+            # Forked, not spawned: a worker holds the run's rules, plugins and match table as they are here. A
+            # worker only computes (no I/O but its pipe, no lock another thread holds), so the other threads this
+            # process may have (local sandboxes, a progress display) are no hazard; Python 3.12+ warns anyway.
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message=".*multi-threaded.*fork", category=DeprecationWarning)
+                self._pool = ProcessPoolExecutor(
+                    self.workers, mp_context=multiprocessing.get_context("fork"), initializer=_ignore_interrupts
+                )
         return self
 
     def __exit__(self, *exc: object) -> None:
