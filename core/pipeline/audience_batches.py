@@ -128,8 +128,7 @@ class AudienceBatches:
             self.rows_linked += len(batch)
             for keys in linked.keys:
                 check.saw(dict.fromkeys(keys))
-            for contact_id, digests in linked.records:
-                builder.add_digests(contact_id, digests)
+            builder.add_batch(linked.contact_ids, linked.digests, linked.owners)
             if progress is not None:
                 progress(len(batch))
         check.finish()
@@ -155,13 +154,15 @@ class AudienceBatches:
         record = 0  # numbered as `link` added them: every record that is not malformed
         for batch in batches:
             contact_ids, rejected = self.work.columns.ids(batch)
+            candidates = [index for index in range(len(batch)) if not rejected[index]]
+            new = iter(seen.add_many([contact_ids[index] for index in candidates]))
             plan = RoutePlan([], set(), {})
-            for index, contact_id in enumerate(contact_ids):
+            for index in range(len(batch)):
                 if index not in batch.errors:
                     record += 1
                 if rejected[index]:
                     continue
-                if not seen.add(contact_id):
+                if not next(new):
                     plan.duplicates.add(index)
                     continue
                 plan.kept.append(index)

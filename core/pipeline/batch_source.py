@@ -22,8 +22,7 @@ JSON Lines and SQL sources are read by the row reader and gathered into batches;
 from __future__ import annotations
 
 import io
-from collections.abc import Callable, Generator, Iterable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, BinaryIO, Final
 
@@ -60,24 +59,59 @@ class _Missing:
 MISSING: Final = _Missing()
 
 
-@dataclass
 class RowBatch:
     """Consecutive records of one source, by column.
 
     Attributes:
         source: the file name (or masked SQL URL) rejects name.
         rows: each record's row number (see `sources.py`).
-        columns: column name → one value per record (`MISSING` where a JSON line lacks the key).
         errors: record index → (error, column, detail) for malformed records, as `SourceRow` words them.
+
+    A batch from the fast CSV path holds its cells as an Arrow table until a column is asked for (`columns`,
+    `column`): sent to a worker process, it travels as Arrow's buffers, not as one Python string per cell.
     """
 
-    source: str
-    rows: list[int]
-    columns: dict[str, list[Any]]
-    errors: dict[int, tuple[str, str | None, str | None]] = field(default_factory=dict)
+    def __init__(
+        self,
+        source: str,
+        rows: Sequence[int],
+        columns: dict[str, list[Any]] | None = None,
+        errors: dict[int, tuple[str, str | None, str | None]] | None = None,
+        table: pa.Table | None = None,
+    ) -> None:
+        self.source = source
+        self.rows = rows
+        self.errors = errors or {}
+        self._columns = columns
+        self._table = table
 
     def __len__(self) -> int:
         return len(self.rows)
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        if self._table is not None:
+            state["_columns"] = None  # rebuilt from the table where it is needed
+        return state
+
+    @property
+    def names(self) -> list[str]:
+        """The column names, in source order."""
+        return list(self._table.column_names) if self._table is not None else list(self._columns or {})
+
+    @property
+    def columns(self) -> dict[str, list[Any]]:
+        """Column name → one value per record (`MISSING` where a JSON line lacks the key)."""
+        if self._columns is None:
+            table = self._table
+            self._columns = {name: table.column(name).to_pylist() for name in table.column_names} if table else {}
+        return self._columns
+
+    def column(self, name: str) -> list[Any]:
+        """One column's values (without building the others)."""
+        if self._columns is None and self._table is not None:
+            return self._table.column(name).to_pylist()  # type: ignore[no-any-return]
+        return self.columns[name]
 
     def source_row(self, index: int) -> SourceRow:
         """Record `index` as the row reader yields it (for the few steps that want one whole record)."""
@@ -146,17 +180,13 @@ def _fast_csv(config: SourceConfig, base_dir: Path, path: Path, header: list[str
         line = 2
         if offset is not None:
             for chunk in _chunks(handle, offset):
-                columns = _parse_simple(chunk, header, delimiter)
-                if columns is None:
+                table = _parse_simple(chunk, header, delimiter)
+                if table is None:
                     break
-                count = len(columns[header[0]])
+                count = table.num_rows
                 for start in range(0, count, size):
                     stop = min(start + size, count)
-                    yield RowBatch(
-                        name,
-                        list(range(line + start, line + stop)),
-                        {column: values[start:stop] for column, values in columns.items()},
-                    )
+                    yield RowBatch(name, range(line + start, line + stop), table=table.slice(start, stop - start))
                 line += count
                 offset += len(chunk)
             else:
@@ -193,8 +223,8 @@ def _chunks(handle: BinaryIO, offset: int) -> Iterator[bytes]:
         yield chunk
 
 
-def _parse_simple(chunk: bytes, header: list[str], delimiter: bytes) -> dict[str, list[str]] | None:
-    """The chunk's cells by column, or None when the chunk is not simple text (see the module doc)."""
+def _parse_simple(chunk: bytes, header: list[str], delimiter: bytes) -> pa.Table | None:
+    """The chunk's cells (all text), or None when the chunk is not simple text (see the module doc)."""
     if (
         b'"' in chunk
         or b"\x00" in chunk
@@ -223,4 +253,4 @@ def _parse_simple(chunk: bytes, header: list[str], delimiter: bytes) -> dict[str
         )
     except pa.ArrowInvalid:  # a line with another cell count, or bytes that are not UTF-8
         return None
-    return {column: table.column(column).to_pylist() for column in header}
+    return table

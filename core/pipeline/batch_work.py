@@ -15,6 +15,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from ..sdk.identifier_kinds import IdentifierKind
 from ..sdk.summary import Outcome, PlatformSummary, RunSummary
 from .accounting import RunAccounts
@@ -46,9 +48,14 @@ class RejectsRecorder:
 
 @dataclass
 class LinkedBatch:
-    """A batch's records to cluster: (contact id or None, link-key digests) per record not malformed."""
+    """A batch's records to cluster (those not malformed): contact ids, and their link-key digests.
 
-    records: list[tuple[str | None, list[int]]]
+    `digests[i]` is a key of record `owners[i]` (an index into `contact_ids`), as `ClusterBuilder.add_batch` takes.
+    """
+
+    contact_ids: list[str | None]
+    digests: np.ndarray
+    owners: np.ndarray
     #: JSON Lines only: the keys of each record, for the column check
     keys: list[list[str]] = field(default_factory=list)
 
@@ -112,19 +119,27 @@ class BatchWork:
         """The link-key digests of each record that is not malformed (`ContactStream.link`)."""
         columns = self.columns.link_columns(batch)
         identity = self.identity
-        linked = LinkedBatch([])
+        contact_ids: list[str | None] = []
+        digests: list[int] = []
+        owners: list[int] = []
+        keys: list[list[str]] = []
         for index in range(len(batch)):
             if index in batch.errors:
                 continue
             if self.keys_only:
-                linked.keys.append(list(batch.source_row(index).fields))
+                keys.append(list(batch.source_row(index).fields))
             contact_id = columns.contact_id[index]
             identifiers = columns.row_identifiers(index)
             if identity is not None and contact_id:
                 identifiers = {**identity.identifiers_for(contact_id), **identifiers}
-            digests = [key_digest(key) for key in set(self.link_keys.keys(contact_id, identifiers))]
-            linked.records.append((contact_id or None, digests))
-        return linked
+            owner = len(contact_ids)
+            contact_ids.append(contact_id or None)
+            for key in set(self.link_keys.keys(contact_id, identifiers)):
+                digests.append(key_digest(key))
+                owners.append(owner)
+        return LinkedBatch(
+            contact_ids, np.array(digests, dtype=np.int64), np.array(owners, dtype=np.int32), keys
+        )
 
     def route(self, batch: RowBatch, plan: RoutePlan) -> RoutedBatch:
         """Route the batch's records: reject what is not a contact, route the rest, build the rows to stage."""

@@ -10,10 +10,12 @@ Why the smallest contact id: it is deterministic and independent of input order,
 record keeps exactly the group per-record assignment gave it, so turning clustering on does not reshuffle a
 running experiment: only records of multi-record clusters can move (the summary counts them).
 
-Data layout, chosen so memory stays flat: keys are reduced to 64-bit digests and written with their record
-number to a private temporary SQLite database on disk; sorting by digest puts the records sharing a key next
-to each other, and a union-find over record numbers (4 bytes a record in an `array`) joins them. Only the
-union-find array is in memory (40 MB for ten million records). A digest collision (about 1 in 10^7 for ten
+Data layout, chosen so memory stays flat: keys are reduced to 64-bit digests and appended, with their record
+number, to one of `BUCKETS` temporary files chosen by the digest's low bits, so that records sharing a key
+land in the same bucket. Each bucket is then sorted alone (numpy), which puts the records sharing a key next
+to each other, and a union-find over record numbers joins them; record numbers and contact ids sit in a
+private temporary SQLite database. In memory: one bucket at a time (a sixty-fourth of 12 bytes a key) and the
+record arrays (about 12 bytes a record: 120 MB for ten million). A digest collision (about 1 in 10^7 for ten
 million records with three keys each) merges two people into one cluster: they then share a group, which
 costs a little statistical independence and never exposes a control person.
 """
@@ -22,9 +24,13 @@ from __future__ import annotations
 
 import hashlib
 import sqlite3
+import tempfile
 from array import array
 from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
 
 
 @dataclass(frozen=True)
@@ -49,6 +55,11 @@ def key_digest(key: str) -> int:
     return int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "big", signed=True)
 
 
+#: Bucket files the link-key digests are spread over (a power of two: the digest's low bits choose).
+BUCKETS = 64
+_PAIR = np.dtype([("digest", "<i8"), ("rec", "<i4")])
+
+
 class ClusterBuilder:
     """Collects records and their link keys; `finish()` computes the clusters."""
 
@@ -58,40 +69,53 @@ class ClusterBuilder:
         self._db.execute("PRAGMA journal_mode=OFF")
         self._db.execute("PRAGMA synchronous=OFF")
         self._db.execute("CREATE TABLE records (rec INTEGER PRIMARY KEY, contact_id TEXT)")
-        self._db.execute("CREATE TABLE keys (digest INTEGER NOT NULL, rec INTEGER NOT NULL)")
         self._db.execute("BEGIN")
+        self._folder = tempfile.TemporaryDirectory(prefix="crm-clusters-")
+        self._buckets = [open(Path(self._folder.name) / f"{b:02d}", "wb") for b in range(BUCKETS)]  # noqa: SIM115
         self._records = 0
-        self._pending_records: list[tuple[int, str | None]] = []
-        self._pending_keys: list[tuple[int, int]] = []
+        self._pending: tuple[list[str | None], list[int], list[int]] = ([], [], [])  # records `add` gathered
 
     def add(self, contact_id: str | None, keys: Iterable[str]) -> None:
         """Add one record (its contact id may be missing on a rejected row) and its link keys."""
-        rec = self._records
-        self._records += 1
-        self._pending_records.append((rec, contact_id or None))
-        self._pending_keys.extend((key_digest(key), rec) for key in set(keys))
-        if len(self._pending_keys) >= 50_000:
-            self._write()
+        pending = self._pending
+        owner = len(pending[0])
+        pending[0].append(contact_id)
+        for key in set(keys):
+            pending[1].append(key_digest(key))
+            pending[2].append(owner)
+        if owner >= 4095:
+            self._add_pending()
 
-    def add_digests(self, contact_id: str | None, digests: Iterable[int]) -> None:
-        """`add` with the link keys already reduced to their digests (`key_digest`, once per distinct key)."""
-        rec = self._records
-        self._records += 1
-        self._pending_records.append((rec, contact_id or None))
-        self._pending_keys.extend((digest, rec) for digest in digests)
-        if len(self._pending_keys) >= 50_000:
-            self._write()
+    def _add_pending(self) -> None:
+        ids, digests, owners = self._pending
+        if ids:
+            self.add_batch(ids, np.array(digests, dtype=np.int64), np.array(owners, dtype=np.int32))
+        self._pending = ([], [], [])
 
-    def _write(self) -> None:
-        self._db.executemany("INSERT INTO records VALUES (?, ?)", self._pending_records)
-        self._db.executemany("INSERT INTO keys VALUES (?, ?)", self._pending_keys)
-        self._pending_records.clear()
-        self._pending_keys.clear()
+    def add_batch(self, contact_ids: list[str | None], digests: np.ndarray, owners: np.ndarray) -> None:
+        """Add records at once: `digests[i]` is a link key of record `owners[i]` (an index into `contact_ids`)."""
+        first = self._records
+        self._records += len(contact_ids)
+        self._db.executemany(
+            "INSERT INTO records VALUES (?, ?)",
+            zip(range(first, self._records), (c or None for c in contact_ids), strict=True),
+        )
+        pairs = np.empty(len(digests), dtype=_PAIR)
+        pairs["digest"] = digests
+        pairs["rec"] = owners + first
+        bucket = (digests & (BUCKETS - 1)).astype(np.int64)
+        order = np.argsort(bucket, kind="stable")
+        bounds = np.searchsorted(bucket[order], np.arange(BUCKETS + 1))
+        ordered = pairs[order]
+        for b in range(BUCKETS):
+            if bounds[b + 1] > bounds[b]:
+                ordered[bounds[b] : bounds[b + 1]].tofile(self._buckets[b])
 
     def finish(self) -> IdentityClusters:
-        """Join records sharing a key, then record each contact id's anchor and cluster size."""
-        self._write()
-        parent = array("i", range(self._records))
+        """Join records sharing a key, bucket by bucket; then each record's cluster and each cluster's anchor."""
+        self._add_pending()
+        n = self._records
+        parent = array("i", range(n))
 
         def find(rec: int) -> int:
             root = rec
@@ -101,63 +125,73 @@ class ClusterBuilder:
                 parent[rec], rec = root, parent[rec]
             return root
 
-        previous_digest, previous_rec = None, -1
-        for digest, rec in self._db.execute("SELECT digest, rec FROM keys ORDER BY digest"):
-            if digest == previous_digest:
-                a, b = find(previous_rec), find(rec)
+        for handle in self._buckets:
+            handle.close()
+            pairs = np.fromfile(handle.name, dtype=_PAIR)
+            pairs = pairs[np.argsort(pairs["digest"], kind="stable")]
+            shared = np.flatnonzero(pairs["digest"][1:] == pairs["digest"][:-1])
+            recs = pairs["rec"]
+            for i in shared.tolist():  # records sharing a key: few, however large the audience
+                a, b = find(int(recs[i])), find(int(recs[i + 1]))
                 if a != b:
                     parent[max(a, b)] = min(a, b)
-            previous_digest, previous_rec = digest, rec
-        db = self._db
-        db.execute("DROP TABLE keys")
-        roots = array("i", (find(rec) for rec in range(self._records)))
-        db.execute("CREATE TABLE roots (rec INTEGER PRIMARY KEY, root INTEGER NOT NULL)")
-        db.executemany("INSERT INTO roots VALUES (?, ?)", enumerate(roots))
-        db.execute(
-            "CREATE TABLE clusters (root INTEGER PRIMARY KEY, anchor TEXT, size INTEGER NOT NULL)"
-        )
-        db.execute(
-            "INSERT INTO clusters SELECT t.root, MIN(r.contact_id), COUNT(*) "
-            "FROM records r JOIN roots t USING (rec) GROUP BY t.root"
-        )
-        db.execute("CREATE TABLE by_contact (contact_id TEXT PRIMARY KEY, root INTEGER NOT NULL) WITHOUT ROWID")
-        db.execute(
-            "INSERT OR IGNORE INTO by_contact SELECT r.contact_id, t.root "
-            "FROM records r JOIN roots t USING (rec) WHERE r.contact_id IS NOT NULL"
-        )
-        clusters, multi, largest = db.execute(
-            "SELECT COUNT(*), COALESCE(SUM(size > 1), 0), COALESCE(MAX(size), 0) FROM clusters"
-        ).fetchone()
-        stats = ClusterStats(self._records, clusters, multi, largest)
-        anchors = dict(db.execute("SELECT root, anchor FROM clusters WHERE size > 1 AND anchor IS NOT NULL"))
-        return IdentityClusters(db, stats, roots, anchors)
+        self._folder.cleanup()
+        roots = np.frombuffer(parent, dtype=np.int32).copy() if n else np.zeros(0, dtype=np.int32)
+        while n:  # pointer jumping until every record points at its root
+            jumped = roots[roots]
+            if np.array_equal(jumped, roots):
+                break
+            roots = jumped
+        sizes = np.bincount(roots, minlength=n) if n else np.zeros(0, dtype=np.int64)
+        multi = np.flatnonzero(sizes > 1)
+        stats = ClusterStats(n, int(np.count_nonzero(sizes)), len(multi), int(sizes.max()) if n else 0)
+        anchors: dict[int, str] = {}
+        members = np.flatnonzero(sizes[roots] > 1).tolist()
+        for start in range(0, len(members), 500):
+            chunk = members[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            query = f"SELECT rec, contact_id FROM records WHERE rec IN ({marks}) AND contact_id IS NOT NULL"
+            for rec, contact_id in self._db.execute(query, chunk):
+                root = int(roots[rec])
+                if root not in anchors or contact_id < anchors[root]:
+                    anchors[root] = contact_id
+        return IdentityClusters(self._db, stats, roots, anchors)
 
 
 class IdentityClusters:
-    """Each contact id's cluster: its anchor (the id whose holdout draw the cluster takes) and size."""
+    """Each record's cluster: its anchor (the contact id whose holdout draw the cluster takes) and size."""
 
     def __init__(
-        self, db: sqlite3.Connection, stats: ClusterStats, roots: array[int], anchors: dict[int, str]
+        self, db: sqlite3.Connection, stats: ClusterStats, roots: np.ndarray, anchors: dict[int, str]
     ) -> None:
         self._db = db
         self.stats = stats
         self._roots = roots  # record number → its cluster's root record
-        self._anchors = anchors  # root → anchor, for clusters of several records
+        self._anchors = anchors  # root → anchor (the smallest contact id), for clusters of several records
+        self._by_contact: dict[str, int] | None = None
 
     def anchor_of_record(self, record: int) -> str | None:
         """The anchor of the cluster of record `record` (numbered as added), None for a one-record cluster.
 
         A batch read sees the records in the order the linking read added them, so no lookup by id is needed.
         """
-        return self._anchors.get(self._roots[record])
+        return self._anchors.get(int(self._roots[record]))
 
     def anchor(self, contact_id: str) -> tuple[str, int]:
-        """(anchor contact id, records in the cluster); a contact id never linked is its own one-record cluster."""
-        row = self._db.execute(
-            "SELECT c.anchor, c.size FROM by_contact b JOIN clusters c USING (root) WHERE b.contact_id=?",
-            (contact_id,),
-        ).fetchone()
-        return (row[0], row[1]) if row else (contact_id, 1)
+        """(anchor contact id, records in the cluster); a contact id never linked is its own one-record cluster.
+
+        For the row pipeline, which looks contacts up by id; ids of multi-record clusters are indexed once.
+        """
+        if self._by_contact is None:
+            self._by_contact = {}
+            for rec, cid in self._db.execute("SELECT rec, contact_id FROM records WHERE contact_id IS NOT NULL"):
+                if int(self._roots[rec]) in self._anchors:
+                    self._by_contact.setdefault(cid, int(self._roots[rec]))
+            self._sizes = np.bincount(self._roots, minlength=len(self._roots))
+        root = self._by_contact.get(contact_id)
+        if root is None:
+            return contact_id, 1
+        return self._anchors[root], int(self._sizes[root])
 
     def close(self) -> None:
         """Drop the temporary database."""

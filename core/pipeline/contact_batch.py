@@ -112,9 +112,9 @@ class ColumnsParser:
     def ids(self, batch: RowBatch) -> tuple[list[str], list[bool]]:
         """Each record's contact id ("" when none) and whether it is rejected before routing (malformed, no id)."""
         contact_ids = [""] * len(batch)
-        for column, values in batch.columns.items():
+        for column in batch.names:
             if self._action(column)[0] == _ID:
-                contact_ids = [_text(v) if v is not MISSING else "" for v in values]
+                contact_ids = [_text(v) if v is not MISSING else "" for v in batch.column(column)]
         rejected = [not cid for cid in contact_ids]
         for index in batch.errors:
             rejected[index] = True

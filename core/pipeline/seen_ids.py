@@ -26,6 +26,20 @@ class SeenIds:
         """Record an id; True when it is new, False when it was seen before."""
         return self._db.execute("INSERT OR IGNORE INTO seen VALUES (?)", (contact_id,)).rowcount == 1
 
+    def add_many(self, contact_ids: list[str]) -> list[bool]:
+        """`add` for each id in order: an id repeated within the list is new only the first time."""
+        found = set()
+        for start in range(0, len(contact_ids), 500):
+            chunk = list(dict.fromkeys(contact_ids[start : start + 500]))
+            marks = ",".join("?" * len(chunk))
+            found.update(row[0] for row in self._db.execute(f"SELECT id FROM seen WHERE id IN ({marks})", chunk))
+        self._db.executemany("INSERT OR IGNORE INTO seen VALUES (?)", ((i,) for i in contact_ids))
+        new = []
+        for contact_id in contact_ids:
+            new.append(contact_id not in found)
+            found.add(contact_id)
+        return new
+
     def close(self) -> None:
         """Drop the temporary database."""
         self._db.close()
