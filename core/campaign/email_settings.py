@@ -116,6 +116,14 @@ class EmailConfig(BaseModel):
     max_attempts: int = Field(4, ge=1, le=20, description="SMTP tries per message within a run (4xx, drops)")
     initial_wait: float = Field(1.0, ge=0, description="seconds before the first SMTP retry (then doubling)")
     max_wait: float = Field(30.0, ge=0)
+    smtp_connections: int = Field(
+        4, ge=1, le=50, description="SMTP connections a run keeps open to the relay at once (relays and ESPs cap "
+        "connections per client; a connection the relay refuses is given up and the run goes on with the others)"
+    )
+    render_processes: int | None = Field(
+        None, ge=1, le=64, description="processes rendering templates and writing messages; null: one per core "
+        "(started only for runs with more than a few hundred messages)"
+    )
 
     @field_validator("from_address", "bounce_address", "unsubscribe_mailto", "reply_to")
     @classmethod

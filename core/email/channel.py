@@ -1,12 +1,15 @@
 """One email channel run, composed from the building blocks: the part a connector wraps.
 
 `EmailChannel.deliver(contact, now=…)` does, for one contact: suppression → conversion stop → enrollment in the
-stage's sequence → the due step → send hour → variant → claim in the ledger (committed) → coupon, context,
-render, MIME → SMTP → mark (committed by the transport's `on_accepted`, right after the 250). A step a
-previous run left `deferred` is resumed before anything new, exactly as it was claimed; one it left in doubt
-(`sending`: killed before the reply was recorded) holds the contact back (outcome `in_doubt`) unless the
-channel was built with `resend_in_doubt` (see `ledger.py`). Either is cancelled when the contact has since been
-suppressed or converted.
+stage's sequence → the due step → send hour → variant (`planning.Planner.decide`) → coupon, unsubscribe token,
+context → render, MIME (`composing.compose`) → claim in the ledger (committed) → SMTP → mark (committed by the
+transport's `on_accepted`, right after the 250). A step a previous run left `deferred` is resumed before
+anything new, exactly as it was claimed; one it left in doubt (`sending`: killed before the reply was recorded)
+holds the contact back (outcome `in_doubt`) unless the channel was built with `resend_in_doubt` (see
+`ledger.py`). Either is cancelled when the contact has since been suppressed or converted.
+
+The same steps serve a whole run in batches (`parallel.py`): `decide` and `jobs` take many contacts at once
+(a few queries and one transaction per batch), and `send` sends one composed message over a given connection.
 The contacts handed in must already be test-group contacts routed to email: the holdout is the engine's.
 
 Errors that concern every contact stop the channel (they propagate after the claim is marked `deferred`, so
@@ -16,26 +19,25 @@ bounce address (`FatalError`). Everything about one recipient is an `EmailOutcom
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection
-from dataclasses import dataclass
+from collections.abc import Callable, Collection, Sequence
 from datetime import UTC, datetime, timedelta
-from email.message import EmailMessage
-from typing import Protocol
+from typing import Any, Protocol
 
 from ..campaign.email_settings import EmailConfig, EmailCredentials
 from ..sdk.contact import Contact
 from ..sdk.errors import CrmActivationError
 from ..state.database import Database
+from .composing import Composed, Job, Letterhead, compose
 from .context import build_context
 from .coupons import CouponIssuer
-from .ledger import IN_DOUBT, Claim, SendLedger
-from .message import build_message
+from .ledger import SendLedger
+from .planning import Decision, EmailOutcome, Intent, Planner
 from .rendering import TemplateRenderer
-from .send_time import plan_send, send_due
-from .sequences import assign_variant, due_step
 from .smtp import Delivery
 from .suppression import EmailSuppression, is_hard_bounce, record_bounce, sendable_address
-from .unsubscribe import UnsubscribeLedger, links, message_id
+from .unsubscribe import UnsubscribeLedger, links
+
+__all__ = ["EmailChannel", "EmailOutcome", "Transport"]
 
 
 class Transport(Protocol):
@@ -43,33 +45,13 @@ class Transport(Protocol):
 
     def send(
         self,
-        message: EmailMessage,
+        message: bytes,
         envelope_from: str,
         recipient: str,
         on_accepted: Callable[[Delivery], None] | None = None,
     ) -> Delivery:
-        """Send to one recipient and classify the outcome; call `on_accepted` the moment it is accepted."""
+        """Send DATA bytes to one recipient and classify the outcome; call `on_accepted` the moment it is accepted."""
         ...
-
-
-@dataclass(frozen=True, slots=True)
-class EmailOutcome:
-    """What happened to one contact in this run.
-
-    `status`: sent, failed_permanent, deferred (retried next run), cancelled, suppressed, converted,
-    no_sequence (no steps for the contact's stage), not_due, waiting_hour, done (a step was claimed elsewhere),
-    in_doubt (a killed run's step may have been delivered: not re-sent, nothing newer sent).
-    `resumed`: the step was claimed by an earlier run; `in_doubt` with it: it was re-sent although in doubt.
-    """
-
-    contact_id: str
-    status: str
-    stage: str = ""
-    step: int = 0
-    variant: str = ""
-    detail: str = ""
-    resumed: bool = False
-    in_doubt: bool = False
 
 
 class EmailChannel:
@@ -95,7 +77,7 @@ class EmailChannel:
             config: the campaign's email section (its `templates` path already resolved, or pass `renderer`).
             credentials: keys and relay settings from the environment.
             db: the state database connection (`StateStore.db`).
-            transport: an open `SmtpTransport` (the caller closes it).
+            transport: an open `SmtpTransport` (the caller closes it); `deliver` sends over it.
             campaign: the campaign id.
             campaign_name: its human name, for templates.
             renderer: defaults to one over `config.templates` (or the packaged templates).
@@ -119,53 +101,25 @@ class EmailChannel:
             CouponIssuer(db, campaign, config.coupon.prefix, credentials.coupon_key) if config.coupon else None
         )
         self.domain = config.message_id_domain or config.from_domain
+        self.planner = Planner(config, campaign, credentials.unsubscribe_key, self.domain, resend_in_doubt)
+        self._template_values = config.template_values()
+        self._unsubscribe_mailbox = config.unsubscribe_mailbox  # properties that parse an address: once per run
+        self._bounce_envelope = config.bounce_envelope
+
+    def letterhead(self, now: datetime) -> Letterhead:
+        """What every message sent at `now` shares (the Date header is the run's clock)."""
+        return Letterhead(self.config.from_address, self.config.reply_to, now)
 
     # -- per contact ------------------------------------------------------------------------------------
     def deliver(self, contact: Contact, *, now: datetime, converted: bool = False) -> EmailOutcome:
         """Send the contact the step that is due now, if any (see the module docstring for the order)."""
-        cid = contact.contact_id
-        pending = self.ledger.pending_of(cid)
-        reason = self.suppression.reason(contact)
-        if reason is not None:
-            for stage, step, _ in pending:
-                self._cancel(cid, stage, step, f"suppressed: {reason}")
-            return EmailOutcome(cid, "suppressed", detail=reason)
-        today = now.date()
-        if converted or self.ledger.has_converted(cid):
-            for stage, step, _ in pending:
-                self._cancel(cid, stage, step, "converted")
-            if converted:
-                self.ledger.end_enrollment(cid, today, "converted")
-            return EmailOutcome(cid, "converted")
-        if pending:  # an earlier run's message: same template, variant and Message-ID, before anything new
-            stage, step, status = pending[0]
-            in_doubt = status == IN_DOUBT
-            if in_doubt and not self.resend_in_doubt:  # maybe delivered: at most once, so hold the contact
-                return EmailOutcome(cid, "in_doubt", stage, step, detail="claimed, no reply recorded", in_doubt=True)
-            claim = self.ledger.claim(cid, stage, step, "", "", "", run_id=self.run_id, at=now.timestamp(),
-                                      resend_in_doubt=in_doubt)
-            if claim is not None:
-                return self._send(claim, contact, now, in_doubt)
-        stage = contact.attributes.funnel_stage or ""
-        steps = self.config.sequences.get(stage)
-        if not steps:
-            return EmailOutcome(cid, "no_sequence", stage)
-        enrollment, _ = self.ledger.enroll(cid, stage, today)
-        last = self.ledger.last_sent_on(cid)
-        due = due_step(steps, enrollment, self.ledger.done_steps(cid, stage), today, False, last,
-                       self.config.min_gap_days)
-        if due is None:
-            return EmailOutcome(cid, "not_due", stage)
-        plan = plan_send(contact.attributes.history, self.config.default_send_hour, contact, due.due_on)
-        if not send_due(plan, now):
-            return EmailOutcome(cid, "waiting_hour", stage, due.step, detail=plan.describe())
-        variant = assign_variant(self.campaign, cid, stage, due.step, due.variants)
-        mid = message_id(self.credentials.unsubscribe_key, self.campaign, cid, stage, due.step, self.domain)
-        claim = self.ledger.claim(cid, stage, due.step, due.template, variant, mid, plan.utc_hour,
-                                  plan.ledger_source, self.run_id, now.timestamp())
-        if claim is None:
-            return EmailOutcome(cid, "done", stage, due.step, variant)
-        return self._send(claim, contact, now)
+        [decision] = self.decide([(contact, converted)], now)
+        if decision.intent is None:
+            assert decision.outcome is not None
+            return decision.outcome
+        [job] = self.jobs([decision], now)
+        return self.send(decision.intent, job.to_address, compose(self.renderer, self.letterhead(now), job),
+                         self.transport, now)
 
     def finish(self, seen: Collection[str]) -> int:
         """After a complete run, cancel pending rows of contacts the run no longer reached; return how many.
@@ -176,55 +130,93 @@ class EmailChannel:
         cancelled = 0
         for cid, stage, step in self.ledger.pending():
             if cid not in seen:
-                self._cancel(cid, stage, step, "not in this run's audience any more")
+                self.ledger.cancel(cid, stage, step, "not in this run's audience any more")
                 cancelled += 1
         return cancelled
 
-    # -- internals --------------------------------------------------------------------------------------
-    def _cancel(self, cid: str, stage: str, step: int, reason: str) -> None:
-        self.ledger.cancel(cid, stage, step, reason)
+    # -- the steps, for a batch of contacts ---------------------------------------------------------------
+    def decide(self, contacts: Sequence[tuple[Contact, bool]], now: datetime) -> list[Decision]:
+        """Decide each (contact, converted) from the ledgers, and apply the decisions' writes in one transaction.
 
-    def _coupon(self, cid: str, now: datetime) -> dict[str, object] | None:
-        if self.coupons is None or self.config.coupon is None:
-            return None
-        code = self.coupons.issue(cid)
-        issued = datetime.fromtimestamp(self.coupons.issued_at(cid) or now.timestamp(), UTC)
-        days = self.config.coupon.valid_days
-        expires = (issued + timedelta(days=days)).date().isoformat() if days else None
-        return {"code": code, "amount": self.config.coupon.amount, "currency": self.config.coupon.currency,
-                "expires_on": expires}
+        The contacts must be distinct: each decision reads the ledger as it was before the batch.
+        """
+        people = [contact for contact, _ in contacts]
+        records = self.ledger.records([c.contact_id for c in people])
+        reasons = self.suppression.reasons(people)
+        decisions = [
+            self.planner.decide(contact, records[contact.contact_id], reasons[contact.contact_id], now, converted)
+            for contact, converted in contacts
+        ]
+        self.ledger.apply([d.writes for d in decisions], now.date())
+        return decisions
 
-    def _send(self, claim: Claim, contact: Contact, now: datetime, in_doubt: bool = False) -> EmailOutcome:
-        cid = contact.contact_id
-        at = now.timestamp()
-        address = sendable_address(contact) or ""
-        unsubscribe = links(self.credentials.unsubscribe_key, self.campaign, cid, self.config.unsubscribe_url,
-                            self.config.unsubscribe_mailbox)
-        self.tokens.record_token(unsubscribe.token, self.campaign, cid)
-        try:
+    def jobs(self, decisions: Sequence[Decision], now: datetime) -> list[Job]:
+        """The message job of each decision with an intent: coupons and unsubscribe tokens recorded in one go."""
+        sends = [(d.contact, d.intent) for d in decisions if d.intent is not None]
+        if not sends:
+            return []
+        unsubscribes = {
+            contact.contact_id: links(self.credentials.unsubscribe_key, self.campaign, contact.contact_id,
+                                      self.config.unsubscribe_url, self._unsubscribe_mailbox)
+            for contact, _ in sends
+        }
+        with self.db.transaction():
+            self.tokens.record_tokens((u.token, self.campaign, cid) for cid, u in unsubscribes.items())
+            coupons = self._coupons(list(unsubscribes), now)
+        jobs = []
+        for contact, intent in sends:
+            cid = contact.contact_id
+            unsubscribe = unsubscribes[cid]
             context = build_context(
-                contact, campaign=self.campaign, stage=claim.stage, step=claim.step, unsubscribe_url=unsubscribe.https,
-                coupon=self._coupon(cid, now), campaign_name=self.campaign_name, default_locale=self.config.locale,
-                extra=self.config.template_values(),
+                contact, campaign=self.campaign, stage=intent.stage, step=intent.step,
+                unsubscribe_url=unsubscribe.https, coupon=coupons.get(cid), campaign_name=self.campaign_name,
+                default_locale=self.config.locale, extra=self._template_values,
             )
-            rendered = self.renderer.render_message(claim.template, claim.variant or None, context)
-        except CrmActivationError as error:  # a template bug concerns everyone: stop, keep the step pending
-            self.ledger.mark_deferred(claim, None, f"not sent: {type(error).__name__}", at)
-            raise
-        feedback = (
-            f"{self.campaign}:{claim.stage}-{claim.step}:{claim.variant or 'none'}:{self.config.feedback_id}"
-            if self.config.feedback_id
-            else None
-        )
-        try:
-            message = build_message(
-                rendered, from_address=self.config.from_address, to_address=address, message_id=claim.message_id,
-                unsubscribe=unsubscribe, to_name=context["full_name"], reply_to=self.config.reply_to,
-                feedback_id=feedback, date=now,
+            feedback = (
+                f"{self.campaign}:{intent.stage}-{intent.step}:{intent.variant or 'none'}:{self.config.feedback_id}"
+                if self.config.feedback_id
+                else None
             )
-        except ValueError as error:
-            self.ledger.mark_failed(claim, None, f"cannot build the message: {error}", at)
-            return EmailOutcome(cid, "failed_permanent", claim.stage, claim.step, claim.variant, str(error))
+            jobs.append(Job(intent.template, intent.variant or None, context, sendable_address(contact) or "",
+                            context["full_name"], intent.message_id, unsubscribe, feedback))
+        return jobs
+
+    def _coupons(self, contact_ids: list[str], now: datetime) -> dict[str, dict[str, Any]]:
+        if self.coupons is None or self.config.coupon is None:
+            return {}
+        coupon = self.config.coupon
+        found = {}
+        for cid, (code, issued_at) in self.coupons.issue_records(contact_ids).items():
+            issued = datetime.fromtimestamp(issued_at or now.timestamp(), UTC)
+            expires = (issued + timedelta(days=coupon.valid_days)).date().isoformat() if coupon.valid_days else None
+            found[cid] = {"code": code, "amount": coupon.amount, "currency": coupon.currency, "expires_on": expires}
+        return found
+
+    def send(self, intent: Intent, address: str, composed: Composed, transport: Transport,
+             now: datetime) -> EmailOutcome:
+        """Claim the intent's step (committed), send the composed message over `transport`, record the outcome.
+
+        Raises the composed message's rendering error (a template bug concerns everyone: the step is kept
+        `deferred`), and the transport's configuration errors (likewise). A `DatabaseError` recording an accepted
+        message leaves the step in doubt.
+        """
+        cid = intent.contact_id
+        at = now.timestamp()
+        claim = self.ledger.claim(cid, intent.stage, intent.step, intent.template, intent.variant, intent.message_id,
+                                  intent.scheduled_hour, intent.hour_source, self.run_id, at,
+                                  resend_in_doubt=intent.in_doubt)
+        if claim is None:
+            return EmailOutcome(cid, "done", intent.stage, intent.step, intent.variant)
+        if (claim.template, claim.variant, claim.message_id) != (intent.template, intent.variant, intent.message_id):
+            self.ledger.mark_deferred(claim, None, "not sent: the step changed before it was sent", at)
+            return EmailOutcome(cid, "deferred", claim.stage, claim.step, claim.variant, "the step changed",
+                                claim.resumed, intent.in_doubt)
+        if composed.error is not None:  # a template bug concerns everyone: stop, keep the step pending
+            self.ledger.mark_deferred(claim, None, f"not sent: {type(composed.error).__name__}", at)
+            raise composed.error
+        if composed.invalid is not None:
+            self.ledger.mark_failed(claim, None, f"cannot build the message: {composed.invalid}", at)
+            return EmailOutcome(cid, "failed_permanent", claim.stage, claim.step, claim.variant, composed.invalid)
         accepted: list[Delivery] = []
 
         def record(delivery: Delivery) -> None:  # the transport calls it right after the 250: commit, nothing else
@@ -232,7 +224,7 @@ class EmailChannel:
             self.ledger.mark_sent(claim, delivery.code or 250, delivery.detail, at)
 
         try:
-            delivery = self.transport.send(message, self.config.bounce_envelope, address, record)
+            delivery = transport.send(composed.data, self._bounce_envelope, address, record)
         except CrmActivationError as error:
             if not accepted:  # login refused, bounce address refused: nothing was accepted
                 self.ledger.mark_deferred(claim, None, f"not sent: {type(error).__name__}", at)
@@ -250,4 +242,4 @@ class EmailChannel:
         else:
             self.ledger.mark_deferred(claim, delivery.code, delivery.detail, at)
         return EmailOutcome(cid, delivery.status, claim.stage, claim.step, claim.variant, delivery.detail,
-                            claim.resumed, in_doubt)
+                            claim.resumed, intent.in_doubt)

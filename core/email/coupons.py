@@ -107,24 +107,28 @@ class CouponIssuer:
 
     def issue_many(self, contact_ids: Iterable[str]) -> dict[str, str]:
         """Codes for many contacts in one transaction (a daily run issues them in bulk)."""
+        return {cid: code for cid, (code, _) in self.issue_records(contact_ids).items()}
+
+    def issue_records(self, contact_ids: Iterable[str]) -> dict[str, tuple[str, float]]:
+        """(code, issued_at) of many contacts in one transaction: recorded before, or issued and recorded now."""
         ids = list(dict.fromkeys(contact_ids))
-        codes: dict[str, str] = {}
+        codes: dict[str, tuple[str, float]] = {}
         now = time.time()
         with self.db.transaction():
             for start in range(0, len(ids), 500):
                 chunk = ids[start : start + 500]
                 marks = ",".join("?" * len(chunk))
                 rows = self.db.execute(
-                    f"SELECT contact_id, code FROM coupons WHERE campaign=? AND contact_id IN ({marks})",
+                    f"SELECT contact_id, code, issued_at FROM coupons WHERE campaign=? AND contact_id IN ({marks})",
                     [self.campaign, *chunk],
                 )
-                codes.update(rows)
+                codes.update((cid, (code, issued)) for cid, code, issued in rows)
             new = [(self.campaign, cid, self.code_for(cid), now) for cid in ids if cid not in codes]
             try:
                 self.db.executemany("INSERT INTO coupons VALUES (?, ?, ?, ?)", new)
             except IntegrityError as exc:  # two contacts, one code: never merge them silently
                 raise ConfigError(f"coupon code collision in campaign {self.campaign}: {exc}") from None
-            codes.update((cid, code) for _, cid, code, _ in new)
+            codes.update((cid, (code, issued)) for _, cid, code, issued in new)
         return codes
 
     def issued_at(self, contact_id: str) -> float | None:

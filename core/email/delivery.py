@@ -18,6 +18,7 @@ in the state database (see `ledger.py`); steps a killed run left in doubt are li
 from __future__ import annotations
 
 import contextlib
+import os
 import threading
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
@@ -33,7 +34,7 @@ from ..pipeline.platform_sync import audience_specs
 from ..pipeline.run_options import RunProgress
 from ..pipeline.suppression import SuppressionList
 from ..sdk.contact import Contact
-from ..sdk.errors import CrmActivationError, RunInterrupted
+from ..sdk.errors import CrmActivationError
 from ..sdk.identifier_kinds import IdentifierKind
 from ..sdk.normalization import email_mailbox
 from ..sdk.redaction import Redactor, remember_secrets
@@ -42,6 +43,9 @@ from ..sdk.types import IdentifierRule, Member
 from ..state.database import Database
 from ..state.store import StateStore
 from .channel import EmailChannel
+from .composing import START_AFTER, Composer
+from .parallel import ParallelSend
+from .planning import EmailOutcome
 from .rendering import TemplateRenderer
 from .smtp import SmtpTransport
 from .suppression import EmailSuppression
@@ -151,26 +155,33 @@ def deliver(
     resend_in_doubt: bool = False,
     on_contact: Callable[[], None] | None = None,
     cancel: threading.Event | None = None,
+    start_processes_after: int = START_AFTER,
 ) -> None:
     """Send each contact its due step; count outcomes by status in `summary.messages`.
 
-    `on_contact` is told after each contact (progress); once `cancel` is set (Ctrl-C) no further message
-    starts: the one being sent finishes and is recorded, so an interrupted run leaves nothing in doubt.
+    Messages go out over `config.smtp_connections` connections while the next ones are decided and rendered in
+    `config.render_processes` processes (`parallel.py`). `on_contact` is told after each contact (progress);
+    once `cancel` is set (Ctrl-C) no further message starts: those being sent finish and are recorded, so an
+    interrupted run leaves nothing in doubt.
 
     Steps still in doubt at the end (also when the channel stopped on an error) are listed in `summary.in_doubt`:
     they are the operator's to decide, so every run shows them until they are resolved.
     """
     templates = loaded.resolve(config.templates) if config.templates else None
     bounces = SuppressionList.load(config.bounces, loaded.base_dir) if config.bounces else None
-    transport = SmtpTransport(
-        credentials, max_attempts=config.max_attempts, initial_wait=config.initial_wait, max_wait=config.max_wait
-    )
-    with transport:
+    transports = [
+        SmtpTransport(credentials, max_attempts=config.max_attempts, initial_wait=config.initial_wait,
+                      max_wait=config.max_wait)
+        for _ in range(config.smtp_connections)
+    ]
+    with contextlib.ExitStack() as stack:
+        for transport in transports:
+            stack.enter_context(transport)
         channel = EmailChannel(
             config,
             credentials,
             db,
-            transport,
+            transports[0],
             campaign=loaded.campaign.campaign,
             campaign_name=loaded.campaign.name,
             renderer=TemplateRenderer(templates),
@@ -178,8 +189,13 @@ def deliver(
             run_id=run_id,
             resend_in_doubt=resend_in_doubt,
         )
+        now = datetime.now(UTC)
+        processes = config.render_processes or os.cpu_count() or 1
+        composer = stack.enter_context(
+            Composer(channel.renderer, channel.letterhead(now), processes, start_processes_after)
+        )
         try:
-            _deliver_all(channel, contacts, summary, on_contact, cancel)
+            _deliver_all(channel, transports, composer, now, contacts, summary, on_contact, cancel)
         finally:
             with contextlib.suppress(CrmActivationError):  # never hide the error that stopped the channel
                 summary.in_doubt = [
@@ -190,19 +206,17 @@ def deliver(
 
 def _deliver_all(
     channel: EmailChannel,
+    transports: list[SmtpTransport],
+    composer: Composer,
+    now: datetime,
     contacts: Iterator[Contact],
     summary: PlatformSummary,
     on_contact: Callable[[], None] | None,
     cancel: threading.Event | None,
 ) -> None:
-    """The per-contact loop, apart so that `deliver` can list what is in doubt however it ends."""
-    seen: set[str] = set()
-    now = datetime.now(UTC)
-    for contact in contacts:
-        if cancel is not None and cancel.is_set():
-            raise RunInterrupted("email: interrupted")
-        seen.add(contact.contact_id)
-        outcome = channel.deliver(contact, now=now, converted=is_converted(contact))
+    """The run, apart so that `deliver` can list what is in doubt however it ends."""
+
+    def count(outcome: EmailOutcome) -> None:  # called one at a time (ParallelSend.report)
         summary.messages[outcome.status] = summary.messages.get(outcome.status, 0) + 1
         if outcome.in_doubt and outcome.status != "in_doubt":
             summary.resent_in_doubt += 1
@@ -212,6 +226,9 @@ def _deliver_all(
                 stage.added += 1
         if on_contact is not None:
             on_contact()
+
+    run = ParallelSend(channel, transports, composer, now=now, report=count, cancel=cancel)
+    seen = run.run((contact, is_converted(contact)) for contact in contacts)
     cancelled = channel.finish(seen)
     if cancelled:
         summary.messages["cancelled"] = summary.messages.get("cancelled", 0) + cancelled

@@ -26,8 +26,15 @@ connection lost after the final "." is in doubt the same way (`smtp.py`). So a l
 - a suppressed or converted contact, or one no longer routed to e-mail, has the step `cancelled` (the detail
   says it was in doubt): nobody wants it re-sent any more.
 
-`sending` is both "being sent by this run" and "in doubt": a run holds the campaign lock and sends one message
-at a time, so any `sending` row another run left is in doubt (no new status, so no migration of the CHECK).
+`sending` is both "being sent by this run" and "in doubt": a run holds the campaign lock, so any `sending` row
+another run left is in doubt (no new status, so no migration of the CHECK). A run sending over several SMTP
+connections has one message in flight per connection, each claimed right before it is handed to the relay, so
+a kill leaves at most that many steps in doubt.
+
+Batching (`records`, `apply`): what the scheduler reads about a contact and the enrollment and cancellation
+writes of its decision go through a batch of contacts at a time (a handful of statements instead of a dozen per
+contact). The two writes of the protocol above do not: a claim is still committed on its own right before its
+message leaves, and an outcome on its own right after the relay's reply, so the window stays one small commit.
 
 Statuses: `sending` (claimed; in doubt once its run is gone), `deferred` (pending; `claim` returns it again),
 `sent`, `failed_permanent`, `cancelled` (suppressed before a pending re-send; terminal). The measurement module
@@ -37,7 +44,8 @@ reads `email_sends(campaign, contact_id, step, variant)` for variant cuts.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 
 from ..state.database import Database
@@ -93,6 +101,61 @@ class Claim:
     resumed: bool
 
 
+@dataclass(frozen=True, slots=True)
+class StepRow:
+    """One `email_sends` row of a contact, as the scheduler reads it."""
+
+    stage: str
+    step: int
+    status: str
+    template: str
+    variant: str
+    scheduled_hour: int | None
+    message_id: str
+    sent_at: float | None
+
+
+@dataclass(slots=True)
+class LedgerRecord:
+    """What the send and enrollment ledgers hold about one contact (read for a batch by `records`)."""
+
+    steps: list[StepRow] = field(default_factory=list)
+    enrollment: Enrollment | None = None
+    converted: bool = False
+
+    def pending(self) -> list[StepRow]:
+        """`sending` (in doubt) and `deferred` rows, by stage and step (as `SendLedger.pending_of`)."""
+        return sorted((r for r in self.steps if r.status in PENDING), key=lambda r: (r.stage, r.step))
+
+    def done_steps(self, stage: str) -> set[int]:
+        """As `SendLedger.done_steps`."""
+        return {r.step for r in self.steps if r.stage == stage}
+
+    def last_sent_on(self) -> date | None:
+        """As `SendLedger.last_sent_on`."""
+        sent = [r.sent_at for r in self.steps if r.status == "sent" and r.sent_at is not None]
+        return datetime.fromtimestamp(max(sent), UTC).date() if sent else None
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerWrites:
+    """The enrollment and cancellation writes of one contact's decision, applied for a batch by `apply`."""
+
+    contact_id: str
+    cancels: tuple[tuple[str, int, str], ...] = ()  # (stage, step, reason)
+    end_enrollment: str | None = None  # close the open enrollment with this reason
+    enroll_stage: str | None = None  # then open one in this stage
+
+
+#: Contacts per `IN (...)` list: well under SQLite's and psycopg's parameter limits.
+CHUNK = 500
+
+
+def chunks(items: Sequence[str]) -> Iterable[Sequence[str]]:
+    """`items` in slices of at most `CHUNK`."""
+    return (items[i : i + CHUNK] for i in range(0, len(items), CHUNK))
+
+
 class SendLedger:
     """The send and enrollment ledgers of one campaign, on the state database connection."""
 
@@ -127,6 +190,16 @@ class SendLedger:
         schedules can be replayed in tests and backfills.
         """
         now = time.time() if at is None else at
+        inserted = self.db.execute(  # the common case, a step never claimed: one statement, committed
+            "INSERT INTO email_sends (campaign, contact_id, stage, step, template, variant, scheduled_hour, "
+            "hour_source, status, message_id, attempts, attempted_at, run_id) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'sending', ?, 1, ?, ?) ON CONFLICT DO NOTHING",
+            (self.campaign, contact_id, stage, step, template, variant, scheduled_hour, hour_source, message_id, now,
+             run_id),
+        )
+        if inserted.rowcount == 1:
+            return Claim(self.campaign, contact_id, stage, step, template, variant, scheduled_hour, message_id, 1,
+                         False)
         with self.db.transaction():
             row = self.db.execute(
                 f"SELECT {_COLUMNS} FROM email_sends WHERE campaign=? AND contact_id=? AND stage=? AND step=?",
@@ -243,6 +316,62 @@ class SendLedger:
         """Rows per status (for the run summary)."""
         rows = self.db.execute("SELECT status, COUNT(*) FROM email_sends WHERE campaign=? GROUP BY 1", (self.campaign,))
         return dict(rows.fetchall())
+
+    # -- batches ----------------------------------------------------------------------------------------
+    def records(self, contact_ids: Sequence[str]) -> dict[str, LedgerRecord]:
+        """The ledger rows of many contacts in two queries per `CHUNK` (every id gets a record)."""
+        found = {cid: LedgerRecord() for cid in contact_ids}
+        ids = list(found)
+        for chunk in chunks(ids):
+            marks = ",".join("?" * len(chunk))
+            rows = self.db.execute(
+                "SELECT contact_id, stage, step, status, template, variant, scheduled_hour, message_id, sent_at "
+                f"FROM email_sends WHERE campaign=? AND contact_id IN ({marks})",
+                [self.campaign, *chunk],
+            )
+            for cid, *row in rows:
+                found[cid].steps.append(StepRow(*row))
+            rows = self.db.execute(
+                "SELECT contact_id, stage, enrolled_on, ended_on, end_reason FROM email_enrollments "
+                f"WHERE campaign=? AND contact_id IN ({marks}) ORDER BY id",
+                [self.campaign, *chunk],
+            )
+            for cid, stage, enrolled_on, ended_on, reason in rows:
+                record = found[cid]
+                if ended_on is None:  # the last open one wins, as `enrollment` reads it
+                    record.enrollment = Enrollment(stage, date.fromisoformat(enrolled_on))
+                record.converted = record.converted or reason == "converted"
+        return found
+
+    def apply(self, writes: Sequence[LedgerWrites], today: date, at: float | None = None) -> None:
+        """The writes of a batch of decisions, in one transaction (per contact in the order `deliver` made them)."""
+        when = time.time() if at is None else at
+        cancels = [(w.contact_id, *c) for w in writes for c in w.cancels]
+        ends = [(w.contact_id, w.end_enrollment) for w in writes if w.end_enrollment is not None]
+        enrolls = [(w.contact_id, w.enroll_stage) for w in writes if w.enroll_stage is not None]
+        if not (cancels or ends or enrolls):
+            return
+        day = today.isoformat()
+        with self.db.transaction():
+            if cancels:
+                self.db.executemany(
+                    "UPDATE email_sends SET status='cancelled', attempted_at=?, detail=CASE WHEN status='sending' "
+                    "THEN 'in doubt (maybe delivered), cancelled: ' || ? ELSE ? END "
+                    "WHERE campaign=? AND contact_id=? AND stage=? AND step=? AND status IN ('sending', 'deferred')",
+                    [(when, reason[:400], reason[:500], self.campaign, cid, stage, step)
+                     for cid, stage, step, reason in cancels],
+                )
+            if ends:
+                self.db.executemany(
+                    "UPDATE email_enrollments SET ended_on=?, end_reason=? WHERE campaign=? AND contact_id=? "
+                    "AND ended_on IS NULL",
+                    [(day, reason, self.campaign, cid) for cid, reason in ends],
+                )
+            if enrolls:
+                self.db.executemany(
+                    "INSERT INTO email_enrollments (campaign, contact_id, stage, enrolled_on) VALUES (?, ?, ?, ?)",
+                    [(self.campaign, cid, stage, day) for cid, stage in enrolls],
+                )
 
     # -- enrollments ------------------------------------------------------------------------------------
     def enrollment(self, contact_id: str) -> Enrollment | None:

@@ -136,10 +136,19 @@ class TemplateError(InputError):
     ) -> None:
         where = f"{template}:{line}" if line else template
         super().__init__(f"{where}: {message}")
+        self.detail = message
         self.template = template
         self.line = line
         self.variable = variable
         self.kind = kind
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickle with the keyword arguments (templates render in worker processes, see `composing.py`)."""
+        return (_template_error, (self.detail, self.template, self.line, self.variable, self.kind))
+
+
+def _template_error(message: str, template: str, line: int | None, variable: str | None, kind: str) -> TemplateError:
+    return TemplateError(message, template=template, line=line, variable=variable, kind=kind)
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,6 +204,7 @@ class TemplateRenderer:
             auto_reload: re-read changed files (the preview server); campaign runs compile each file once.
         """
         self.folder = Path(folder) if folder is not None else packaged_templates()
+        self.prepare = prepare
         if not self.folder.is_dir():
             raise InputError(f"email templates folder not found: {self.folder}")
         env = _Environment(

@@ -18,6 +18,11 @@ Reply classes decide everything (RFC 5321 §4.2.1):
   loss). That is `in_doubt`, never retried here: the caller keeps the step in doubt, so "at most once" holds
   for drops too. A drop anywhere before the final "." is transient, as above: nothing can have been accepted.
 Server replies are stored in the ledger with email addresses masked (replies often quote the recipient).
+
+A run may open several connections (one `SmtpTransport` each, see `parallel.py`). Relays and ESPs cap
+connections per client, typically answering 421 at the greeting or refusing the TCP connection; a `spare`
+transport therefore does not retry a connection it cannot open but raises `ConnectionUnavailable` at once,
+before anything of the message was sent, so that the message goes over another connection instead.
 """
 
 from __future__ import annotations
@@ -35,7 +40,7 @@ from typing import TYPE_CHECKING, Literal
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_random_exponential
 
 from ..campaign.email_settings import EmailCredentials
-from ..sdk.errors import ConfigError, FatalError
+from ..sdk.errors import ConfigError, CrmActivationError, FatalError
 from ..sdk.redaction import remember_secrets
 from .message import envelope_bytes
 
@@ -58,6 +63,10 @@ class Delivery:
     code: int | None
     detail: str
     attempts: int
+
+
+class ConnectionUnavailable(CrmActivationError):
+    """A spare connection cannot be opened (the relay limits connections, or refuses them now); nothing was sent."""
 
 
 class _Transient(Exception):
@@ -114,6 +123,7 @@ class SmtpTransport:
         ssl_context: ssl.SSLContext | None = None,
         max_messages_per_connection: int = 500,
         local_hostname: str | None = None,
+        spare: bool = False,
     ) -> None:
         """Configure the transport (it connects on the first message).
 
@@ -126,12 +136,14 @@ class SmtpTransport:
             ssl_context: for STARTTLS / implicit TLS; default verifies certificates against the system store.
             max_messages_per_connection: reconnect after this many messages (relays cap messages per session).
             local_hostname: the EHLO name (default: the machine's FQDN).
+            spare: one of several connections: when it cannot be opened, raise `ConnectionUnavailable` at once.
         """
         self.credentials = credentials
         self.ssl_context = ssl_context or ssl.create_default_context()
         self.max_messages = max_messages_per_connection
         self.local_hostname = local_hostname
         self.sleep = sleep
+        self.spare = spare
         self._retry = dict(
             stop=stop_after_attempt(max_attempts),
             wait=wait_random_exponential(multiplier=initial_wait, max=max_wait),
@@ -179,6 +191,25 @@ class SmtpTransport:
         self.connections += 1
         self._sent_on_conn = 0
         return conn
+
+    def connect(self) -> None:
+        """Open the connection now unless one is open (`send` opens it on demand).
+
+        Raises:
+            ConnectionUnavailable: a spare transport could not connect.
+            ConfigError, FatalError: as `send`.
+        """
+        if self._conn is None or self._conn.sock is None:
+            self._drop()
+            self._conn = self._open()
+
+    def _open(self) -> _TrackedSMTP | _TrackedSMTPSSL:
+        try:
+            return self._connect()
+        except _Transient as exc:
+            if self.spare:
+                raise ConnectionUnavailable(f"spare SMTP connection not opened ({exc.detail})") from None
+            raise
 
     def _drop(self) -> None:
         conn, self._conn = self._conn, None
@@ -240,7 +271,7 @@ class SmtpTransport:
         if self._conn is not None and (self._conn.sock is None or self._sent_on_conn >= self.max_messages):
             self.close() if self._conn.sock is not None else self._drop()
         if self._conn is None:
-            self._conn = self._connect()
+            self._conn = self._open()
         conn = self._conn
         conn.dot_sent = False
         try:

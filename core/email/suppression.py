@@ -19,11 +19,13 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Sequence
 
 from ..pipeline.suppression import SuppressionList, email_key
 from ..sdk.contact import Contact
 from ..sdk.identifier_kinds import IdentifierKind, is_sha256_hex
 from ..state.database import Database
+from .ledger import chunks
 from .unsubscribe import UnsubscribeLedger
 
 SCHEMA = """
@@ -80,20 +82,43 @@ class EmailSuppression:
 
     def reason(self, contact: Contact) -> str | None:
         """Why this contact gets no email, or None."""
+        return self.reasons([contact])[contact.contact_id]
+
+    def reasons(self, contacts: Sequence[Contact]) -> dict[str, str | None]:
+        """`reason` for many contacts, with one query per table and `CHUNK` contacts (the channel's batches)."""
+        static = {c.contact_id: self._static_reason(c) for c in contacts}
+        ask = [c for c in contacts if static[c.contact_id] is None]
+        unsubscribed = self.unsubscribes.unsubscribed([c.contact_id for c in ask])
+        keys = {c.contact_id: email_key(sendable_address(c) or "") for c in ask}
+        bounces = self._bounces(sorted(set(keys.values())))
+        for contact in ask:
+            cid = contact.contact_id
+            if cid in unsubscribed:
+                static[cid] = "unsubscribed (one-click or mailto)"
+            elif self.bounce_list is not None and self.bounce_list.reason_for(contact) is not None:
+                static[cid] = "bounced (bounce list)"
+            elif keys[cid] in bounces:
+                code = bounces[keys[cid]]
+                static[cid] = f"bounced ({code})" if code else "bounced"
+        return static
+
+    def _static_reason(self, contact: Contact) -> str | None:
+        """The reasons the contact itself gives (no database)."""
         attributes = contact.attributes
         if attributes.email_unsubscribed:
             return "unsubscribed from email"
         consent = attributes.consent.email_marketing
         if consent is False or (consent is None and self.require_consent):
             return "no email marketing consent"
-        email = sendable_address(contact)
-        if email is None:
+        if sendable_address(contact) is None:
             return "no sendable email address"
-        if self.unsubscribes.is_unsubscribed(contact.contact_id):
-            return "unsubscribed (one-click or mailto)"
-        if self.bounce_list is not None and self.bounce_list.reason_for(contact) is not None:
-            return "bounced (bounce list)"
-        row = self.db.execute("SELECT code FROM email_bounces WHERE email_sha256=?", (email_key(email),)).fetchone()
-        if row is not None:
-            return f"bounced ({row[0]})" if row[0] else "bounced"
         return None
+
+    def _bounces(self, keys: Sequence[str]) -> dict[str, int | None]:
+        found: dict[str, int | None] = {}
+        for chunk in chunks(keys):
+            marks = ",".join("?" * len(chunk))
+            rows = self.db.execute(f"SELECT email_sha256, code FROM email_bounces WHERE email_sha256 IN ({marks})",
+                                   list(chunk))
+            found.update(rows)
+        return found

@@ -18,6 +18,7 @@ import base64
 import hashlib
 import hmac
 import time
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from urllib.parse import quote
 
@@ -91,6 +92,25 @@ class UnsubscribeLedger:
             "INSERT INTO email_unsubscribe_tokens VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
             (token, campaign, contact_id, time.time()),
         )
+
+    def record_tokens(self, rows: Iterable[tuple[str, str, str]]) -> None:
+        """`record_token` for many (token, campaign, contact id) at once (the channel's batches)."""
+        now = time.time()
+        self.db.executemany(
+            "INSERT INTO email_unsubscribe_tokens VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
+            [(token, campaign, cid, now) for token, campaign, cid in rows],
+        )
+
+    def unsubscribed(self, contact_ids: Sequence[str]) -> set[str]:
+        """The contacts of `contact_ids` that `is_unsubscribed`, in one query per 500."""
+        found: set[str] = set()
+        for start in range(0, len(contact_ids), 500):
+            chunk = contact_ids[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            rows = self.db.execute(f"SELECT contact_id FROM email_unsubscribes WHERE contact_id IN ({marks})",
+                                   list(chunk))
+            found.update(row[0] for row in rows)
+        return found
 
     def resolve_token(self, token: str) -> tuple[str, str] | None:
         """(campaign, contact id) of a token, or None for a token this database never issued."""
