@@ -63,6 +63,8 @@ class PayloadBuilder:
         self.default_country = default_country
         #: payload fields that identify a person on their own (used to detect people in both holdout groups)
         self.match_fields = frozenset(rule.key for rule in self.rules if rule.kind in match_keys)
+        #: per rule, decided once: the rule, its kind, and whether it is a match key
+        self._plan = tuple((rule, rule.kind, rule.kind in match_keys) for rule in self.rules)
 
     def build(self, contact: Contact, cache: NormalizationCache) -> PayloadOutcome:
         """The contact's member for this platform (normalized, hashed) or the reason it has none."""
@@ -85,18 +87,22 @@ class PayloadBuilder:
         problems: list[IdentifierProblem] = []
         matched = False
         region = country or self.default_country
-        for rule in self.rules:
-            raw = identifiers.get(rule.kind)
+        known = cache.values
+        for rule, kind, matches in self._plan:
+            raw = identifiers.get(kind)
             if not raw:
                 continue
-            value = self._value(rule, raw, region, cache)
+            # The cache first: it holds every value computed (a pre-hashed one is never put in, see `_value`).
+            value = known.get((rule.normalize, raw, region, rule.hashed))
             if value is None:
-                continue
-            if isinstance(value, InvalidIdentifier):
-                problems.append(IdentifierProblem(rule.kind, str(value)))
+                value = self._value(rule, raw, region, cache)
+                if value is None:
+                    continue
+            if type(value) is not str:
+                problems.append(IdentifierProblem(kind, str(value)))
                 continue
             fields[rule.key] = value
-            matched = matched or rule.kind in self.match_keys
+            matched = matched or matches
         if not matched:
             keys = ", ".join(sorted(str(kind) for kind in self.match_keys))
             return PayloadOutcome(None, tuple(problems), f"no usable identifier among: {keys}")
@@ -136,14 +142,14 @@ class NormalizationCache:
 
     def __init__(self, limit: int = 200_000) -> None:
         self.limit = limit
-        self._values: dict[tuple[object, str, str | None, bool], str | InvalidIdentifier] = {}
+        self.values: dict[tuple[object, str, str | None, bool], str | InvalidIdentifier] = {}
 
     def get(self, key: tuple[object, str, str | None, bool]) -> str | InvalidIdentifier | None:
         """The cached result, or None."""
-        return self._values.get(key)
+        return self.values.get(key)
 
     def put(self, key: tuple[object, str, str | None, bool], value: str | InvalidIdentifier) -> None:
         """Remember a result."""
-        if len(self._values) >= self.limit:
-            self._values.clear()
-        self._values[key] = value
+        if len(self.values) >= self.limit:
+            self.values.clear()
+        self.values[key] = value
