@@ -52,6 +52,7 @@ from .sdk.types import (
     IdentifierRule,
     Member,
     RecordRejection,
+    StagedBatch,
 )
 
 __version__ = "0.1.0"
@@ -103,6 +104,7 @@ __all__ = [
     "SandboxResponse",
     "SandboxServer",
     "StageCounts",
+    "StagedBatch",
     "hookimpl",
     "is_sha256_hex",
     "member_key",

@@ -110,7 +110,7 @@ class RowBatch:
     def column(self, name: str) -> list[Any]:
         """One column's values (without building the others)."""
         if self._columns is None and self._table is not None:
-            return self._table.column(name).to_pylist()  # type: ignore[no-any-return]
+            return self._table.column(name).to_pylist()
         return self.columns[name]
 
     def source_row(self, index: int) -> SourceRow:

@@ -208,6 +208,8 @@ class ColumnsParser:
             if spelled in known:
                 iso = known[spelled]
             else:
+                if len(known) >= 100_000:  # a free-text column: keep the memory bounded
+                    known.clear()
                 iso = known[spelled] = country_code(spelled)
             if iso is None and flagged is not None:
                 flagged.add(index)

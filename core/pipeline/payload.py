@@ -137,10 +137,12 @@ class NormalizationCache:
     """Normalized (and hashed) values by (normalizer, raw value, country, hashed); emptied when it grows too big.
 
     Emptying wholesale is cruder than LRU but costs nothing per lookup, and the values worth caching (a few
-    hundred countries, states and cities) are back in the cache within a handful of contacts.
+    hundred countries, states and cities, and a contact's e-mail hashed by several platforms' alike rules) are
+    back in the cache within a handful of contacts. The limit bounds memory (about 350 bytes an entry) in every
+    worker process: e-mails and phones are mostly distinct, so a larger cache would only hold more of them.
     """
 
-    def __init__(self, limit: int = 200_000) -> None:
+    def __init__(self, limit: int = 50_000) -> None:
         self.limit = limit
         self.values: dict[tuple[object, str, str | None, bool], str | InvalidIdentifier] = {}
 

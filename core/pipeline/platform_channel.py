@@ -88,6 +88,7 @@ class PlatformChannel:
             batch_size=size,
             on_batch=self.progress.pushed,
             on_start=self.progress.platform_started,
+            in_flight=connector.requests_in_flight,
         )
         with channel_phase(self.name, summary, self.redactor):
             if not self.dry_run:

@@ -1,7 +1,13 @@
 """Pushing one platform: ensure its stage audiences exist, then send the diff in batches.
 
-Removes go before adds (see `StateStore.plan`). Each acknowledged batch is written to the state database
-before the next is sent, so an interruption costs at most one batch, which the rerun sends again harmlessly.
+Removes go before adds (see `StateStore.plan`): every remove of the platform is answered before its first add
+is sent. Up to `in_flight` batches are in flight at once (`Connector.requests_in_flight`; the platform's rate
+limit and throttling still apply to each request, see `sdk.http.PlatformHttp`). Each batch is recorded in the
+state database as soon as it is acknowledged, in its own transaction, before its thread takes another; an
+interruption or a failure stops new batches, lets those in flight finish and be recorded, and so costs at most
+the batches in flight, which the rerun sends again harmlessly. Batches travel as the state database holds them
+(`PlannedBatch`): a connector with a `_staged` form builds its request from the stored payloads, and the
+acknowledged ones are recorded from the same columns, with no `Member` built or re-encoded on the way.
 
 What the state records is what the platform holds: a member the platform refused is never recorded. Most
 platforms name each refused record; Meta only counts them and names at most ten samples, Xandr names lines up
@@ -21,8 +27,10 @@ transient ("could not be processed") or the CRM may have fixed its data, at the 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
 
 import pluggy
 
@@ -31,7 +39,7 @@ from ..sdk.connector import Connector
 from ..sdk.redaction import get_logger
 from ..sdk.summary import PlatformSummary, StageCounts
 from ..sdk.types import AudienceRef, AudienceSpec, BatchResult, Capability, Member, RecordRejection
-from ..state.store import StateStore
+from ..state.store import PlannedBatch, StateStore
 
 log = get_logger(__name__)
 
@@ -41,6 +49,9 @@ VERIFY_BUDGET = 256
 #: The reason given for a member refused without being named: found because every unnamed member of its part
 #: was refused (a part of one, at the latest).
 UNNAMED_REASON = "counted invalid by the platform, which named no reason for it"
+
+#: Sends one batch (or part of one) to the platform and returns its answer.
+Send = Callable[[AudienceRef, PlannedBatch], BatchResult]
 
 
 def audience_key(campaign: str, stage: str) -> str:
@@ -81,6 +92,10 @@ class PlatformSync:
     on_batch: Callable[[str, int], None] = lambda platform, n: None
     on_start: Callable[[str, int], None] = lambda platform, total: None
     verify_budget: int = VERIFY_BUDGET
+    #: Batches in flight at once (1: one after the other, in this thread).
+    in_flight: int = 1
+    #: Guards what the sending threads share: the summary's counters, the observers, and recording in that order.
+    _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
     def run(self, summary: PlatformSummary) -> None:
         """Ensure audiences, plan, push; fill `summary` as it goes (also when it fails midway)."""
@@ -88,7 +103,7 @@ class PlatformSync:
         desired = self.state.desired_counts(self.platform)
         full = self.campaign.sync.mode == "full"
         replace = full and Capability.REPLACE in self.connector.capabilities
-        planned = self.state.plan(self.campaign.campaign, self.platform, full=full and not replace)
+        planned = self.state.plan(self.campaign.campaign, self.platform, full=full and not replace, desired=desired)
         self.on_start(self.platform, sum(desired.values()) if replace else sum(planned.values()))
         refs: dict[str, AudienceRef] = {}
         for stage, spec in specs.items():
@@ -117,18 +132,68 @@ class PlatformSync:
         return ref
 
     def _push(self, stage: str, ref: AudienceRef, operation: str, summary: PlatformSummary) -> None:
+        """Send one audience's planned removes or adds; return once every batch is answered and recorded."""
         counts = summary.stages[stage]
-        send = self.connector.add_members if operation == "add" else self.connector.remove_members
-        for batch in self.state.op_batches(self.platform, ref.key, operation, self.batch_size):
+        send = self._sender(operation)
+        batches = self.state.planned_batches(self.platform, ref.key, operation, self.batch_size)
+
+        def settle(batch: PlannedBatch) -> None:
             self._settle(ref, operation, send, batch, counts, summary)
-            self.on_batch(self.platform, len(batch))
+            with self._lock:
+                self.on_batch(self.platform, len(batch))
+
+        if self.in_flight <= 1 or self.dry_run:  # a dry run's outbox keeps the plan's order
+            for batch in batches:
+                settle(batch)
+        else:
+            self._settle_concurrently(batches, settle)
+
+    def _sender(self, operation: str) -> Send:
+        """The connector's operation for staged batches, or its `Member` form for a connector without one."""
+        connector = self.connector
+        staged = getattr(connector, "add_staged" if operation == "add" else "remove_staged", None)
+        if staged is not None:
+            return lambda ref, batch: staged(ref, batch.staged)
+        by_member = connector.add_members if operation == "add" else connector.remove_members
+        return lambda ref, batch: by_member(ref, batch.staged.members())
+
+    def _settle_concurrently(self, batches: Iterable[PlannedBatch], settle: Callable[[PlannedBatch], None]) -> None:
+        """Settle batches with up to `in_flight` at once; batches are read from the state as threads free up.
+
+        A failure (or an interruption: no request starts once the run is cancelled) stops new batches; those in
+        flight finish and are recorded before the first failure is raised.
+        """
+        failed = threading.Event()  # set by the first batch that fails: no batch is submitted after it
+
+        def settle_or_stop(batch: PlannedBatch) -> None:
+            try:
+                settle(batch)
+            except BaseException:
+                failed.set()
+                raise
+
+        with ThreadPoolExecutor(self.in_flight, thread_name_prefix=f"push-{self.platform}") as pool:
+            running: set[Future[None]] = set()
+            try:
+                for batch in batches:
+                    if len(running) >= self.in_flight:
+                        done, running = wait(running, return_when=FIRST_COMPLETED)
+                        for future in done:
+                            future.result()
+                    if failed.is_set():
+                        break
+                    running.add(pool.submit(settle_or_stop, batch))
+            finally:
+                done, running = wait(running)
+            for future in done:
+                future.result()
 
     def _settle(
         self,
         ref: AudienceRef,
         operation: str,
-        send: Callable[[AudienceRef, Sequence[Member]], BatchResult],
-        batch: Sequence[Member],
+        send: Send,
+        batch: PlannedBatch,
         counts: StageCounts,
         summary: PlatformSummary,
     ) -> None:
@@ -137,13 +202,15 @@ class PlatformSync:
         Depth first, so the parts waiting are few (one per level); a part is sent only within `verify_budget`.
         """
         result = send(ref, batch)
-        counts.invalid_reported += result.invalid  # the platform's own count, once per planned batch
+        with self._lock:
+            counts.invalid_reported += result.invalid  # the platform's own count, once per planned batch
         pending = list(reversed(_halves(self._record(ref, operation, batch, result, counts, summary))))
         extra = 0
         while pending:
             part = pending.pop()
             if extra >= self.verify_budget:
-                counts.unconfirmed += len(part)
+                with self._lock:
+                    counts.unconfirmed += len(part)
                 log.warning(
                     "%s: %d members of %s left unacknowledged: their refusals were not all named within %d extra "
                     "requests; the next run offers them again", self.platform, len(part), ref.key, self.verify_budget,
@@ -210,11 +277,11 @@ class PlatformSync:
         self,
         ref: AudienceRef,
         operation: str,
-        batch: Sequence[Member],
+        batch: PlannedBatch,
         result: BatchResult,
         counts: StageCounts,
         summary: PlatformSummary,
-    ) -> list[Member]:
+    ) -> PlannedBatch:
         """Record one answered request: its acknowledged members only; return the members still in doubt.
 
         Refused are the members the platform named, and, when the unnamed refusals are at least as many as the
@@ -222,42 +289,49 @@ class PlatformSync:
         recorded, and the caller re-sends them. Observers (`after_batch`, and through it the rejects file) get
         the result with one rejection per refused member of the batch, the unnamed ones included.
         """
-        ids = {member.contact_id for member in batch}
+        contact_ids = batch.contact_ids
         named: dict[str, str] = {}
-        for rejection in result.rejections:
-            if rejection.contact_id in ids and rejection.contact_id not in named:
-                named[rejection.contact_id] = rejection.reason
-        rest = [member for member in batch if member.contact_id not in named]
+        if result.rejections:
+            ids = set(contact_ids)
+            for rejection in result.rejections:
+                if rejection.contact_id in ids and rejection.contact_id not in named:
+                    named[rejection.contact_id] = rejection.reason
+        rest = [i for i, cid in enumerate(contact_ids) if cid not in named] if named else range(len(batch))
         # Counted against the names of this batch's members only: a rejection naming a stranger names no one here.
         unnamed = result.unnamed if result.unnamed is not None else result.invalid - len(named)
         unnamed = max(0, unnamed) if rest else 0
-        doubtful = rest if 0 < unnamed < len(rest) else []
+        doubtful = list(rest) if 0 < unnamed < len(rest) else []
         refusals = [RecordRejection(contact_id=cid, reason=reason) for cid, reason in named.items()]
         if rest and unnamed >= len(rest):
-            refusals += [RecordRejection(contact_id=m.contact_id, reason=UNNAMED_REASON) for m in rest]
+            refusals += [RecordRejection(contact_id=contact_ids[i], reason=UNNAMED_REASON) for i in rest]
         refused = frozenset(r.contact_id for r in refusals if r.contact_id)
-        unacknowledged = refused | {member.contact_id for member in doubtful}
-        if not self.dry_run:
-            self.state.apply_batch(
-                self.run_id, self.campaign.campaign, self.platform, ref.key, operation, batch, result, unacknowledged
+        unacknowledged = refused | {contact_ids[i] for i in doubtful}
+        # Recorded and reported as one step: an observer sees each batch with the state exactly as far as it,
+        # never already holding a batch another thread acknowledged meanwhile (the state's writes are one at a
+        # time anyway, so this holds back nobody's sending).
+        with self._lock:
+            if not self.dry_run:
+                self.state.apply_planned(
+                    self.run_id, self.campaign.campaign, self.platform, ref.key, operation, batch, result,
+                    unacknowledged,
+                )
+            summary.batches += 1
+            counts.refused += len(refused)
+            if operation == "add":
+                counts.added += len(batch) - len(unacknowledged)
+            else:
+                counts.removed += len(batch) - len(unacknowledged)
+            self.hooks.after_batch(
+                platform=self.platform,
+                audience=ref,
+                operation=operation,
+                size=len(batch),
+                result=result.model_copy(update={"rejections": tuple(refusals)}),
             )
-        summary.batches += 1
-        counts.refused += len(refused)
-        if operation == "add":
-            counts.added += len(batch) - len(unacknowledged)
-        else:
-            counts.removed += len(batch) - len(unacknowledged)
-        self.hooks.after_batch(
-            platform=self.platform,
-            audience=ref,
-            operation=operation,
-            size=len(batch),
-            result=result.model_copy(update={"rejections": tuple(refusals)}),
-        )
-        return doubtful
+        return batch.take(doubtful)
 
 
-def _halves(members: list[Member]) -> list[list[Member]]:
+def _halves(batch: PlannedBatch) -> list[PlannedBatch]:
     """A part in doubt split in two (nothing when nothing is in doubt)."""
-    middle = (len(members) + 1) // 2
-    return [half for half in (members[:middle], members[middle:]) if half]
+    middle = (len(batch) + 1) // 2
+    return [half for half in (batch.take(range(middle)), batch.take(range(middle, len(batch)))) if len(half)]

@@ -28,7 +28,7 @@ class SeenIds:
 
     def add_many(self, contact_ids: list[str]) -> list[bool]:
         """`add` for each id in order: an id repeated within the list is new only the first time."""
-        found = set()
+        found: set[str] = set()
         for start in range(0, len(contact_ids), 500):
             chunk = list(dict.fromkeys(contact_ids[start : start + 500]))
             marks = ",".join("?" * len(chunk))

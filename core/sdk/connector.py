@@ -15,6 +15,7 @@ from .errors import OutcomeUnknownError
 from .http import Action, Authenticator, HttpResponse, NoAuth
 from .identifier_kinds import IdentifierKind
 from .types import (
+    MAX_REQUESTS_IN_FLIGHT,
     AccountConfig,
     AudienceRef,
     AudienceSpec,
@@ -23,6 +24,7 @@ from .types import (
     Credentials,
     IdentifierRule,
     Member,
+    StagedBatch,
 )
 
 if TYPE_CHECKING:
@@ -51,6 +53,10 @@ class Connector:
     capabilities: ClassVar[frozenset[Capability]] = frozenset({Capability.REMOVE})
     default_base_url: ClassVar[str]
     default_requests_per_second: ClassVar[float] = 10.0
+    #: Batches the engine sends at once when the account does not say (`AccountConfig.requests_in_flight`).
+    #: More than one means `add_members`/`remove_members` (and the `_staged` forms) are called from several
+    #: threads at once; a connector raises it once it is safe to, within what the platform tolerates.
+    default_requests_in_flight: ClassVar[int] = 1
     sandbox: ClassVar[type[SandboxApp] | None] = None
 
     def __init__(self, account: AccountConfig, credentials: Credentials, http: PlatformHttp) -> None:
@@ -83,6 +89,23 @@ class Connector:
     def replace_members(self, audience: AudienceRef, batches: Iterable[Sequence[Member]]) -> BatchResult:
         """Replace the audience's whole membership (only with `Capability.REPLACE`)."""
         raise NotImplementedError
+
+    def add_staged(self, audience: AudienceRef, batch: StagedBatch) -> BatchResult:
+        """Add one batch as the state database holds it; what the engine calls.
+
+        The default rebuilds the `Member`s and calls `add_members`, so a connector needs nothing else. One that
+        can build its request from the stored payloads (`StagedBatch.fields()`) overrides this to skip that.
+        """
+        return self.add_members(audience, batch.members())
+
+    def remove_staged(self, audience: AudienceRef, batch: StagedBatch) -> BatchResult:
+        """Remove one batch as the state database holds it (see `add_staged`)."""
+        return self.remove_members(audience, batch.members())
+
+    @property
+    def requests_in_flight(self) -> int:
+        """Batches the engine may send at once: the account's setting, else the connector's default."""
+        return self.account.requests_in_flight or self.default_requests_in_flight
 
     #: How many times `create_audience_once` sends a create whose outcome stayed unknown and was not found.
     CREATE_ATTEMPTS: ClassVar[int] = 3
@@ -180,6 +203,11 @@ def validate_connector_class(cls: type[Connector]) -> None:
         raise ConnectorDeclarationError(f"{name}.platform must be a lower-case identifier, got {cls.platform!r}")
     if not isinstance(cls.max_batch_size, int) or cls.max_batch_size < 1:
         raise ConnectorDeclarationError(f"{name}.max_batch_size must be a positive int")
+    in_flight = cls.default_requests_in_flight
+    if not isinstance(in_flight, int) or not 1 <= in_flight <= MAX_REQUESTS_IN_FLIGHT:
+        raise ConnectorDeclarationError(
+            f"{name}.default_requests_in_flight must be an int from 1 to {MAX_REQUESTS_IN_FLIGHT}"
+        )
     keys = [rule.key for rule in cls.identifier_rules]
     if len(keys) != len(set(keys)):
         raise ConnectorDeclarationError(f"{name}.identifier_rules repeats a payload key")

@@ -38,6 +38,7 @@ from .errors import (
     RunInterrupted,
 )
 from .redaction import Redactor, get_logger, remember_secrets
+from .types import MAX_REQUESTS_IN_FLIGHT
 
 log = get_logger(__name__)
 
@@ -379,6 +380,11 @@ class Outbox:
 class PlatformHttp:
     """One platform's HTTP client. Connectors call `request`; everything else is policy.
 
+    Thread-safe: the engine may have several requests of one platform in flight (`Connector.requests_in_flight`).
+    Each passes the rate limit and retries on its own; when the platform throttles one, the others hold off too:
+    no request of the platform starts before the throttled one's retry is due (`_hold`), since a platform that
+    says "slow down" means the account, not the one request.
+
     Attributes:
         platform: the platform slug, used in messages and the outbox.
         base_url: prepended to relative paths.
@@ -411,7 +417,10 @@ class PlatformHttp:
 
     def __post_init__(self) -> None:
         self._local = threading.local()  # the deadline of the request this thread is inside (token requests)
-        adapter = HTTPAdapter(pool_connections=4, pool_maxsize=16, max_retries=0)
+        self._lock = threading.Lock()  # the request count and the throttling hold, shared by the threads
+        self._hold_until = -math.inf
+        self._hold_owner: threading.Thread | None = None  # the object, not its ident: idents are reused
+        adapter = HTTPAdapter(pool_connections=4, pool_maxsize=MAX_REQUESTS_IN_FLIGHT, max_retries=0)
         self.session.mount("http://", adapter)
         self.session.mount("https://", adapter)
         self.session.headers["User-Agent"] = "crm-activation/0.1"
@@ -509,7 +518,24 @@ class PlatformHttp:
 
     def _log_retry(self, state: RetryCallState) -> None:
         error = state.outcome.exception() if state.outcome else None
+        if isinstance(error, RateLimitedError):
+            self._hold(state.upcoming_sleep)
         log.warning("%s: retrying after attempt %d: %s", self.platform, state.attempt_number, error)
+
+    def _hold(self, seconds: float) -> None:
+        """Throttled: no other request of the platform starts for `seconds` (this thread waits them itself)."""
+        with self._lock:
+            until = self.clock() + seconds
+            if until > self._hold_until:
+                self._hold_until, self._hold_owner = until, threading.current_thread()
+
+    def _wait_for_hold(self) -> None:
+        """Wait out what is left of another request's throttling wait before starting this one."""
+        with self._lock:
+            remaining = self._hold_until - self.clock()
+            held_by_other = self._hold_owner is not threading.current_thread()
+        if remaining > 0 and held_by_other:
+            self._wait(remaining)
 
     def _prepare(
         self, params: Mapping[str, Any] | None, headers: Mapping[str, str] | None, authenticate: bool
@@ -532,11 +558,13 @@ class PlatformHttp:
     ) -> HttpResponse:
         if self.cancel is not None and self.cancel.is_set():
             raise RunInterrupted(f"{self.platform}: interrupted")
+        self._wait_for_hold()
         if self.limiter is not None:
             self.limiter.acquire()
         final_params, final_headers = self._prepare(params, headers, authenticate)
         url = self.url(path)
-        self.requests_sent += 1
+        with self._lock:
+            self.requests_sent += 1
         # A read never outlasts the deadline by more than a second (a slow answer is as bad as none).
         remaining = getattr(self._local, "deadline", math.inf) - self.clock()
         try:

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..sdk.types import AudienceRef, BatchResult, Member
+from ..sdk.types import AudienceRef, BatchResult, Member, StagedBatch, member_payload
 from .database import LOCK_WAIT_SECONDS, Database, open_database
 
 SCHEMA = """
@@ -34,7 +34,9 @@ CREATE TABLE IF NOT EXISTS memberships (
     campaign TEXT NOT NULL, fingerprint TEXT NOT NULL, payload TEXT NOT NULL, synced_at REAL NOT NULL,
     PRIMARY KEY (platform, audience_key, contact_id)
 ) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS memberships_campaign ON memberships (campaign, platform);
+-- Earlier versions indexed memberships by (campaign, platform): every acknowledged member paid for it, and
+-- the queries filter by platform first (the primary key), so it is dropped.
+DROP INDEX IF EXISTS memberships_campaign;
 CREATE TABLE IF NOT EXISTS runs (
     run_id TEXT PRIMARY KEY, campaign TEXT NOT NULL, mode TEXT NOT NULL, started_at REAL NOT NULL,
     finished_at REAL, status TEXT NOT NULL, summary TEXT
@@ -73,15 +75,14 @@ CREATE TEMP TABLE IF NOT EXISTS holdout_staged (
 );
 CREATE TEMP TABLE IF NOT EXISTS ops (
     id INTEGER PRIMARY KEY, platform TEXT NOT NULL, audience_key TEXT NOT NULL, operation TEXT NOT NULL,
-    contact_id TEXT NOT NULL, fingerprint TEXT NOT NULL, payload TEXT NOT NULL
+    contact_id TEXT NOT NULL, fingerprint TEXT NOT NULL
 );
 """
 
 
 def encode_member(member: Member) -> tuple[str, str]:
     """The member's stored payload and its fingerprint (a change of payload means remove old, add new)."""
-    data = {"f": dict(member.fields), "c": member.country, "k": dict(member.consent)}
-    payload = json.dumps(data, sort_keys=True, separators=(",", ":"))
+    payload = member_payload(member)
     return payload, hashlib.blake2b(payload.encode(), digest_size=12).hexdigest()
 
 
@@ -89,6 +90,41 @@ def decode_member(contact_id: str, payload: str) -> Member:
     """Rebuild the member exactly as it was pushed (removals must repeat the added payload)."""
     data = json.loads(payload)
     return Member(contact_id, data["f"], data["c"], data["k"])
+
+
+#: Refused members a whole batch's SQL recording leaves out by name (`NOT IN`); past it, one row per member.
+_MAX_EXCLUDED = 500
+
+
+@dataclass(frozen=True, slots=True)
+class PlannedBatch:
+    """One batch of planned operations: what the platform is sent (`staged`) and what recording it needs.
+
+    Read straight from the state database's columns and recorded from them (`StateStore.apply_planned`), so a
+    member is never decoded or re-encoded on its way through the push unless its connector asks for `Member`s.
+    """
+
+    staged: StagedBatch
+    fingerprints: Sequence[str]
+    #: Where a whole planned batch was read from ("desired" or "ops") and its first and last key there, so that
+    #: it can be recorded in SQL (see `apply_planned`); None for a part of one.
+    span: tuple[str, Any, Any] | None = None
+
+    def __len__(self) -> int:
+        return len(self.fingerprints)
+
+    @property
+    def contact_ids(self) -> Sequence[str]:
+        """The batch's contact ids, in order."""
+        return self.staged.contact_ids
+
+    def take(self, positions: Sequence[int]) -> PlannedBatch:
+        """The part of the batch at these positions, in their order (a part re-sent to name refusals)."""
+        ids, payloads, fingerprints = self.staged.contact_ids, self.staged.payloads, self.fingerprints
+        return PlannedBatch(
+            StagedBatch([ids[i] for i in positions], [payloads[i] for i in positions]),
+            [fingerprints[i] for i in positions],
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,6 +171,8 @@ class StateStore:
         self.db.add_column("runs", "last_seen", "REAL")
         #: Runs `start_run` found still "running" and marked abandoned: (run id, when last seen, epoch seconds).
         self.abandoned: list[tuple[str, float]] = []
+        #: Per platform, the audiences whose last `plan` adds every desired member (see `plan`).
+        self._adds_all: dict[str, frozenset[str]] = {}
 
     def close(self) -> None:
         """Close the connection."""
@@ -235,19 +273,16 @@ class StateStore:
         """The planned changes of a platform as `(audience_key, operation, contact_id)`, in pages, in push order.
 
         For the dry run's plan file: per record what a real run would change, without the payloads (which carry
-        the hashed identifiers).
+        the hashed identifiers). Every remove first, then every add, each by audience and contact.
         """
-        last = 0
-        while True:
-            rows = self.db.execute(
-                "SELECT id, audience_key, operation, contact_id FROM ops WHERE platform=? AND id>? ORDER BY id "
-                "LIMIT 1000",
-                (platform, last),
-            ).fetchall()
-            if not rows:
-                return
-            last = rows[-1][0]
-            yield from ((key, operation, contact_id) for _, key, operation, contact_id in rows)
+        keys = sorted(
+            {key for (key,) in self.db.execute("SELECT DISTINCT audience_key FROM ops WHERE platform=?", (platform,))}
+            | self._adds_all.get(platform, frozenset())
+        )
+        for operation in ("remove", "add"):
+            for key in keys:
+                for batch in self._planned_pages(platform, key, operation, 1000, with_payloads=False):
+                    yield from ((key, operation, contact_id) for contact_id in batch.contact_ids)
 
     def transaction(self) -> AbstractContextManager[None]:
         """A context manager for one transaction (commit, or roll back on error)."""
@@ -350,37 +385,74 @@ class StateStore:
             )
         return {platform: {contact_id for _, contact_id in rows}} if rows else {}
 
-    def plan(self, campaign: str, platform: str, full: bool) -> dict[tuple[str, str], int]:
-        """Compute this platform's removes and adds into the ops table; return counts by (audience, operation).
+    def plan(
+        self, campaign: str, platform: str, full: bool, desired: dict[str, int] | None = None
+    ) -> dict[tuple[str, str], int]:
+        """Compute this platform's removes and adds; return counts by (audience, operation).
 
-        Removes come first in id order: when a contact's payload changed, the old payload must leave before
-        the new one arrives, or removing the old one could remove the person matched by a shared key.
-        With `full`, every desired member is re-added (a refresh), not only the missing ones.
+        Removes come first: when a contact's payload changed, the old payload must leave before the new one
+        arrives, or removing the old one could remove the person matched by a shared key. With `full`, every
+        desired member is re-added (a refresh), not only the missing ones. `desired`: `desired_counts(platform)`
+        when the caller has it already.
+
+        The diff is, per audience, two set differences on `(contact, fingerprint)`, the fingerprint being a digest
+        of the payload: acknowledged minus desired are the removes, desired minus acknowledged the adds. Both
+        tables are stored in that order (their primary keys), so SQLite merges the two sorted scans in one
+        streamed pass (`MERGE (EXCEPT)`), with no sort, no temporary index and no lookup per member (PostgreSQL
+        plans its own), and writes the keys of the differences only to the ops table. An audience with no
+        acknowledged member (a first sync, a re-created audience) or a full refresh adds every desired member:
+        nothing is diffed or copied, its batches are read from the desired membership itself.
         """
+        desired = self.desired_counts(platform) if desired is None else desired
+        insert = (
+            "INSERT INTO ops (platform, audience_key, operation, contact_id, fingerprint) "
+            "SELECT CAST(? AS TEXT), CAST(? AS TEXT), CAST(? AS TEXT), contact_id, fingerprint FROM ("
+        )
         with self.transaction():
             self.db.execute("DELETE FROM ops WHERE platform=?", (platform,))
-            self.db.execute(
-                "INSERT INTO ops (platform, audience_key, operation, contact_id, fingerprint, payload) "
-                "SELECT m.platform, m.audience_key, 'remove', m.contact_id, m.fingerprint, m.payload "
-                "FROM memberships m WHERE m.campaign=? AND m.platform=? AND NOT EXISTS ("
-                "  SELECT 1 FROM desired d WHERE d.platform=m.platform AND d.audience_key=m.audience_key"
-                "  AND d.contact_id=m.contact_id AND d.fingerprint=m.fingerprint) "
-                "ORDER BY m.audience_key, m.contact_id",
-                (campaign, platform),
-            )
-            self.db.execute(
-                "INSERT INTO ops (platform, audience_key, operation, contact_id, fingerprint, payload) "
-                "SELECT d.platform, d.audience_key, 'add', d.contact_id, d.fingerprint, d.payload "
-                "FROM desired d WHERE d.platform=? AND (? OR NOT EXISTS ("
-                "  SELECT 1 FROM memberships m WHERE m.platform=d.platform AND m.audience_key=d.audience_key"
-                "  AND m.contact_id=d.contact_id AND m.fingerprint=d.fingerprint)) "
-                "ORDER BY d.audience_key, d.contact_id",
-                (platform, full),
-            )
+            for key in self._member_audiences(platform):
+                self.db.execute(
+                    insert + "SELECT contact_id, fingerprint FROM memberships "
+                    "WHERE platform=? AND audience_key=? AND campaign=? "
+                    "EXCEPT SELECT contact_id, fingerprint FROM desired WHERE platform=? AND audience_key=? "
+                    "ORDER BY 1, 2) AS removed",
+                    (platform, key, "remove", platform, key, campaign, platform, key),
+                )
+            adds_all = {key for key in desired if full or not self._has_members(platform, key)}
+            for key in sorted(set(desired) - adds_all):
+                self.db.execute(
+                    insert + "SELECT contact_id, fingerprint FROM desired WHERE platform=? AND audience_key=? "
+                    "EXCEPT SELECT contact_id, fingerprint FROM memberships WHERE platform=? AND audience_key=? "
+                    "ORDER BY 1, 2) AS added",
+                    (platform, key, "add", platform, key, platform, key),
+                )
             rows = self.db.execute(
                 "SELECT audience_key, operation, COUNT(*) FROM ops WHERE platform=? GROUP BY 1, 2", (platform,)
             ).fetchall()
-        return {(key, op): n for key, op, n in rows}
+        self._adds_all[platform] = frozenset(adds_all)
+        counts = {(key, op): n for key, op, n in rows}
+        counts.update({(key, "add"): desired[key] for key in adds_all})
+        return counts
+
+    def _member_audiences(self, platform: str) -> list[str]:
+        """The audiences of a platform with acknowledged members, each found by one lookup on the primary key."""
+        keys: list[str] = []
+        while True:
+            row = self.db.execute(
+                "SELECT audience_key FROM memberships WHERE platform=? AND audience_key>? "
+                "ORDER BY audience_key LIMIT 1",
+                (platform, keys[-1] if keys else ""),
+            ).fetchone()
+            if row is None:
+                return keys
+            keys.append(row[0])
+
+    def _has_members(self, platform: str, audience_key: str) -> bool:
+        """Whether any member of the audience is acknowledged (a lookup on the primary key's prefix)."""
+        row = self.db.execute(
+            "SELECT 1 FROM memberships WHERE platform=? AND audience_key=? LIMIT 1", (platform, audience_key)
+        ).fetchone()
+        return row is not None
 
     def contacts_with_desired(self, contact_ids: Iterable[str]) -> set[str]:
         """Which of these contacts still have at least one desired membership."""
@@ -445,19 +517,60 @@ class StateStore:
             found.update(rows)
         return found
 
-    def op_batches(self, platform: str, audience_key: str, operation: str, size: int) -> Iterator[list[Member]]:
-        """The planned operations of one audience in batches of at most `size` members."""
-        last = 0
+    def planned_batches(
+        self, platform: str, audience_key: str, operation: str, size: int
+    ) -> Iterator[PlannedBatch]:
+        """The planned operations of one audience in batches of at most `size`, in plan order.
+
+        Each batch's payloads come from the table that holds them: the staged desired membership for adds,
+        the acknowledged membership for removes (a removal repeats what was added). Paged by key, so the caller
+        may record batches (write to the membership) between pages.
+        """
+        return self._planned_pages(platform, audience_key, operation, size, with_payloads=True)
+
+    def _planned_pages(
+        self, platform: str, audience_key: str, operation: str, size: int, *, with_payloads: bool
+    ) -> Iterator[PlannedBatch]:
+        """`planned_batches`; without payloads (empty strings) for the plan file, which never shows them.
+
+        Rows end with `(contact_id, fingerprint, payload)`; read through the ops table they start with its id,
+        which pages them, else the contact id pages them.
+        """
+        last: Any
+        keys: tuple[str, ...]
+        if operation == "add" and audience_key in self._adds_all.get(platform, frozenset()):
+            payload = "payload" if with_payloads else "''"
+            sql = (
+                f"SELECT contact_id, fingerprint, {payload} FROM desired "
+                "WHERE platform=? AND audience_key=? AND contact_id>? ORDER BY contact_id LIMIT ?"
+            )
+            source, last, keys = "desired", "", (platform, audience_key)
+        else:
+            table = "desired" if operation == "add" else "memberships"
+            payload = "s.payload" if with_payloads else "''"
+            join = (
+                f" JOIN {table} s ON s.platform=o.platform AND s.audience_key=o.audience_key "
+                "AND s.contact_id=o.contact_id AND s.fingerprint=o.fingerprint"
+                if with_payloads else ""
+            )
+            sql = (
+                f"SELECT o.id, o.contact_id, o.fingerprint, {payload} FROM ops o{join} "
+                "WHERE o.platform=? AND o.audience_key=? AND o.operation=? AND o.id>? ORDER BY o.id LIMIT ?"
+            )
+            source, last, keys = "ops", 0, (platform, audience_key, operation)
         while True:
-            rows = self.db.execute(
-                "SELECT id, contact_id, payload FROM ops WHERE platform=? AND audience_key=? AND operation=? "
-                "AND id>? ORDER BY id LIMIT ?",
-                (platform, audience_key, operation, last, size),
-            ).fetchall()
+            rows = self.db.execute(sql, (*keys, last, size)).fetchall()
             if not rows:
                 return
-            last = rows[-1][0]
-            yield [decode_member(contact_id, payload) for _, contact_id, payload in rows]
+            columns = list(zip(*rows, strict=True))
+            contact_ids, fingerprints, payloads = columns[-3:]
+            first, last = columns[0][0], columns[0][-1]
+            yield PlannedBatch(StagedBatch(contact_ids, payloads), fingerprints, (source, first, last))
+
+    def op_batches(self, platform: str, audience_key: str, operation: str, size: int) -> Iterator[list[Member]]:
+        """The planned operations of one audience in batches of at most `size` members."""
+        for batch in self.planned_batches(platform, audience_key, operation, size):
+            yield batch.staged.members()
 
     def desired_batches(self, platform: str, audience_key: str, size: int) -> Iterator[list[Member]]:
         """The whole desired membership of an audience in batches (for replace)."""
@@ -471,7 +584,7 @@ class StateStore:
             if not rows:
                 return
             last = rows[-1][0]
-            yield [decode_member(contact_id, payload) for contact_id, payload in rows]
+            yield StagedBatch([contact_id for contact_id, _ in rows], [payload for _, payload in rows]).members()
 
     # -- acknowledged work ------------------------------------------------------------------------------
     def apply_batch(
@@ -520,6 +633,66 @@ class StateStore:
             self.db.execute(
                 "INSERT INTO batches VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (run_id, platform, audience_key, operation, len(members), result.received, result.invalid,
+                 result.job_id, now),
+            )
+
+    def apply_planned(
+        self,
+        run_id: str,
+        campaign: str,
+        platform: str,
+        audience_key: str,
+        operation: str,
+        batch: PlannedBatch,
+        result: BatchResult,
+        refused: frozenset[str] = frozenset(),
+    ) -> None:
+        """Record an acknowledged planned batch, as `apply_batch` does, from its stored columns.
+
+        The payload and fingerprint recorded are the ones planned, so nothing is encoded again. The adds of a
+        whole batch are copied in one `INSERT ... SELECT` from where they were read (`PlannedBatch.span`): the
+        database does the work without a row crossing into Python (and SQLite without holding Python's lock, so
+        the other threads build and send their batches meanwhile). One transaction per batch, whatever its size.
+        """
+        now = time.time()
+        ids, payloads, fingerprints = batch.staged.contact_ids, batch.staged.payloads, batch.fingerprints
+        kept = range(len(batch)) if not refused else [i for i, cid in enumerate(ids) if cid not in refused]
+        excluded = sorted(refused & set(ids)) if refused else []
+        with self.transaction():
+            if operation == "add" and batch.span is not None and len(excluded) <= _MAX_EXCLUDED:
+                source, first, last = batch.span
+                marks = f" AND d.contact_id NOT IN ({', '.join('?' * len(excluded))})" if excluded else ""
+                if source == "desired":  # every desired member from first to last is in the batch
+                    rows = "FROM desired d WHERE d.platform=? AND d.audience_key=? AND d.contact_id BETWEEN ? AND ?"
+                else:
+                    rows = (
+                        "FROM ops o JOIN desired d ON d.platform=o.platform AND d.audience_key=o.audience_key "
+                        "AND d.contact_id=o.contact_id AND d.fingerprint=o.fingerprint "
+                        "WHERE o.platform=? AND o.audience_key=? AND o.id BETWEEN ? AND ? AND o.operation='add'"
+                    )
+                self.db.execute(
+                    "INSERT INTO memberships (platform, audience_key, contact_id, campaign, fingerprint, payload, "
+                    "synced_at) SELECT d.platform, d.audience_key, d.contact_id, ?, d.fingerprint, d.payload, ? "
+                    + rows + marks + " ON CONFLICT (platform, audience_key, contact_id) DO UPDATE SET "
+                    "campaign=excluded.campaign, fingerprint=excluded.fingerprint, payload=excluded.payload, "
+                    "synced_at=excluded.synced_at",
+                    (campaign, now, platform, audience_key, first, last, *excluded),
+                )
+            elif operation == "add":
+                self.db.executemany(
+                    "INSERT INTO memberships VALUES (?, ?, ?, ?, ?, ?, ?) "
+                    "ON CONFLICT (platform, audience_key, contact_id) DO UPDATE SET campaign=excluded.campaign, "
+                    "fingerprint=excluded.fingerprint, payload=excluded.payload, synced_at=excluded.synced_at",
+                    [(platform, audience_key, ids[i], campaign, fingerprints[i], payloads[i], now) for i in kept],
+                )
+            elif operation == "remove":
+                self.db.executemany(
+                    "DELETE FROM memberships WHERE platform=? AND audience_key=? AND contact_id=? AND fingerprint=?",
+                    [(platform, audience_key, ids[i], fingerprints[i]) for i in kept],
+                )
+            self.db.execute(
+                "INSERT INTO batches VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (run_id, platform, audience_key, operation, len(batch), result.received, result.invalid,
                  result.job_id, now),
             )
 

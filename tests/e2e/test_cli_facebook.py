@@ -168,7 +168,8 @@ def test_run_killed_midway_resumes_without_losing_or_repeating_work(campaign: Ca
     total = sum(len(a["members"]) for a in app.state()["audiences"].values())
     assert total == eligible  # ... and the platform ends with exactly the intended members
     sent_rows = sum(len(json.loads(r["body"])["payload"]["data"]) for r in user_requests(app) if r["method"] == "POST")
-    assert eligible <= sent_rows <= eligible + 20  # at most the one unacknowledged batch was sent twice
+    in_flight = 4  # Meta's default `requests_in_flight`: the batches a kill can leave unacknowledged
+    assert eligible <= sent_rows <= eligible + 20 * in_flight  # at most those batches were sent twice
 
 
 def test_wrong_token_fails_the_platform_without_leaking_it(campaign: CampaignDir, facebook, synth):
