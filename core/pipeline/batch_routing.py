@@ -13,10 +13,9 @@ from typing import Any
 
 from ..sdk.contact import Contact
 from ..sdk.identifier_kinds import IdentifierKind
-from ..sdk.summary import Outcome
 from ..sdk.types import Member
 from .contact_batch import ContactColumns
-from .holdout import Group, assign_group, strata_key
+from .holdout import assign_group, strata_key
 from .routing import ContactRef, ContactRouter, RoutedContact
 
 
@@ -76,22 +75,9 @@ class BatchRouter:
         consent = columns.consent
         ad_consent = (_flag(consent, "ad_user_data", index), _flag(consent, "ad_personalization", index))
         members = self._members(columns, index, routed, identifiers, ad_consent) if routed.offered else {}
-        routed.reachable = tuple(sorted(members))
-        if group is Group.CONTROL:
-            routed.outcome = Outcome.HELD_OUT
-            routed.withheld = self._every_payload(contact_id, identifiers, country, ad_consent)
-            return routed
-        if not routed.offered:
-            routed.outcome, routed.reason = Outcome.INELIGIBLE, not_offered
-            return routed
-        routed.members = members
-        if members:
-            routed.outcome = Outcome.ACTIVATED
-        elif routed.suppressed:
-            routed.outcome, routed.reason = Outcome.SUPPRESSED, sorted(routed.suppressed.values())[0]
-        else:
-            routed.outcome, routed.reason = Outcome.INELIGIBLE, sorted(routed.unreachable.values())[0]
-        return routed
+        return routed.settle(
+            members, not_offered, lambda: self._every_payload(contact_id, identifiers, country, ad_consent)
+        )
 
     def _every_payload(
         self,

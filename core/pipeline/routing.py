@@ -94,6 +94,31 @@ class RoutedContact:
         """The whole contact, with its segment and funnel stage set (built on first use)."""
         return self.ref.contact()
 
+    def settle(
+        self, members: dict[str, Member], not_offered: str | None, every_payload: Callable[[], dict[str, Member]]
+    ) -> RoutedContact:
+        """Decide the outcome from the members built for the offered platforms (the last step of routing).
+
+        A control contact is held out and keeps every platform's payload (`withheld`, from `every_payload`); a
+        test contact is activated where it has members, else suppressed or unreachable, with the first reason.
+        """
+        self.reachable = tuple(sorted(members))
+        if self.group is Group.CONTROL:
+            self.outcome = Outcome.HELD_OUT
+            self.withheld = every_payload()
+            return self
+        if not self.offered:
+            self.outcome, self.reason = Outcome.INELIGIBLE, not_offered
+            return self
+        self.members = members
+        if members:
+            self.outcome = Outcome.ACTIVATED
+        elif self.suppressed:
+            self.outcome, self.reason = Outcome.SUPPRESSED, sorted(self.suppressed.values())[0]
+        else:
+            self.outcome, self.reason = Outcome.INELIGIBLE, sorted(self.unreachable.values())[0]
+        return self
+
 
 class ContactRouter:
     """Applies the campaign's rules to each contact."""
@@ -143,22 +168,7 @@ class ContactRouter:
         routed.offered, not_offered = self.rules.offered(contact)
         cache = self.cache
         members = self._members(contact, routed, cache) if routed.offered else {}
-        routed.reachable = tuple(sorted(members))
-        if group is Group.CONTROL:
-            routed.outcome = Outcome.HELD_OUT
-            routed.withheld = self._every_payload(contact, cache)
-            return routed
-        if not routed.offered:
-            routed.outcome, routed.reason = Outcome.INELIGIBLE, not_offered
-            return routed
-        routed.members = members
-        if members:
-            routed.outcome = Outcome.ACTIVATED
-        elif routed.suppressed:
-            routed.outcome, routed.reason = Outcome.SUPPRESSED, sorted(routed.suppressed.values())[0]
-        else:
-            routed.outcome, routed.reason = Outcome.INELIGIBLE, sorted(routed.unreachable.values())[0]
-        return routed
+        return routed.settle(members, not_offered, lambda: self._every_payload(contact, cache))
 
     def _every_payload(self, contact: Contact, cache: NormalizationCache) -> dict[str, Member]:
         payloads = {}
