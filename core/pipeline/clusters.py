@@ -112,9 +112,35 @@ class ClusterBuilder:
                 ordered[bounds[b] : bounds[b + 1]].tofile(self._buckets[b])
 
     def finish(self) -> IdentityClusters:
-        """Join records sharing a key, bucket by bucket; then each record's cluster and each cluster's anchor."""
+        """Join records sharing a key, bucket by bucket; then each record's cluster and each cluster's anchor.
+
+        The arrays of one number per record are made and dropped one after the other: at ten million records
+        each is 40 MB (80 for the sizes), and the run's peak memory is here.
+        """
         self._add_pending()
         n = self._records
+        roots = self._roots(n)
+        sizes = np.bincount(roots, minlength=n) if n else np.zeros(0, dtype=np.int64)
+        shared = sizes > 1  # by root: a cluster of several records
+        stats = ClusterStats(
+            n, int(np.count_nonzero(sizes)), int(np.count_nonzero(shared)), int(sizes.max()) if n else 0
+        )
+        del sizes
+        anchors: dict[int, str] = {}
+        members = np.flatnonzero(shared[roots]).tolist()
+        del shared
+        for start in range(0, len(members), 500):
+            chunk = members[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            query = f"SELECT rec, contact_id FROM records WHERE rec IN ({marks}) AND contact_id IS NOT NULL"
+            for rec, contact_id in self._db.execute(query, chunk):
+                root = int(roots[rec])
+                if root not in anchors or contact_id < anchors[root]:
+                    anchors[root] = contact_id
+        return IdentityClusters(self._db, stats, roots, anchors)
+
+    def _roots(self, n: int) -> np.ndarray:
+        """Each record's cluster root (its smallest record number), from the buckets of link-key digests."""
         parent = array("i", range(n))
 
         def find(rec: int) -> int:
@@ -140,22 +166,9 @@ class ClusterBuilder:
         while n:  # pointer jumping until every record points at its root
             jumped = roots[roots]
             if np.array_equal(jumped, roots):
-                break
+                return roots
             roots = jumped
-        sizes = np.bincount(roots, minlength=n) if n else np.zeros(0, dtype=np.int64)
-        multi = np.flatnonzero(sizes > 1)
-        stats = ClusterStats(n, int(np.count_nonzero(sizes)), len(multi), int(sizes.max()) if n else 0)
-        anchors: dict[int, str] = {}
-        members = np.flatnonzero(sizes[roots] > 1).tolist()
-        for start in range(0, len(members), 500):
-            chunk = members[start : start + 500]
-            marks = ",".join("?" * len(chunk))
-            query = f"SELECT rec, contact_id FROM records WHERE rec IN ({marks}) AND contact_id IS NOT NULL"
-            for rec, contact_id in self._db.execute(query, chunk):
-                root = int(roots[rec])
-                if root not in anchors or contact_id < anchors[root]:
-                    anchors[root] = contact_id
-        return IdentityClusters(self._db, stats, roots, anchors)
+        return roots
 
 
 class IdentityClusters:
