@@ -1,5 +1,8 @@
 """The audience as a stream of accepted contacts: parsed, unique by contact id, enriched from the match table.
 
+This is the row pipeline, replaced by the batch pipeline (`audience_batches.py`) and kept only so that
+`tests/pipeline/test_batch_pipeline.py` can compare the two (`RunOptions.pipeline` "rows").
+
 Everything that can refuse a whole row before routing happens here, so the rows refused are written to the
 rejects file and counted (as rejected, with the reason) where they are refused, and only contacts worth
 routing flow on. Memory stays flat however large the audience: rows are read one at a time and the ids seen

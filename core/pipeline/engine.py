@@ -1,9 +1,10 @@
-"""The campaign run: stream the audience, route each contact, stage the desired membership, push each channel.
+"""The campaign run: read the audience, route each contact, stage the desired membership, push each channel.
 
-`Engine.run()` is what `crm-activation run` calls. It reads the audience once, streaming, with no per-contact
-state in memory (see `ContactStream` and `Stager`). The engine knows no channel in particular: it is handed
-`Channel`s (by default the campaign's, from `channel_plan`) and asks each what it needs: its payload, what to
-stage, what to hold back, and finally to push.
+`Engine.run()` is what `crm-activation run` calls. It reads the audience by batches of columns, on
+`options.workers` processes, with no per-contact state in memory (see `AudienceBatches` and `Stager`; the row
+pipeline it replaced, `ContactStream`, stays selectable for comparison). The engine knows no channel in
+particular: it is handed `Channel`s (by default the campaign's, from `channel_plan`) and asks each what it
+needs: its payload, what to stage, what to hold back, and finally to push.
 """
 
 from __future__ import annotations
