@@ -9,7 +9,8 @@ from hypothesis import strategies as st
 
 from crm_activation.pipeline.clusters import ClusterBuilder, IdentityClusters
 from crm_activation.pipeline.holdout import assign_group
-from crm_activation.pipeline.link_keys import LinkKeys, maid_key
+from crm_activation.pipeline.link_keys import EMAIL_FORMS, LinkKeys, maid_key
+from crm_activation.sdk.errors import InvalidIdentifier
 from crm_activation.sdk.identifier_kinds import IdentifierKind as K
 from crm_activation.sdk.normalization import sha256_hex
 
@@ -135,3 +136,19 @@ def test_groups_never_depend_on_input_order_and_a_cluster_has_one_group(records,
                 assert group_a is group_b, (a, b)
     first.close()
     second.close()
+
+
+@given(
+    local=st.text(alphabet="abcXYZ09._+-é ", max_size=10),
+    domain=st.sampled_from(["gmail.com", "GoogleMail.com", "example.com", "ex-ample.co.uk", "a.b", "x@y.com"]),
+    pad=st.sampled_from(["", " "]),
+)
+def test_the_plain_address_shortcut_gives_the_keys_of_every_form(local: str, domain: str, pad: str) -> None:
+    value = f"{pad}{local}@{domain}{pad}"
+    every_form = set()
+    for form in EMAIL_FORMS:
+        try:
+            every_form.add("e:" + sha256_hex(form(value, None)))
+        except InvalidIdentifier:
+            continue
+    assert set(LinkKeys._hashed_forms("e:", value, EMAIL_FORMS, None)) == every_form
