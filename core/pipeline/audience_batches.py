@@ -177,8 +177,8 @@ class AudienceBatches:
             accounts.rejects.write(*line)
         accounts.merge(routed.summary, routed.balance)
         self.segmenter.merge(routed.segments)
-        if routed.identity is not None and self.enriched is not None:
-            for kind, n in routed.identity[2].items():
+        if routed.enriched is not None and self.enriched is not None:
+            for kind, n in routed.enriched.items():
                 self.enriched[kind] = self.enriched.get(kind, 0) + n
         stager.write(routed.staged)
 

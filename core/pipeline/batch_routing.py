@@ -121,12 +121,7 @@ class BatchRouter:
             built = router.builders[platform].build_values(
                 contact_id, identifiers, routed.ref.country, ad_consent, router.cache
             )
-            if built.problems:
-                routed.problems[platform] = built.problems
-            if built.member is None:
-                routed.unreachable[platform] = built.ineligible_reason or "unreachable"
-            else:
-                members[platform] = built.member
+            routed.built(platform, built, members)
         return members
 
 

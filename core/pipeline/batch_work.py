@@ -84,7 +84,7 @@ class RoutedBatch:
     summary: RunSummary
     balance: Counter[tuple[tuple[str, ...], Group]]
     segments: dict[str, int]
-    identity: tuple[int, int, dict[IdentifierKind, int]] | None
+    enriched: dict[IdentifierKind, int] | None  # identifier cells the match table filled, by kind
     staged: StagedRows
 
 
@@ -149,10 +149,9 @@ class BatchWork:
         router = self.router.router
         accounts = RunAccounts(summary, rejects, BalanceTracker(router.control_fraction, 1.0))  # type: ignore[arg-type]
         columns = self.columns.parse(batch)
-        identity = self.identity
-        before = _identity_counts(identity)
-        if identity is not None:
-            identity.enrich_columns(columns.contact_id, columns.identifiers, plan.kept)
+        enriched = None
+        if self.identity is not None:
+            enriched = self.identity.enrich_columns(columns.contact_id, columns.identifiers, plan.kept)
         for index in range(len(batch)):
             issues = columns.issues.get(index, ())
             for issue in issues:
@@ -174,22 +173,7 @@ class BatchWork:
             summary=summary,
             balance=accounts.balance.counts,
             segments=router.segmenter.take_counts(),
-            identity=_identity_delta(identity, before),
+            enriched=enriched,
             staged=self.stager.take(),
         )
 
-
-def _identity_counts(identity: IdentityTable | None) -> tuple[int, int, dict[IdentifierKind, int]] | None:
-    if identity is None:
-        return None
-    counts = identity.counts
-    return counts.looked_up, counts.matched, dict(counts.enriched)
-
-
-def _identity_delta(
-    identity: IdentityTable | None, before: tuple[int, int, dict[IdentifierKind, int]] | None
-) -> tuple[int, int, dict[IdentifierKind, int]] | None:
-    after = _identity_counts(identity)
-    if after is None or before is None:
-        return None
-    return after[0] - before[0], after[1] - before[1], {k: n - before[2].get(k, 0) for k, n in after[2].items()}

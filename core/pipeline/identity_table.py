@@ -121,9 +121,13 @@ class IdentityTable:
 
     def enrich_columns(
         self, contact_ids: Sequence[str], identifiers: dict[IdentifierKind, list[str | None]], rows: Iterable[int]
-    ) -> None:
-        """`enrich` for records `rows` of a batch held by column: fills their empty identifier cells, counted alike."""
+    ) -> dict[IdentifierKind, int]:
+        """`enrich` for records `rows` of a batch held by column: fills their empty identifier cells, counted alike.
+
+        Returns how many cells of each kind this call filled (a batch worker's share of `stats`).
+        """
         stats = self.counts
+        filled = dict.fromkeys(self.kinds, 0)
         entries = self._entries
         for index in rows:
             stats.looked_up += 1
@@ -140,6 +144,8 @@ class IdentityTable:
                 if not column[index]:
                     column[index] = value
                     stats.enriched[kind] += 1
+                    filled[kind] += 1
+        return filled
 
     def enrich(self, contact: Contact) -> Contact:
         """The contact with the table's identifiers added for kinds it has none of (the same object if none)."""

@@ -15,7 +15,7 @@ from ..sdk.summary import Outcome
 from ..sdk.types import Member
 from .eligibility import ChannelRules, ContactGate
 from .holdout import Group, assign_group, strata_key
-from .payload import IdentifierProblem, NormalizationCache, PayloadBuilder
+from .payload import IdentifierProblem, NormalizationCache, PayloadBuilder, PayloadOutcome
 from .segmentation import Segmenter
 
 
@@ -93,6 +93,15 @@ class RoutedContact:
     def contact(self) -> Contact:
         """The whole contact, with its segment and funnel stage set (built on first use)."""
         return self.ref.contact()
+
+    def built(self, platform: str, outcome: PayloadOutcome, members: dict[str, Member]) -> None:
+        """Take one platform's payload: its member into `members`, else why the contact is unreachable there."""
+        if outcome.problems:
+            self.problems[platform] = outcome.problems
+        if outcome.member is None:
+            self.unreachable[platform] = outcome.ineligible_reason or "unreachable"
+        else:
+            members[platform] = outcome.member
 
     def settle(
         self, members: dict[str, Member], not_offered: str | None, every_payload: Callable[[], dict[str, Member]]
@@ -186,11 +195,5 @@ class ContactRouter:
             if reason:
                 routed.suppressed[platform] = reason
                 continue
-            built = self.builders[platform].build(contact, cache)
-            if built.problems:
-                routed.problems[platform] = built.problems
-            if built.member is None:
-                routed.unreachable[platform] = built.ineligible_reason or "unreachable"
-            else:
-                members[platform] = built.member
+            routed.built(platform, self.builders[platform].build(contact, cache), members)
         return members
