@@ -105,8 +105,12 @@ class EmailDelivery:
         self.redactor = redactor
         self.resend_in_doubt = resend_in_doubt
 
-    def staged(self, contact: Contact, member: Member) -> tuple[str, str]:
-        """The whole contact as JSON (names, history, coupon personalize the message); no fingerprint to diff."""
+    @staticmethod
+    def staged(contact: Contact, member: Member) -> tuple[str, str]:
+        """The whole contact as JSON (names, history, coupon personalize the message); no fingerprint to diff.
+
+        Static: the stager keeps this function alone, and may be sent to another process without the channel.
+        """
         return contact.model_dump_json(), ""
 
     def hold_back(self, state: StateStore) -> HeldBack:

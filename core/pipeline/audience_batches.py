@@ -27,14 +27,14 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from ..campaign.schema import AudienceSourceConfig
 from ..sdk.identifier_kinds import IdentifierKind
 from .accounting import RunAccounts
 from .batch_source import RowBatch, read_batches
 from .batch_work import BatchWork, LinkedBatch, RoutedBatch, RoutePlan
-from .clusters import ClusterBuilder, IdentityClusters
+from .clusters import ClusterBuilder, ClusterStats, IdentityClusters
 from .guardrails import ColumnCheck
 from .onboarding import ContactParser
 from .seen_ids import SeenIds
@@ -61,6 +61,68 @@ def _link(batch: RowBatch) -> LinkedBatch:
 def _route(batch: RowBatch, plan: RoutePlan) -> RoutedBatch:
     assert _WORK is not None
     return _WORK.route(batch, plan)
+
+
+def apply_routed(
+    routed: RoutedBatch,
+    accounts: RunAccounts,
+    segmenter: Segmenter,
+    enriched: dict[IdentifierKind, int] | None,
+    stager: Stager,
+) -> None:
+    """Add one routed batch to the run, wherever it was routed: its rejects lines, counts and staged rows.
+
+    `segmenter`: the run's (for its warnings); `enriched`: the run's match-table counts, added to in place.
+    """
+    accounts.summary.rows_read += routed.rows
+    for line in routed.rejects:
+        accounts.rejects.write(*line)
+    accounts.merge(routed.summary, routed.balance)
+    segmenter.merge(routed.segments)
+    if routed.enriched is not None and enriched is not None:
+        for kind, n in routed.enriched.items():
+            enriched[kind] = enriched.get(kind, 0) + n
+    stager.write(routed.staged)
+
+
+class LinkedAudience(Protocol):
+    """What the linking read gives the routing read: here `IdentityClusters`; on Spark, a plan DataFrame."""
+
+    @property
+    def stats(self) -> ClusterStats:
+        """How the records grouped into people."""
+
+    def close(self) -> None:
+        """Drop what the link kept."""
+
+
+class AudienceReader(Protocol):
+    """Reads a run's audience twice, to link and to route it (`AudienceBatches`; `spark.SparkAudience`)."""
+
+    #: the source's columns, once `link` ran
+    columns: list[str] | None
+    #: records the linking read saw
+    rows_linked: int
+
+    @property
+    def identity_stats(self) -> dict[str, int] | None:
+        """How many contacts the match table gave each identifier kind (None without a match table)."""
+
+    def __enter__(self) -> AudienceReader: ...
+
+    def __exit__(self, *exc: object) -> None: ...
+
+    def link(self, progress: Callable[[int], None] | None = None) -> Any:
+        """Read every record and link those that are one person; the result is handed back to `route`."""
+
+    def route(self, linked: Any, stager: Stager, progress: Callable[[int], None] | None = None) -> None:
+        """Read every record again and route it, applying each batch in input order (`apply_routed`)."""
+
+
+#: Makes a run's `AudienceReader` from its audience settings and per-batch work (`AudienceBatches` itself).
+AudienceReaderFactory = Callable[
+    [AudienceSourceConfig, Path, ContactParser, BatchWork, RunAccounts, Segmenter, int], AudienceReader
+]
 
 
 class AudienceBatches:
@@ -170,17 +232,7 @@ class AudienceBatches:
             yield batch, (plan,)
 
     def _apply(self, routed: RoutedBatch, stager: Stager) -> None:
-        """Add one routed batch to the run: its rejects lines, counts and staged rows."""
-        accounts = self.accounts
-        accounts.summary.rows_read += routed.rows
-        for line in routed.rejects:
-            accounts.rejects.write(*line)
-        accounts.merge(routed.summary, routed.balance)
-        self.segmenter.merge(routed.segments)
-        if routed.enriched is not None and self.enriched is not None:
-            for kind, n in routed.enriched.items():
-                self.enriched[kind] = self.enriched.get(kind, 0) + n
-        stager.write(routed.staged)
+        apply_routed(routed, self.accounts, self.segmenter, self.enriched, stager)
 
     def _map(
         self, remote: Callable[..., _T], local: Callable[..., _T], jobs: Iterable[tuple[RowBatch, tuple[Any, ...]]]

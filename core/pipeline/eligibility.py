@@ -9,10 +9,14 @@ counted as "suppressed", distinct from "ineligible" (not offered, or unreachable
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from typing import Any
+
+import pluggy
 
 from ..campaign.schema import ChannelsConfig
 from ..sdk.contact import Contact
 from ..sdk.identifier_kinds import IdentifierKind
+from ..sdk.plugins import make_plugin_manager
 
 
 class ChannelRules:
@@ -60,6 +64,28 @@ class ChannelRules:
 
 #: A plugin veto: (contact, platform) → reason or None.
 Veto = Callable[[Contact, str], str | None]
+
+
+class PluginVeto:
+    """The installed plugins' `eligibility_veto` hook as a `Veto`.
+
+    Sent to another process (a Spark executor) it travels without its plugin manager, which cannot be pickled,
+    and loads the plugins installed there from their entry points: the same plugins when the job's environment
+    is the driver's, as a cluster's Python environment is.
+    """
+
+    def __init__(self, pm: pluggy.PluginManager) -> None:
+        self.pm = pm
+
+    def __call__(self, contact: Contact, platform: str) -> str | None:
+        """The first plugin's reason to keep the contact off the platform, or None."""
+        return self.pm.hook.eligibility_veto(contact=contact, platform=platform)
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.pm = make_plugin_manager()
 
 
 class ContactGate:

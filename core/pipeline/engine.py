@@ -12,7 +12,6 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
-from typing import Any
 
 import pluggy
 
@@ -23,7 +22,7 @@ from ..sdk.redaction import Redactor
 from ..sdk.summary import PlatformSummary, RunSummary
 from ..state.store import StateStore
 from .accounting import RunAccounts
-from .audience_batches import AudienceBatches
+from .audience_batches import AudienceBatches, AudienceReaderFactory
 from .batch_routing import BatchRouter
 from .batch_work import BatchWork
 from .channel_plan import campaign_channels, check_platforms, planned_channels
@@ -31,7 +30,7 @@ from .channels import Channel
 from .clusters import IdentityClusters
 from .contact_batch import ColumnsParser
 from .contact_stream import ContactStream
-from .eligibility import ChannelRules, ContactGate
+from .eligibility import ChannelRules, ContactGate, PluginVeto
 from .guardrails import country_alias_warnings, large_changes, refusal, rule_field_warnings
 from .heartbeat import HeartbeatProgress
 from .holdout import BalanceTracker
@@ -67,8 +66,11 @@ class Engine:
         plugin_manager: pluggy.PluginManager | None = None,
         progress: RunProgress | None = None,
         channels: Sequence[Channel] | None = None,
+        audience: AudienceReaderFactory | None = None,
     ) -> None:
+        """`audience`: what reads the audience (default: the campaign's source, `AudienceBatches`; see `spark/`)."""
         self.loaded = loaded
+        self.audience_reader = audience or AudienceBatches
         self.campaign = loaded.campaign
         self.options = options or RunOptions()
         if self.options.mode:
@@ -91,10 +93,6 @@ class Engine:
             SuppressionList.load(audience.suppression, self.loaded.base_dir) if audience.suppression else None
         )
         veto_impls = self.pm.hook.eligibility_veto.get_hookimpls()
-
-        def veto(contact: Any, platform: str) -> str | None:
-            return self.pm.hook.eligibility_veto(contact=contact, platform=platform)
-
         builders = {channel.name: channel.payload for channel in self.channels}
         gated = {channel.name for channel in self.channels if channel.email_consent}
         return ContactRouter(
@@ -106,7 +104,9 @@ class Engine:
             strata=self.campaign.holdout.strata,
             rules=ChannelRules(self.campaign.channels, set(builders)),
             gate=ContactGate(
-                gated, suppression.reason_for_values if suppression else None, veto if veto_impls else None
+                gated,
+                suppression.reason_for_values if suppression else None,
+                PluginVeto(self.pm) if veto_impls else None,
             ),
             builders=builders,
             default_stage=self.campaign.funnel.first_stage,
@@ -272,7 +272,7 @@ class Engine:
             platforms=list(summary.platforms),
             keys_only=campaign.audience.source.type == "jsonl",
         )
-        batches = AudienceBatches(
+        batches = self.audience_reader(
             campaign.audience, self.loaded.base_dir, parser, work, accounts, self.router.segmenter,
             self.options.workers,
         )

@@ -72,10 +72,14 @@ class Stager:
         self.campaign = campaign
         self.run_id = run_id
         self.dry_run = dry_run
-        self.channels = {channel.name: channel for channel in channels}
+        self.channel_names = {channel.name for channel in channels}
         self.match_fields = {channel.name: channel.payload.match_fields for channel in channels}
-        #: channels whose staged form needs the whole contact; the others stage the encoded member alone
-        self.keeps_contact = {channel.name: getattr(channel, "keeps_contact", True) for channel in channels}
+        #: the staged form of channels that keep the whole contact (`Channel.staged`); the others stage the
+        #: encoded member alone. Only these functions are kept, not the channels (which hold HTTP sessions and
+        #: locks), so a row-building stager can be sent to another process (`spark/`).
+        self.staged_forms = {
+            channel.name: channel.staged for channel in channels if getattr(channel, "keeps_contact", True)
+        }
         self.rows = StagedRows()
 
     def add(self, routed: RoutedContact) -> None:
@@ -85,10 +89,8 @@ class Stager:
         stage = contact.stage or self.campaign.funnel.first_stage
         key = audience_key(self.campaign.campaign, stage)
         for platform, member in routed.members.items():
-            channel = self.channels[platform]
-            payload, fingerprint = (
-                channel.staged(routed.contact, member) if self.keeps_contact[platform] else encode_member(member)
-            )
+            staged_form = self.staged_forms.get(platform)
+            payload, fingerprint = staged_form(routed.contact, member) if staged_form else encode_member(member)
             rows.desired.append((platform, key, member.contact_id, fingerprint, payload))
             fields = self.match_fields[platform]
             rows.test_keys.extend(
@@ -150,7 +152,7 @@ class Stager:
             old = recorded.get(row[0])
             if old:
                 offered = set(row[4].split("+"))
-                kept = {p for p in old.split("+") if p and p not in self.channels and p in offered}
+                kept = {p for p in old.split("+") if p and p not in self.channel_names and p in offered}
                 row = (*row[:5], "+".join(sorted(kept.union(filter(None, row[5].split("+"))))), row[6])
             merged.append(row)
         return merged
