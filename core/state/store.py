@@ -724,6 +724,25 @@ class StateStore:
         with self.transaction():
             self.db.execute("DELETE FROM memberships WHERE platform=? AND audience_key=?", (platform, audience_key))
 
+    def acknowledged_pages(self, campaign: str, size: int = 50_000) -> Iterator[list[tuple[Any, ...]]]:
+        """The campaign's acknowledged membership in pages, in primary-key order (to export it, e.g. to Spark).
+
+        Rows: (platform, audience_key, contact_id, fingerprint, payload, synced_at). Paged by key, so a page
+        is read with one range scan and the export never holds the whole membership at once.
+        """
+        last = ("", "", "")
+        while True:
+            page = self.db.execute(
+                "SELECT platform, audience_key, contact_id, fingerprint, payload, synced_at FROM memberships "
+                "WHERE campaign=? AND (platform > ? OR (platform = ? AND (audience_key > ? OR "
+                "(audience_key = ? AND contact_id > ?)))) ORDER BY platform, audience_key, contact_id LIMIT ?",
+                (campaign, last[0], last[0], last[1], last[1], last[2], size),
+            ).fetchall()
+            if not page:
+                return
+            yield page
+            last = page[-1][:3]
+
     def members(self, platform: str, audience_key: str) -> dict[str, str]:
         """Stored members of an audience: contact id → payload (for tests and audits)."""
         rows = self.db.execute(

@@ -1,0 +1,236 @@
+"""A Spark DataFrame as a run's audience: the per-record work on the executors, the run on the driver.
+
+`SparkAudience` is an `AudienceReader` (the engine's seam, `pipeline/audience_batches.py`): it does what
+`AudienceBatches` does for a file, with the same per-batch functions (`BatchWork.link`, `BatchWork.route`) run by
+`mapInArrow` on the executors, and the steps that need the whole audience as DataFrame operations:
+
+- **link**: each Arrow batch's contact ids and link-key digests (`BatchWork.link`); the identity clusters as
+  joins (`components.py`); each repeated contact id's first record by the order column (a window); the
+  resulting plan (kept, duplicate, anchor) is one row per record;
+- **route**: the records joined with their plan, in order, routed batch by batch (`BatchWork.route`), each
+  batch's result (rejects lines, counts, staged rows) coming back to the driver in record order, where it is
+  applied exactly as a local run's (`apply_routed`) and staged in the campaign's state database.
+
+So a rule has one implementation: parsing, normalization, hashing, link keys, holdout draws, channel rules,
+suppression and payloads are the local pipeline's functions, and the Spark path gives the local path's staged
+membership, holdout ledger, rejects and requests for the same records (`tests/spark/`). A batch's work depends
+on the batch and its plan only, and digests are BLAKE2b, never Python's `hash()`: nothing depends on which
+executor, process or batch boundary did the work.
+
+The input: one row per CRM record, with the columns a CSV export of it would have (the campaign's `columns`
+mapping applies), plus an order column numbering the records (unique integers). Cells are read as text, as a CSV
+export's are (null is an empty cell). The order decides which record of a repeated contact id is routed (the
+first) and is the row number the rejects file names.
+"""
+
+from __future__ import annotations
+
+import pickle
+from collections.abc import Callable, Iterable, Iterator
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+from pyspark.sql import DataFrame, Window
+from pyspark.sql import functions as F
+
+from ..campaign.schema import AudienceSourceConfig
+from ..pipeline.accounting import RunAccounts
+from ..pipeline.audience_batches import apply_routed
+from ..pipeline.batch_source import RowBatch
+from ..pipeline.batch_work import BatchWork, RoutedBatch, RoutePlan
+from ..pipeline.guardrails import ColumnCheck
+from ..pipeline.onboarding import ContactParser
+from ..pipeline.segmentation import Segmenter
+from ..pipeline.staging import Stager
+from ..sdk.errors import InputError
+from ..sdk.identifier_kinds import IdentifierKind
+from .components import SparkClusters, clusters
+
+#: Internal column names, chosen not to clash with a CRM export's.
+ROW, KEPT, DUPLICATE, ANCHOR = "__crm_row", "__crm_kept", "__crm_duplicate", "__crm_anchor"
+_PLAN = (ROW, KEPT, DUPLICATE, ANCHOR)
+_LINKED = "rec long, link_id string, dedupe_id string, rejected boolean, digest long"
+_ROUTED = "first_row long, routed binary"
+
+
+def _row_batch(source: str, arrow: pa.RecordBatch) -> RowBatch:
+    """An Arrow batch of records as the local pipeline's `RowBatch` (its row numbers from the order column)."""
+    table = pa.Table.from_batches([arrow])
+    rows = table.column(ROW).to_pylist()
+    return RowBatch(source, rows, table=table.drop_columns([name for name in _PLAN if name in table.column_names]))
+
+
+def _link_batches(work: BatchWork, source: str, batches: Iterable[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+    """Executors: each batch's records (id, duplicate key, rejected) and their link-key digests, one row each.
+
+    Record rows have a null digest; key rows a null id. A DataFrame has no malformed record, so every record is
+    linked, as a local run links every record its reader could split into cells.
+    """
+    for arrow in batches:
+        batch = _row_batch(source, arrow)
+        dedupe_ids, rejected = work.columns.ids(batch)
+        linked = work.link(batch)
+        rows = np.asarray(batch.rows, dtype=np.int64)
+        n, k = len(rows), len(linked.digests)
+        yield pa.RecordBatch.from_arrays(
+            [
+                pa.array(np.concatenate([rows, rows[linked.owners]])),
+                pa.array([*linked.contact_ids, *([None] * k)], pa.string()),
+                pa.array([*(cid or None for cid in dedupe_ids), *([None] * k)], pa.string()),
+                pa.array([*rejected, *([None] * k)], pa.bool_()),
+                pa.concat_arrays([pa.nulls(n, pa.int64()), pa.array(linked.digests, pa.int64())]),
+            ],
+            names=["rec", "link_id", "dedupe_id", "rejected", "digest"],
+        )
+
+
+def _route_batches(work: BatchWork, source: str, batches: Iterable[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+    """Executors: route each batch with its plan; one row per batch, its `RoutedBatch` pickled."""
+    for arrow in batches:
+        if arrow.num_rows == 0:
+            continue
+        kept = arrow.column(KEPT).to_pylist()
+        anchors = arrow.column(ANCHOR).to_pylist()
+        plan = RoutePlan(
+            [i for i, keep in enumerate(kept) if keep],
+            {i for i, duplicate in enumerate(arrow.column(DUPLICATE).to_pylist()) if duplicate},
+            {i: anchors[i] for i, keep in enumerate(kept) if keep},
+        )
+        batch = _row_batch(source, arrow)
+        routed = work.route(batch, plan)
+        yield pa.RecordBatch.from_pydict(
+            {"first_row": [batch.rows[0]], "routed": [pickle.dumps(routed, protocol=pickle.HIGHEST_PROTOCOL)]}
+        )
+
+
+class SparkAudienceSource:
+    """Makes the run's `SparkAudience`: hand it to `Engine(audience=...)` (`run_campaign` does)."""
+
+    def __init__(self, contacts: DataFrame, *, order: str, source: str = "dataframe") -> None:
+        """`order`: the column numbering the records; `source`: the name the rejects file gives the input."""
+        self.contacts = contacts
+        self.order = order
+        self.source = source
+
+    def __call__(
+        self,
+        audience: AudienceSourceConfig,
+        base_dir: Path,
+        parser: ContactParser,
+        work: BatchWork,
+        accounts: RunAccounts,
+        segmenter: Segmenter,
+        workers: int,
+    ) -> SparkAudience:
+        """The reader for one run (`AudienceReaderFactory`); `workers` is Spark's business here."""
+        return SparkAudience(self, audience, parser, work, accounts, segmenter)
+
+
+class SparkAudience:
+    """One run's audience on Spark (see the module doc); used by the engine as an `AudienceReader`."""
+
+    def __init__(
+        self,
+        source: SparkAudienceSource,
+        audience: AudienceSourceConfig,
+        parser: ContactParser,
+        work: BatchWork,
+        accounts: RunAccounts,
+        segmenter: Segmenter,
+    ) -> None:
+        self.source = source
+        self.audience = audience
+        self.parser = parser
+        self.work = work
+        self.accounts = accounts
+        self.segmenter = segmenter
+        self.enriched: dict[IdentifierKind, int] | None = (
+            dict.fromkeys(work.identity.kinds, 0) if work.identity is not None else None
+        )
+        self.columns: list[str] | None = None
+        self.rows_linked = 0
+        self._records: DataFrame | None = None
+
+    @property
+    def identity_stats(self) -> dict[str, int] | None:
+        """How many contacts the match table gave each identifier kind (None without a match table)."""
+        return {kind.value: n for kind, n in self.enriched.items()} if self.enriched is not None else None
+
+    def __enter__(self) -> SparkAudience:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._records = None
+
+    def _frame(self) -> DataFrame:
+        """The input as text columns (null: an empty cell) and its order column as `ROW`, in record order."""
+        contacts, order = self.source.contacts, self.source.order
+        cells = [F.coalesce(F.col(f"`{name}`").cast("string"), F.lit("")).alias(name) for name in self.columns or []]
+        return contacts.select(*cells, F.col(f"`{order}`").cast("long").alias(ROW))
+
+    def link(self, progress: Callable[[int], None] | None = None) -> SparkClusters:
+        """Check the columns, link every record on the executors, cluster them, and plan each record's routing."""
+        contacts, order = self.source.contacts, self.source.order
+        if order not in contacts.columns:
+            names = ", ".join(contacts.columns)
+            raise InputError(f"{self.source.source}: no order column {order!r} (columns: {names})")
+        check = ColumnCheck(self.parser, self.audience.source)
+        check.header([name for name in contacts.columns if name != order])
+        self.columns = check.columns
+        work, source = self.work, self.source.source
+        linked = (
+            self._frame()
+            .mapInArrow(partial(_link_batches, work, source), _LINKED)
+            .localCheckpoint()
+        )
+        records = linked.where(F.col("digest").isNull()).drop("digest")
+        self._check_order(records)
+        found = clusters(records, linked.where(F.col("digest").isNotNull()).select("rec", "digest"))
+        first = Window.partitionBy("dedupe_id").orderBy("rec")
+        repeated = (
+            records.where(~F.col("rejected"))
+            .select("rec", (F.row_number().over(first) > 1).alias(DUPLICATE))
+        )
+        self._records = (
+            records.join(repeated, "rec", "left")
+            .join(found.anchors, "rec", "left")
+            .select(
+                F.col("rec").alias(ROW),
+                (~F.col("rejected") & ~F.coalesce(F.col(DUPLICATE), F.lit(False))).alias(KEPT),
+                F.coalesce(F.col(DUPLICATE), F.lit(False)).alias(DUPLICATE),
+                F.col("anchor").alias(ANCHOR),
+            )
+        )
+        self.rows_linked = found.stats.records
+        if progress is not None:
+            progress(self.rows_linked)
+        return found
+
+    def _check_order(self, records: DataFrame) -> None:
+        """Refuse an order column that leaves a record unnumbered or numbers two alike: the run would be ambiguous."""
+        name = f"{self.source.source}: order column {self.source.order!r}"
+        if records.where(F.col("rec").isNull()).limit(1).count():
+            raise InputError(f"{name} is empty on some records; it must number every record")
+        twice = records.groupBy("rec").count().where(F.col("count") > 1).select("rec").first()
+        if twice is not None:
+            raise InputError(f"{name} numbers several records {twice[0]}; each record needs its own number")
+
+    def route(
+        self, linked: SparkClusters, stager: Stager, progress: Callable[[int], None] | None = None
+    ) -> None:
+        """Route every record on the executors and apply each batch's result here, in record order."""
+        assert self._records is not None, "link first"
+        planned = self._frame().join(self._records, ROW).orderBy(ROW)
+        routed = planned.mapInArrow(partial(_route_batches, self.work, self.source.source), _ROUTED)
+        last = None
+        for row in routed.toLocalIterator():
+            if last is not None and row.first_row <= last:  # partitions come back in range order, each sorted
+                raise RuntimeError(f"batches came back out of record order ({row.first_row} after {last})")
+            last = row.first_row
+            result: RoutedBatch = pickle.loads(row.routed)
+            apply_routed(result, self.accounts, self.segmenter, self.enriched, stager)
+            if progress is not None:
+                progress(result.rows)
+

@@ -1,0 +1,160 @@
+"""The Spark path gives what a local run gives: staged membership, holdout ledger, requests, rejects and counts.
+
+The same campaign runs on the same records twice: locally from a CSV file, and on Spark (`local[2]`) from a
+DataFrame of that file's rows numbered by line (scrambled over partitions, cut into Arrow batches of 97 records, so
+batch boundaries and partition order differ from the local run's). The records are dirty on purpose (repeated and
+missing contact ids, people behind several records, unknown countries, consent and scores that are not yes/no or
+numbers), with a match table and a suppression list, as `tests/pipeline/test_batch_pipeline.py` makes them.
+"""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+import shutil
+import sys
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pytest
+
+from crm_activation.campaign.loader import load_campaign
+from crm_activation.pipeline.engine import Engine, RunOptions
+from crm_activation.sdk.errors import InputError
+from crm_activation.state.store import StateStore
+
+pytestmark = pytest.mark.spark
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _helpers() -> Any:
+    """The messy exports and the campaign of the batch pipeline's comparison test (loaded by path)."""
+    path = ROOT / "tests" / "pipeline" / "test_batch_pipeline.py"
+    spec = importlib.util.spec_from_file_location("batch_pipeline_cases", path)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["batch_pipeline_cases"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+cases = _helpers()
+
+
+@pytest.fixture(autouse=True)
+def sandbox_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
+    for line in (ROOT / "examples" / "sandbox.env").read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            name, _, value = line.partition("=")
+            monkeypatch.setenv(name, value)
+
+
+def _frame(spark: Any, path: Path) -> Any:
+    """The CSV file's records as a DataFrame, numbered by line in `row`, spread over partitions out of order."""
+    with path.open(newline="") as handle:
+        header, *records = list(csv.reader(handle))
+    columns = {name: [record[i] for record in records] for i, name in enumerate(header)}
+    columns["row"] = list(range(2, len(records) + 2))
+    return spark.createDataFrame(pa.table(columns)).repartition(3)
+
+
+def _engine(campaign: Path, options: RunOptions, frame: Any | None) -> Engine:
+    from crm_activation.spark import SparkAudienceSource
+
+    audience = SparkAudienceSource(frame, order="row", source="contacts.csv") if frame is not None else None
+    return Engine(load_campaign(campaign), options, audience=audience)
+
+
+def _dry_run(campaign: Path, out: Path, frame: Any | None) -> dict[str, Any]:
+    """A dry run's every output: summary, rejects file, plan (sorted) and requests (the outbox)."""
+    out.mkdir()
+    options = RunOptions(
+        dry_run=True, outbox=out / "outbox", rejects=out / "rejects.csv", plan=out / "plan.csv",
+        state=str(out / "state.sqlite"),
+    )
+    summary = cases._without_timings(_engine(campaign, options, frame).run().to_json())
+    summary.pop("rejects_file"), summary.pop("plan_file")
+    plan = (out / "plan.csv").read_text().splitlines()
+    return {
+        "summary": summary,
+        "rejects": (out / "rejects.csv").read_text(),
+        "plan": [plan[0], *sorted(plan[1:])],
+        "requests": {p.name: p.read_bytes() for p in sorted((out / "outbox").rglob("*")) if p.is_file()},
+    }
+
+
+def _staged(campaign: Path, out: Path, frame: Any | None, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    """What a (not dry) run stages before its push: desired membership, match keys and holdout ledger."""
+    out.mkdir()
+    captured: dict[str, Any] = {}
+
+    def refuse_push(engine: Engine, state: StateStore, summary: Any) -> str:
+        for table, key in [("desired", "platform, audience_key, contact_id"), ("holdout_staged", "contact_id"),
+                           ("test_keys", "platform, value, contact_id"), ("control_keys", "platform, value")]:
+            captured[table] = state.db.execute(f"SELECT * FROM {table} ORDER BY {key}").fetchall()
+        return "stop before the push"
+
+    monkeypatch.setattr(Engine, "_guard", refuse_push)
+    options = RunOptions(rejects=out / "rejects.csv", state=str(out / "state.sqlite"))
+    _engine(campaign, options, frame).run()
+    captured["holdout_staged"] = [row[:7] for row in captured["holdout_staged"]]  # without run ids
+    return captured
+
+
+@pytest.fixture(scope="module")
+def messy(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A messy generated export as a clean CSV file (quoted where needed), with its campaign."""
+    folder = tmp_path_factory.mktemp("messy")
+    rows = cases._messy_export(folder, 1500, seed=7)
+    with (folder / "contacts.csv").open("w", newline="") as out:
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow(rows[0])
+        writer.writerows(row.values() for row in rows)
+    (folder / "campaign.yaml").write_text(cases.CAMPAIGN.format(kind="csv", path="contacts.csv"))
+    return folder / "campaign.yaml"
+
+
+def test_a_dry_run_sends_the_same_requests_and_rejects_the_same_rows(
+    spark: Any, messy: Path, tmp_path: Path
+) -> None:
+    local = _dry_run(messy, tmp_path / "local", None)
+    on_spark = _dry_run(messy, tmp_path / "spark", _frame(spark, messy.with_name("contacts.csv")))
+    for part in local:
+        assert on_spark[part] == local[part], part
+    summary = local["summary"]
+    assert summary["identity"]["multi_record_clusters"] > 100 and summary["identity"]["regrouped"] > 0
+    assert summary["rejected_reasons"]["contact_id: duplicate contact_id"] > 20
+    assert summary["outcomes"]["activated"] > 0 and local["requests"]
+
+
+def test_the_staged_membership_and_holdout_ledger_are_the_same(
+    spark: Any, messy: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    local = _staged(messy, tmp_path / "local", None, monkeypatch)
+    on_spark = _staged(messy, tmp_path / "spark", _frame(spark, messy.with_name("contacts.csv")), monkeypatch)
+    for table in local:
+        assert local[table], table
+        assert on_spark[table] == local[table], table
+
+
+def test_the_bundled_demo_runs_alike(spark: Any, tmp_path: Path) -> None:
+    folder = tmp_path / "demo"
+    shutil.copytree(ROOT / "examples", folder)
+    local = _dry_run(folder / "campaign.yaml", tmp_path / "local", None)
+    frame = _frame(spark, folder / "contacts.csv")
+    assert _dry_run(folder / "campaign.yaml", tmp_path / "spark", frame) == local
+
+
+def test_an_order_column_must_number_each_record_once(spark: Any, messy: Path, tmp_path: Path) -> None:
+    from pyspark.sql import functions as F
+
+    frame = _frame(spark, messy.with_name("contacts.csv")).withColumn("row", F.col("row") % 100)
+    with pytest.raises(InputError, match="order column 'row' numbers several records"):
+        _dry_run(messy, tmp_path / "twice", frame)
+    from crm_activation.spark import SparkAudienceSource
+
+    options = RunOptions(dry_run=True, state=str(tmp_path / "s.sqlite"), outbox=tmp_path / "o")
+    with pytest.raises(InputError, match="no order column 'line'"):
+        Engine(load_campaign(messy), options, audience=SparkAudienceSource(frame, order="line")).run()
