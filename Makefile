@@ -1,6 +1,7 @@
 # Two set-up commands, both self-contained on a fresh machine:
 #   make demo   - install, start the local platform sandboxes, push the bundled sample campaign end to end
-#   make test   - install (Python deps; Debian's chromium and postgresql for the browser and PostgreSQL tests),
+#   make test   - install (Python deps; Debian's chromium, postgresql and openjdk-17-jre-headless for the browser,
+#                 PostgreSQL and Spark tests),
 #                 lint (ruff), type-check (mypy), run every test
 PYTHON ?= python3
 VENV   ?= .venv
@@ -23,10 +24,11 @@ demo: install
 system-deps:
 	bash scripts/install-system-deps
 
-# CRM_ACTIVATION_REQUIRE_POSTGRES: the PostgreSQL tests fail, not skip, when the server binaries are missing.
+# CRM_ACTIVATION_REQUIRE_POSTGRES / _SPARK: the PostgreSQL and Spark tests fail, not skip, when what they need is
+# missing.
 test: install system-deps
 	$(BIN)/ruff check .
 	$(BIN)/mypy -p crm_activation -p crm_activation_google_data_manager
-	CRM_ACTIVATION_REQUIRE_POSTGRES=1 $(BIN)/pytest
+	CRM_ACTIVATION_REQUIRE_POSTGRES=1 CRM_ACTIVATION_REQUIRE_SPARK=1 $(BIN)/pytest
 
 .PHONY: install system-deps demo test
