@@ -1,4 +1,8 @@
-"""A Spark session in `local[2]` for the Spark path's tests, started once per session (about 5 s).
+"""A Spark session in `local[2]` for the Spark path's tests: classic, then over Spark Connect (about 5 s each).
+
+Every Spark test runs twice: on a classic session, and on a Spark Connect session (a local Connect server, as
+`pyspark` starts for `remote("local[2]")`), which proves the path uses the DataFrame API alone, as it must to run
+on Spark Connect clusters such as Databricks serverless.
 
 PySpark comes from PyPI (the `spark` extra, which the `test` extra includes) and Java from Debian's
 `openjdk-17-jre-headless` (`scripts/install-system-deps`). Without them the tests skip, unless
@@ -7,15 +11,21 @@ CRM_ACTIVATION_REQUIRE_SPARK=1 (set by `make test`), which makes them fail inste
 
 from __future__ import annotations
 
+import csv
 import glob
+import importlib.util
 import os
 import shutil
 import sys
-from collections.abc import Iterator
+import warnings
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
 import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _java_home() -> str | None:
@@ -35,8 +45,8 @@ def _unavailable(message: str) -> None:
     pytest.skip(message)
 
 
-@pytest.fixture(scope="session")
-def spark(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+@pytest.fixture(scope="session", params=["classic", "connect"])
+def spark(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """A local Spark session with two cores, small Arrow batches (many per partition) and a private warehouse."""
     try:
         from pyspark.sql import SparkSession
@@ -49,19 +59,23 @@ def spark(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     if home:
         os.environ["JAVA_HOME"] = home
     os.environ["PYSPARK_PYTHON"] = os.environ["PYSPARK_DRIVER_PYTHON"] = sys.executable  # executors: this venv
-    folder = tmp_path_factory.mktemp("spark")
-    session = (
-        SparkSession.builder.master("local[2]")
-        .appName("crm-activation-tests")
+    folder = tmp_path_factory.mktemp(f"spark-{request.param}")
+    builder = SparkSession.builder
+    builder = builder.remote("local[2]") if request.param == "connect" else builder.master("local[2]")
+    builder = (
+        builder.appName("crm-activation-tests")
         .config("spark.ui.enabled", "false")
+        .config("spark.log.level", "ERROR")
         .config("spark.sql.shuffle.partitions", "4")
         .config("spark.sql.execution.arrow.maxRecordsPerBatch", "97")  # batch boundaries anywhere in the data
         .config("spark.sql.warehouse.dir", str(folder / "warehouse"))
         .config("spark.driver.extraJavaOptions", f"-Dderby.system.home={folder}")
         .config("spark.local.dir", str(folder / "local"))
-        .getOrCreate()
     )
-    session.sparkContext.setLogLevel("ERROR")
+    with warnings.catch_warnings():  # Connect applies static settings at its start, then warns it cannot again
+        warnings.filterwarnings("ignore", message=".*Cannot modify the value of.*")
+        session = builder.getOrCreate()
+    assert (".connect." in type(session).__module__) == (request.param == "connect")
     try:
         yield session
     finally:
@@ -71,3 +85,38 @@ def spark(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = value
+
+
+@pytest.fixture(scope="session")
+def cases() -> Any:
+    """The messy exports and the campaign of the batch pipeline's comparison test (loaded by path)."""
+    path = ROOT / "tests" / "pipeline" / "test_batch_pipeline.py"
+    spec = importlib.util.spec_from_file_location("batch_pipeline_cases", path)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["batch_pipeline_cases"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(autouse=True)
+def sandbox_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The local sandboxes' credentials, as `make demo` sets them."""
+    for line in (ROOT / "examples" / "sandbox.env").read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            name, _, value = line.partition("=")
+            monkeypatch.setenv(name, value)
+
+
+@pytest.fixture
+def csv_frame(spark: Any) -> Callable[[Path], Any]:
+    """A CSV file's records as a DataFrame, numbered by line in `row`, spread over partitions out of order."""
+
+    def frame(path: Path) -> Any:
+        with path.open(newline="") as handle:
+            header, *records = list(csv.reader(handle))
+        columns: dict[str, list[Any]] = {name: [record[i] for record in records] for i, name in enumerate(header)}
+        columns["row"] = list(range(2, len(records) + 2))
+        return spark.createDataFrame(pa.table(columns)).repartition(3)
+
+    return frame

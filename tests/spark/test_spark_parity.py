@@ -10,13 +10,11 @@ numbers), with a match table and a suppression list, as `tests/pipeline/test_bat
 from __future__ import annotations
 
 import csv
-import importlib.util
 import shutil
-import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import pyarrow as pa
 import pytest
 
 from crm_activation.campaign.loader import load_campaign
@@ -29,37 +27,6 @@ pytestmark = pytest.mark.spark
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _helpers() -> Any:
-    """The messy exports and the campaign of the batch pipeline's comparison test (loaded by path)."""
-    path = ROOT / "tests" / "pipeline" / "test_batch_pipeline.py"
-    spec = importlib.util.spec_from_file_location("batch_pipeline_cases", path)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["batch_pipeline_cases"] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-cases = _helpers()
-
-
-@pytest.fixture(autouse=True)
-def sandbox_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
-    for line in (ROOT / "examples" / "sandbox.env").read_text().splitlines():
-        if line.strip() and not line.startswith("#"):
-            name, _, value = line.partition("=")
-            monkeypatch.setenv(name, value)
-
-
-def _frame(spark: Any, path: Path) -> Any:
-    """The CSV file's records as a DataFrame, numbered by line in `row`, spread over partitions out of order."""
-    with path.open(newline="") as handle:
-        header, *records = list(csv.reader(handle))
-    columns = {name: [record[i] for record in records] for i, name in enumerate(header)}
-    columns["row"] = list(range(2, len(records) + 2))
-    return spark.createDataFrame(pa.table(columns)).repartition(3)
-
-
 def _engine(campaign: Path, options: RunOptions, frame: Any | None) -> Engine:
     from crm_activation.spark import SparkAudienceSource
 
@@ -67,7 +34,7 @@ def _engine(campaign: Path, options: RunOptions, frame: Any | None) -> Engine:
     return Engine(load_campaign(campaign), options, audience=audience)
 
 
-def _dry_run(campaign: Path, out: Path, frame: Any | None) -> dict[str, Any]:
+def _dry_run(cases: Any, campaign: Path, out: Path, frame: Any | None) -> dict[str, Any]:
     """A dry run's every output: summary, rejects file, plan (sorted) and requests (the outbox)."""
     out.mkdir()
     options = RunOptions(
@@ -104,7 +71,7 @@ def _staged(campaign: Path, out: Path, frame: Any | None, monkeypatch: pytest.Mo
 
 
 @pytest.fixture(scope="module")
-def messy(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def messy(cases: Any, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A messy generated export as a clean CSV file (quoted where needed), with its campaign."""
     folder = tmp_path_factory.mktemp("messy")
     rows = cases._messy_export(folder, 1500, seed=7)
@@ -117,10 +84,10 @@ def messy(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_a_dry_run_sends_the_same_requests_and_rejects_the_same_rows(
-    spark: Any, messy: Path, tmp_path: Path
+    cases: Any, csv_frame: Callable[[Path], Any], messy: Path, tmp_path: Path
 ) -> None:
-    local = _dry_run(messy, tmp_path / "local", None)
-    on_spark = _dry_run(messy, tmp_path / "spark", _frame(spark, messy.with_name("contacts.csv")))
+    local = _dry_run(cases, messy, tmp_path / "local", None)
+    on_spark = _dry_run(cases, messy, tmp_path / "spark", csv_frame(messy.with_name("contacts.csv")))
     for part in local:
         assert on_spark[part] == local[part], part
     summary = local["summary"]
@@ -130,29 +97,31 @@ def test_a_dry_run_sends_the_same_requests_and_rejects_the_same_rows(
 
 
 def test_the_staged_membership_and_holdout_ledger_are_the_same(
-    spark: Any, messy: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    csv_frame: Callable[[Path], Any], messy: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     local = _staged(messy, tmp_path / "local", None, monkeypatch)
-    on_spark = _staged(messy, tmp_path / "spark", _frame(spark, messy.with_name("contacts.csv")), monkeypatch)
+    on_spark = _staged(messy, tmp_path / "spark", csv_frame(messy.with_name("contacts.csv")), monkeypatch)
     for table in local:
         assert local[table], table
         assert on_spark[table] == local[table], table
 
 
-def test_the_bundled_demo_runs_alike(spark: Any, tmp_path: Path) -> None:
+def test_the_bundled_demo_runs_alike(cases: Any, csv_frame: Callable[[Path], Any], tmp_path: Path) -> None:
     folder = tmp_path / "demo"
     shutil.copytree(ROOT / "examples", folder)
-    local = _dry_run(folder / "campaign.yaml", tmp_path / "local", None)
-    frame = _frame(spark, folder / "contacts.csv")
-    assert _dry_run(folder / "campaign.yaml", tmp_path / "spark", frame) == local
+    local = _dry_run(cases, folder / "campaign.yaml", tmp_path / "local", None)
+    frame = csv_frame(folder / "contacts.csv")
+    assert _dry_run(cases, folder / "campaign.yaml", tmp_path / "spark", frame) == local
 
 
-def test_an_order_column_must_number_each_record_once(spark: Any, messy: Path, tmp_path: Path) -> None:
+def test_an_order_column_must_number_each_record_once(
+    cases: Any, csv_frame: Callable[[Path], Any], messy: Path, tmp_path: Path
+) -> None:
     from pyspark.sql import functions as F
 
-    frame = _frame(spark, messy.with_name("contacts.csv")).withColumn("row", F.col("row") % 100)
+    frame = csv_frame(messy.with_name("contacts.csv")).withColumn("row", F.col("row") % 100)
     with pytest.raises(InputError, match="order column 'row' numbers several records"):
-        _dry_run(messy, tmp_path / "twice", frame)
+        _dry_run(cases, messy, tmp_path / "twice", frame)
     from crm_activation.spark import SparkAudienceSource
 
     options = RunOptions(dry_run=True, state=str(tmp_path / "s.sqlite"), outbox=tmp_path / "o")

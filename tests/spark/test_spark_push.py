@@ -9,16 +9,13 @@ first push of the churned records gives them.
 from __future__ import annotations
 
 import csv
-import importlib.util
 import json
 import sqlite3
-import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import pyarrow as pa
 import pytest
 
 from crm_activation import SandboxServer
@@ -30,31 +27,9 @@ from crm_activation.sdk.summary import RunSummary
 
 pytestmark = pytest.mark.spark
 
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def _cases() -> Any:
-    spec = importlib.util.spec_from_file_location("batch_pipeline_cases", ROOT / "tests/pipeline/test_batch_pipeline.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["batch_pipeline_cases"] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-cases = _cases()
-
-
-@pytest.fixture(autouse=True)
-def sandbox_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
-    for line in (ROOT / "examples" / "sandbox.env").read_text().splitlines():
-        if line.strip() and not line.startswith("#"):
-            name, _, value = line.partition("=")
-            monkeypatch.setenv(name, value)
-
 
 @pytest.fixture
-def campaign(tmp_path: Path) -> Path:
+def campaign(cases: Any, tmp_path: Path) -> Path:
     rows = cases._messy_export(tmp_path, 800, seed=5)
     with (tmp_path / "contacts.csv").open("w", newline="") as out:
         writer = csv.DictWriter(out, list(rows[0]), lineterminator="\n")
@@ -86,14 +61,6 @@ def held(servers: dict[str, SandboxServer]) -> dict[str, dict[str, list[str]]]:
     }
 
 
-def frame_of(spark: Any, path: Path) -> Any:
-    with path.open(newline="") as handle:
-        header, *records = list(csv.reader(handle))
-    columns = {name: [record[i] for record in records] for i, name in enumerate(header)}
-    columns["row"] = list(range(2, len(records) + 2))
-    return spark.createDataFrame(pa.table(columns)).repartition(3)
-
-
 def push_on_spark(frame: Any, campaign: Path, state: Path, servers: dict[str, SandboxServer]) -> RunSummary:
     from crm_activation.spark import run_campaign
 
@@ -108,7 +75,9 @@ def acknowledged(state: Path) -> list[tuple[Any, ...]]:
         ).fetchall()
 
 
-def test_the_platforms_hold_what_a_local_run_gives_them(spark: Any, campaign: Path, tmp_path: Path) -> None:
+def test_the_platforms_hold_what_a_local_run_gives_them(
+    spark: Any, csv_frame: Callable[[Path], Any], campaign: Path, tmp_path: Path
+) -> None:
     with sandboxes(campaign) as servers:
         local = Engine(
             load_campaign(campaign),
@@ -117,8 +86,8 @@ def test_the_platforms_hold_what_a_local_run_gives_them(spark: Any, campaign: Pa
         assert local.status == "succeeded"
         expected = held(servers)
     with sandboxes(campaign) as servers:
-        summary = push_on_spark(frame_of(spark, campaign.with_name("contacts.csv")), campaign, tmp_path / "s.sqlite",
-                                servers)
+        frame = csv_frame(campaign.with_name("contacts.csv"))
+        summary = push_on_spark(frame, campaign, tmp_path / "s.sqlite", servers)
         assert summary.status == "succeeded", {s: p.error for s, p in summary.platforms.items() if p.error}
         assert held(servers) == expected
     assert sum(p.eligible for p in summary.platforms.values()) > 500
@@ -128,10 +97,12 @@ def test_the_platforms_hold_what_a_local_run_gives_them(spark: Any, campaign: Pa
     )
 
 
-def test_a_resync_after_churn_sends_only_the_changes(spark: Any, campaign: Path, tmp_path: Path) -> None:
+def test_a_resync_after_churn_sends_only_the_changes(
+    spark: Any, csv_frame: Callable[[Path], Any], campaign: Path, tmp_path: Path
+) -> None:
     from pyspark.sql import functions as F
 
-    frame = frame_of(spark, campaign.with_name("contacts.csv"))
+    frame = csv_frame(campaign.with_name("contacts.csv"))
     state = tmp_path / "state.sqlite"
     with sandboxes(campaign) as servers:
         first = push_on_spark(frame, campaign, state, servers)
