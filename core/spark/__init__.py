@@ -13,7 +13,8 @@ except ImportError as error:  # pragma: no cover - depends on the installed extr
         "crm_activation.spark needs PySpark: pip install 'crm-activation[spark]'"
     ) from error
 
+from ..pipeline.run_options import RunOptions
 from .audience import SparkAudience, SparkAudienceSource
 from .job import run_campaign, write_acknowledged
 
-__all__ = ["SparkAudience", "SparkAudienceSource", "run_campaign", "write_acknowledged"]
+__all__ = ["RunOptions", "SparkAudience", "SparkAudienceSource", "run_campaign", "write_acknowledged"]
