@@ -2,7 +2,7 @@
 
 The run summary promises that each input row ends in exactly one outcome and that each platform's counts
 explain who it did not get and why. Rows refused before routing are counted where they are refused
-(`ContactStream`); everything from routing on is counted here, including the members taken back after staging,
+(`BatchWork.route`); everything from routing on is counted here, including the members taken back after staging,
 so the numbers still add up when a guard changes its mind.
 """
 

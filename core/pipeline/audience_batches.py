@@ -1,11 +1,12 @@
 """The audience read by batches of columns, worked on by every core: link records into people, route contacts.
 
-What `ContactStream` and the engine's routing loop do row by row, done a batch at a time (`batch_source.py`,
-`contact_batch.py`, `batch_routing.py`), with the same outcome for every row: rejects file lines, summary counts,
-identity clusters, routed contacts and staged rows are those of the row pipeline, in the same order, which
-`tests/pipeline/test_batch_pipeline.py` compares run for run.
+The row pipeline this replaced read, parsed and routed one `Contact` at a time; this does it a batch at a time
+(`batch_source.py`, `contact_batch.py`, `batch_routing.py`) with the same outcome for every row: rejects file
+lines, summary counts, identity clusters, routed contacts and staged rows are the same, in the same order, for
+any number of workers and any batch size (`tests/pipeline/test_batch_pipeline.py`, which compared it with the
+row pipeline until that was deleted).
 
-Two reads, as before: the first (`link`) links records sharing a strong identifier, the match table's included,
+Two reads: the first (`link`) links records sharing a strong identifier, the match table's included,
 and checks the source's columns before anything is routed; the second (`route`) rejects what cannot be a
 contact and repeated contact ids (kept on disk, `SeenIds`), and routes the rest.
 
@@ -181,7 +182,7 @@ class AudienceBatches:
         _WORK = None
 
     def link(self, progress: Callable[[int], None] | None = None) -> IdentityClusters:
-        """Read every record once and cluster those sharing a strong identifier (`ContactStream.link`)."""
+        """Read every record once and cluster those sharing a strong identifier, rejected records included."""
         builder = ClusterBuilder()
         check = ColumnCheck(self.parser, self.audience.source)
         self.rows_linked = 0

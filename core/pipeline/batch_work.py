@@ -2,8 +2,9 @@
 
 A batch's link keys (`link`) and its routing (`route`) depend on the batch and on what the run decided before
 it (each record's cluster anchor, whether its contact id was seen earlier), never on another batch. So batches
-are worked on anywhere, in any order, and their results applied in input order give the run the row pipeline
-gives: `AudienceBatches` applies them (rejects lines, counts, staged rows) one batch after the other.
+are worked on anywhere, in any order (another process, a Spark executor), and their results applied in input
+order give the same run whatever the batches: `apply_routed` adds them (rejects lines, counts, staged rows) one
+batch after the other.
 
 Results are plain data: digests, rows to stage, the rejects file's lines in order, and counts to add, so they
 travel between processes cheaply and nothing in them depends on which process made them.
@@ -116,7 +117,7 @@ class BatchWork:
         router.router.segmenter.take_counts()  # from here on it counts one batch at a time
 
     def link(self, batch: RowBatch) -> LinkedBatch:
-        """The link-key digests of each record that is not malformed (`ContactStream.link`)."""
+        """The link-key digests of each record that is not malformed (rejected ones too: they link their person)."""
         columns = self.columns.link_columns(batch)
         identity = self.identity
         contact_ids: list[str | None] = []

@@ -193,7 +193,8 @@ class IdentityClusters:
     def anchor(self, contact_id: str) -> tuple[str, int]:
         """(anchor contact id, records in the cluster); a contact id never linked is its own one-record cluster.
 
-        For the row pipeline, which looks contacts up by id; ids of multi-record clusters are indexed once.
+        For callers holding contact ids rather than record numbers (tests, audits); ids of multi-record clusters
+        are indexed once.
         """
         if self._by_contact is None:
             self._by_contact = {}

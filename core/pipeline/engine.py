@@ -1,8 +1,8 @@
 """The campaign run: read the audience, route each contact, stage the desired membership, push each channel.
 
 `Engine.run()` is what `crm-activation run` calls. It reads the audience by batches of columns, on
-`options.workers` processes, with no per-contact state in memory (see `AudienceBatches` and `Stager`; the row
-pipeline it replaced, `ContactStream`, stays selectable for comparison). The engine knows no channel in
+`options.workers` processes, with no per-contact state in memory (see `AudienceBatches` and `Stager`), or from
+any other `AudienceReader` it is handed (a Spark DataFrame's: `spark/`). The engine knows no channel in
 particular: it is handed `Channel`s (by default the campaign's, from `channel_plan`) and asks each what it
 needs: its payload, what to stage, what to hold back, and finally to push.
 """
@@ -29,7 +29,6 @@ from .channel_plan import campaign_channels, check_platforms, planned_channels
 from .channels import Channel
 from .clusters import IdentityClusters
 from .contact_batch import ColumnsParser
-from .contact_stream import ContactStream
 from .eligibility import ChannelRules, ContactGate, PluginVeto
 from .guardrails import country_alias_warnings, large_changes, refusal, rule_field_warnings
 from .heartbeat import HeartbeatProgress
@@ -234,10 +233,7 @@ class Engine:
         stager = Stager(
             state, campaign, self.channels, summary.run_id, dry_run=self.options.dry_run, plan_rules=self._plan_rules()
         )
-        if self.options.pipeline == "rows":
-            identity_stats = self._stage_rows(parser, accounts, stager)
-        else:
-            identity_stats = self._stage_batches(parser, accounts, stager)
+        identity_stats = self._stage_batches(parser, accounts, stager)
         stager.flush()
         accounts.hold_back(stager.drop_control_conflicts(), state)
         for channel in self.channels:
@@ -284,23 +280,3 @@ class Engine:
             finally:
                 clusters.close()
         return batches.identity_stats
-
-    def _stage_rows(self, parser: ContactParser, accounts: RunAccounts, stager: Stager) -> dict[str, int] | None:
-        """The row pipeline (`RunOptions.pipeline` "rows"), kept to compare the batch pipeline with."""
-        campaign, summary = self.campaign, accounts.summary
-        contacts = ContactStream(campaign.audience, self.loaded.base_dir, parser, summary, accounts.rejects)
-        clusters = contacts.link(LinkKeys(campaign.default_country), self.progress.linked)
-        reported = 0  # rows read, rejected ones included, told to `progress` so far
-        try:
-            self._linked(accounts, clusters, parser, contacts.columns, contacts.rows_linked)
-            for contact in contacts:
-                routed = self.router.route(contact, clusters.anchor(contact.contact_id)[0])
-                accounts.add(routed)
-                stager.add(routed)
-                if summary.rows_read - reported >= 1000:
-                    self.progress.rows(summary.rows_read - reported)
-                    reported = summary.rows_read
-        finally:
-            clusters.close()
-        self.progress.rows(summary.rows_read - reported)
-        return contacts.identity_stats

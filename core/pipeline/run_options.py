@@ -62,8 +62,5 @@ class RunOptions:
     tokens: TokenCache = field(default_factory=TokenCache)
     #: E-mail: re-send steps a killed run left in doubt (at least once, one Message-ID) instead of holding them.
     resend_in_doubt: bool = False
-    #: How the audience is read and routed: by batches of columns, or ("rows") the row pipeline the batch one
-    #: replaced, kept until the comparison tests (tests/pipeline/test_batch_pipeline.py) retire it.
-    pipeline: str = "batches"
     #: Processes the audience's batches are worked on (`audience_batches.py`); 1 works in this process.
     workers: int = 1
