@@ -1,4 +1,5 @@
-"""Fixtures shared by every test folder: a real PostgreSQL server, started once per session when a test asks."""
+"""Fixtures shared by every test folder: a real PostgreSQL server (started once per session when a test asks),
+and the local sandboxes' credentials in the environment."""
 
 from __future__ import annotations
 
@@ -54,3 +55,12 @@ def postgres_icu_url(postgres_server: Any, monkeypatch: pytest.MonkeyPatch) -> s
     """Like `postgres_url`, but the database's default collation is ICU en-US ("a" < "B"), not bytewise."""
     monkeypatch.setenv("PGPASSWORD", postgres_server_module.PASSWORD)
     return str(postgres_server.url(postgres_server.create_database(icu_locale="en-US")))
+
+
+@pytest.fixture
+def sandbox_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The local sandboxes' credentials (examples/sandbox.env) in the environment, as `make demo` has them."""
+    for line in (Path(__file__).resolve().parents[1] / "examples" / "sandbox.env").read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            name, _, value = line.partition("=")
+            monkeypatch.setenv(name, value)

@@ -37,6 +37,7 @@ from .batch_source import RowBatch, read_batches
 from .batch_work import BatchWork, LinkedBatch, RoutedBatch, RoutePlan
 from .clusters import ClusterBuilder, ClusterStats, IdentityClusters
 from .guardrails import ColumnCheck
+from .identity_table import IdentityTable
 from .onboarding import ContactParser
 from .seen_ids import SeenIds
 from .segmentation import Segmenter
@@ -64,26 +65,38 @@ def _route(batch: RowBatch, plan: RoutePlan) -> RoutedBatch:
     return _WORK.route(batch, plan)
 
 
-def apply_routed(
-    routed: RoutedBatch,
-    accounts: RunAccounts,
-    segmenter: Segmenter,
-    enriched: dict[IdentifierKind, int] | None,
-    stager: Stager,
-) -> None:
-    """Add one routed batch to the run, wherever it was routed: its rejects lines, counts and staged rows.
+class BatchResults:
+    """Where a run's routed batches land, in input order, whichever reader routed them (here or on Spark).
 
-    `segmenter`: the run's (for its warnings); `enriched`: the run's match-table counts, added to in place.
+    Each batch's rejects lines go to the rejects file, its counts to the run's summary, holdout balance and
+    segmenter (for its warnings), its staged rows to the stager, and its match-table counts to `enriched`.
     """
-    accounts.summary.rows_read += routed.rows
-    for line in routed.rejects:
-        accounts.rejects.write(*line)
-    accounts.merge(routed.summary, routed.balance)
-    segmenter.merge(routed.segments)
-    if routed.enriched is not None and enriched is not None:
-        for kind, n in routed.enriched.items():
-            enriched[kind] = enriched.get(kind, 0) + n
-    stager.write(routed.staged)
+
+    def __init__(
+        self, accounts: RunAccounts, segmenter: Segmenter, stager: Stager, identity: IdentityTable | None
+    ) -> None:
+        self.accounts = accounts
+        self.segmenter = segmenter
+        self.stager = stager
+        self.enriched: dict[IdentifierKind, int] | None = dict.fromkeys(identity.kinds, 0) if identity else None
+
+    @property
+    def identity_stats(self) -> dict[str, int] | None:
+        """How many contacts the match table gave each identifier kind (None without a match table)."""
+        return {kind.value: n for kind, n in self.enriched.items()} if self.enriched is not None else None
+
+    def apply(self, routed: RoutedBatch) -> None:
+        """Add one routed batch to the run."""
+        accounts = self.accounts
+        accounts.summary.rows_read += routed.rows
+        for line in routed.rejects:
+            accounts.rejects.write(*line)
+        accounts.merge(routed.summary, routed.balance)
+        self.segmenter.merge(routed.segments)
+        if routed.enriched is not None and self.enriched is not None:
+            for kind, n in routed.enriched.items():
+                self.enriched[kind] = self.enriched.get(kind, 0) + n
+        self.stager.write(routed.staged)
 
 
 class LinkedAudience(Protocol):
@@ -105,10 +118,6 @@ class AudienceReader(Protocol):
     #: records the linking read saw
     rows_linked: int
 
-    @property
-    def identity_stats(self) -> dict[str, int] | None:
-        """How many contacts the match table gave each identifier kind (None without a match table)."""
-
     def __enter__(self) -> AudienceReader: ...
 
     def __exit__(self, *exc: object) -> None: ...
@@ -116,13 +125,14 @@ class AudienceReader(Protocol):
     def link(self, progress: Callable[[int], None] | None = None) -> Any:
         """Read every record and link those that are one person; the result is handed back to `route`."""
 
-    def route(self, linked: Any, stager: Stager, progress: Callable[[int], None] | None = None) -> None:
-        """Read every record again and route it, applying each batch in input order (`apply_routed`)."""
+    def route(self, linked: Any, progress: Callable[[int], None] | None = None) -> None:
+        """Read every record again and route it, applying each batch in input order (`BatchResults.apply`)."""
 
 
-#: Makes a run's `AudienceReader` from its audience settings and per-batch work (`AudienceBatches` itself).
+#: Makes a run's `AudienceReader` from its audience settings, per-batch work and where results go, and the
+#: workers it may use (`AudienceBatches` itself).
 AudienceReaderFactory = Callable[
-    [AudienceSourceConfig, Path, ContactParser, BatchWork, RunAccounts, Segmenter, int], AudienceReader
+    [AudienceSourceConfig, Path, ContactParser, BatchWork, BatchResults, int], AudienceReader
 ]
 
 
@@ -135,30 +145,19 @@ class AudienceBatches:
         base_dir: Path,
         parser: ContactParser,
         work: BatchWork,
-        accounts: RunAccounts,
-        segmenter: Segmenter,
+        results: BatchResults,
         workers: int = 1,
     ) -> None:
-        """`segmenter`: the run's, which the batches' segment counts are added to (for its warnings)."""
         self.audience = audience
         self.base_dir = base_dir
         self.parser = parser
         self.work = work
-        self.accounts = accounts
-        self.segmenter = segmenter
+        self.results = results
         self.workers = max(1, workers)
-        self.enriched: dict[IdentifierKind, int] | None = (
-            dict.fromkeys(work.identity.kinds, 0) if work.identity is not None else None
-        )
         #: the source's columns (a CSV header, a SQL result's, the keys JSON Lines records had), once `link` ran
         self.columns: list[str] | None = None
         self.rows_linked = 0
         self._pool: ProcessPoolExecutor | None = None
-
-    @property
-    def identity_stats(self) -> dict[str, int] | None:
-        """How many contacts the match table gave each identifier kind (None without a match table)."""
-        return {kind.value: n for kind, n in self.enriched.items()} if self.enriched is not None else None
 
     def __enter__(self) -> AudienceBatches:
         if self.workers > 1:
@@ -198,13 +197,13 @@ class AudienceBatches:
         self.columns = check.columns
         return builder.finish()
 
-    def route(self, clusters: IdentityClusters, stager: Stager, progress: Callable[[int], None] | None = None) -> None:
+    def route(self, clusters: IdentityClusters, progress: Callable[[int], None] | None = None) -> None:
         """Read every record again and route it; counts, rejects and staged rows are applied in input order."""
         seen = SeenIds()
         try:
             plans = self._plans(read_batches(self.audience.source, self.base_dir), clusters, seen)
             for batch, routed in self._map(_route, self.work.route, plans):
-                self._apply(routed, stager)
+                self.results.apply(routed)
                 if progress is not None:
                     progress(len(batch))
         finally:
@@ -231,9 +230,6 @@ class AudienceBatches:
                 plan.kept.append(index)
                 plan.anchors[index] = clusters.anchor_of_record(record - 1)
             yield batch, (plan,)
-
-    def _apply(self, routed: RoutedBatch, stager: Stager) -> None:
-        apply_routed(routed, self.accounts, self.segmenter, self.enriched, stager)
 
     def _map(
         self, remote: Callable[..., _T], local: Callable[..., _T], jobs: Iterable[tuple[RowBatch, tuple[Any, ...]]]

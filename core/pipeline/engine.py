@@ -22,7 +22,7 @@ from ..sdk.redaction import Redactor
 from ..sdk.summary import PlatformSummary, RunSummary
 from ..state.store import StateStore
 from .accounting import RunAccounts
-from .audience_batches import AudienceBatches, AudienceReaderFactory
+from .audience_batches import AudienceBatches, AudienceReaderFactory, BatchResults
 from .batch_routing import BatchRouter
 from .batch_work import BatchWork
 from .channel_plan import campaign_channels, check_platforms, planned_channels
@@ -268,15 +268,15 @@ class Engine:
             platforms=list(summary.platforms),
             keys_only=campaign.audience.source.type == "jsonl",
         )
+        results = BatchResults(accounts, self.router.segmenter, stager, work.identity)
         batches = self.audience_reader(
-            campaign.audience, self.loaded.base_dir, parser, work, accounts, self.router.segmenter,
-            self.options.workers,
+            campaign.audience, self.loaded.base_dir, parser, work, results, self.options.workers
         )
         with batches:
             clusters = batches.link(self.progress.linked)
             try:
                 self._linked(accounts, clusters, parser, batches.columns, batches.rows_linked)
-                batches.route(clusters, stager, self.progress.rows)
+                batches.route(clusters, self.progress.rows)
             finally:
                 clusters.close()
-        return batches.identity_stats
+        return results.identity_stats

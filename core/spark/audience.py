@@ -9,7 +9,7 @@
   resulting plan (kept, duplicate, anchor) is one row per record;
 - **route**: the records joined with their plan, in order, routed batch by batch (`BatchWork.route`), each
   batch's result (rejects lines, counts, staged rows) coming back to the driver in record order, where it is
-  applied exactly as a local run's (`apply_routed`) and staged in the campaign's state database.
+  applied exactly as a local run's (`BatchResults.apply`) and staged in the campaign's state database.
 
 So a rule has one implementation: parsing, normalization, hashing, link keys, holdout draws, channel rules,
 suppression and payloads are the local pipeline's functions, and the Spark path gives the local path's staged
@@ -36,16 +36,12 @@ from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
 from ..campaign.schema import AudienceSourceConfig
-from ..pipeline.accounting import RunAccounts
-from ..pipeline.audience_batches import apply_routed
+from ..pipeline.audience_batches import BatchResults
 from ..pipeline.batch_source import RowBatch
 from ..pipeline.batch_work import BatchWork, RoutedBatch, RoutePlan
 from ..pipeline.guardrails import ColumnCheck
 from ..pipeline.onboarding import ContactParser
-from ..pipeline.segmentation import Segmenter
-from ..pipeline.staging import Stager
 from ..sdk.errors import InputError
-from ..sdk.identifier_kinds import IdentifierKind
 from .components import SparkClusters, clusters
 
 #: Internal column names, chosen not to clash with a CRM export's.
@@ -120,12 +116,11 @@ class SparkAudienceSource:
         base_dir: Path,
         parser: ContactParser,
         work: BatchWork,
-        accounts: RunAccounts,
-        segmenter: Segmenter,
+        results: BatchResults,
         workers: int,
     ) -> SparkAudience:
         """The reader for one run (`AudienceReaderFactory`); `workers` is Spark's business here."""
-        return SparkAudience(self, audience, parser, work, accounts, segmenter)
+        return SparkAudience(self, audience, parser, work, results)
 
 
 class SparkAudience:
@@ -137,26 +132,16 @@ class SparkAudience:
         audience: AudienceSourceConfig,
         parser: ContactParser,
         work: BatchWork,
-        accounts: RunAccounts,
-        segmenter: Segmenter,
+        results: BatchResults,
     ) -> None:
         self.source = source
         self.audience = audience
         self.parser = parser
         self.work = work
-        self.accounts = accounts
-        self.segmenter = segmenter
-        self.enriched: dict[IdentifierKind, int] | None = (
-            dict.fromkeys(work.identity.kinds, 0) if work.identity is not None else None
-        )
+        self.results = results
         self.columns: list[str] | None = None
         self.rows_linked = 0
         self._records: DataFrame | None = None
-
-    @property
-    def identity_stats(self) -> dict[str, int] | None:
-        """How many contacts the match table gave each identifier kind (None without a match table)."""
-        return {kind.value: n for kind, n in self.enriched.items()} if self.enriched is not None else None
 
     def __enter__(self) -> SparkAudience:
         return self
@@ -217,9 +202,7 @@ class SparkAudience:
         if twice is not None:
             raise InputError(f"{name} numbers several records {twice[0]}; each record needs its own number")
 
-    def route(
-        self, linked: SparkClusters, stager: Stager, progress: Callable[[int], None] | None = None
-    ) -> None:
+    def route(self, linked: SparkClusters, progress: Callable[[int], None] | None = None) -> None:
         """Route every record on the executors and apply each batch's result here, in record order."""
         assert self._records is not None, "link first"
         planned = self._frame().join(self._records, ROW).orderBy(ROW)
@@ -230,7 +213,7 @@ class SparkAudience:
                 raise RuntimeError(f"batches came back out of record order ({row.first_row} after {last})")
             last = row.first_row
             result: RoutedBatch = pickle.loads(row.routed)
-            apply_routed(result, self.accounts, self.segmenter, self.enriched, stager)
+            self.results.apply(result)
             if progress is not None:
                 progress(result.rows)
 

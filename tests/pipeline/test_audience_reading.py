@@ -14,7 +14,7 @@ from crm_activation.campaign.loader import load_campaign
 from crm_activation.pipeline.engine import Engine, RunOptions
 from crm_activation.sdk.summary import RunSummary
 
-ROOT = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.usefixtures("sandbox_credentials")
 CAMPAIGN = """\
 campaign: reading
 audience:
@@ -25,14 +25,6 @@ channels: {default: [facebook]}
 platforms:
   facebook: {account: {ad_account_id: "1234567890"}}
 """
-
-
-@pytest.fixture(autouse=True)
-def sandbox_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
-    for line in (ROOT / "examples" / "sandbox.env").read_text().splitlines():
-        if line.strip() and not line.startswith("#"):
-            name, _, value = line.partition("=")
-            monkeypatch.setenv(name, value)
 
 
 def write_csv(path: Path, rows: list[dict[str, str]]) -> None:

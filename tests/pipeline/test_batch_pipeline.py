@@ -27,16 +27,9 @@ from crm_activation.campaign.loader import load_campaign
 from crm_activation.pipeline.engine import Engine, RunOptions
 from crm_activation.state.store import StateStore
 
+pytestmark = pytest.mark.usefixtures("sandbox_credentials")
 ROOT = Path(__file__).resolve().parents[2]
 _TIMINGS = {"seconds", "onboard_seconds"}
-
-
-@pytest.fixture(autouse=True)
-def sandbox_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
-    for line in (ROOT / "examples" / "sandbox.env").read_text().splitlines():
-        if line.strip() and not line.startswith("#"):
-            name, _, value = line.partition("=")
-            monkeypatch.setenv(name, value)
 
 
 def _synth() -> Any:

@@ -99,15 +99,6 @@ def cases() -> Any:
     return module
 
 
-@pytest.fixture(autouse=True)
-def sandbox_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The local sandboxes' credentials, as `make demo` sets them."""
-    for line in (ROOT / "examples" / "sandbox.env").read_text().splitlines():
-        if line.strip() and not line.startswith("#"):
-            name, _, value = line.partition("=")
-            monkeypatch.setenv(name, value)
-
-
 @pytest.fixture
 def csv_frame(spark: Any) -> Callable[[Path], Any]:
     """A CSV file's records as a DataFrame, numbered by line in `row`, spread over partitions out of order."""

@@ -22,7 +22,7 @@ from crm_activation.pipeline.engine import Engine, RunOptions
 from crm_activation.sdk.errors import InputError
 from crm_activation.state.store import StateStore
 
-pytestmark = pytest.mark.spark
+pytestmark = [pytest.mark.spark, pytest.mark.usefixtures("sandbox_credentials")]
 
 ROOT = Path(__file__).resolve().parents[2]
 

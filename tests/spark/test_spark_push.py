@@ -25,7 +25,7 @@ from crm_activation.pipeline.engine import Engine, RunOptions
 from crm_activation.sdk.plugins import collect_connectors, make_plugin_manager
 from crm_activation.sdk.summary import RunSummary
 
-pytestmark = pytest.mark.spark
+pytestmark = [pytest.mark.spark, pytest.mark.usefixtures("sandbox_credentials")]
 
 
 @pytest.fixture
