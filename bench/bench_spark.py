@@ -69,7 +69,7 @@ def main() -> None:
                 summary = Engine(load_campaign(campaign), options).run()
             else:
                 spark = spark_session()
-                frame = spark.read.csv(str(contacts), header=True)
+                frame = spark.read.csv(str(contacts), header=True).repartition(8)  # one file is one partition
                 frame = frame.withColumn("row", F.monotonically_increasing_id()).localCheckpoint()
                 summary = run_campaign(frame, campaign, order="row", options=options)
             results[name] = (summary.onboard_seconds, time.monotonic() - started, summary.outcomes)

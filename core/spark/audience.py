@@ -206,7 +206,9 @@ class SparkAudience:
         """Route every record on the executors and apply each batch's result here, in record order."""
         assert self._records is not None, "link first"
         planned = self._frame().join(self._records, ROW).orderBy(ROW)
-        routed = planned.mapInArrow(partial(_route_batches, self.work, self.source.source), _ROUTED)
+        # Checkpointed first, so every partition is routed at once on the executors: read by `toLocalIterator`
+        # alone, each would be computed only when the driver asks for it, one after the other.
+        routed = planned.mapInArrow(partial(_route_batches, self.work, self.source.source), _ROUTED).localCheckpoint()
         last = None
         for row in routed.toLocalIterator():
             if last is not None and row.first_row <= last:  # partitions come back in range order, each sorted
