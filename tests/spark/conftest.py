@@ -45,20 +45,29 @@ def _unavailable(message: str) -> None:
     pytest.skip(message)
 
 
-@pytest.fixture(scope="session", params=["classic", "connect"])
-def spark(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    """A local Spark session with two cores, small Arrow batches (many per partition) and a private warehouse."""
+@pytest.fixture(scope="session")
+def spark_environment() -> dict[str, str]:
+    """The environment Spark needs here: Java, and this interpreter for the Python workers (fails or skips)."""
     try:
-        from pyspark.sql import SparkSession
+        import pyspark  # noqa: F401
     except ImportError:
         _unavailable("PySpark is not installed (pip install 'crm-activation[spark]')")
     home = _java_home()
     if home is None and shutil.which("java") is None:
         _unavailable("no Java runtime (Debian package openjdk-17-jre-headless; `make test` installs it)")
-    saved = {name: os.environ.get(name) for name in ("JAVA_HOME", "PYSPARK_PYTHON", "PYSPARK_DRIVER_PYTHON")}
-    if home:
-        os.environ["JAVA_HOME"] = home
-    os.environ["PYSPARK_PYTHON"] = os.environ["PYSPARK_DRIVER_PYTHON"] = sys.executable  # executors: this venv
+    python = {"PYSPARK_PYTHON": sys.executable, "PYSPARK_DRIVER_PYTHON": sys.executable}
+    return {**python, "JAVA_HOME": home} if home else python
+
+
+@pytest.fixture(scope="session", params=["classic", "connect"])
+def spark(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, spark_environment: dict[str, str]
+) -> Iterator[Any]:
+    """A local Spark session with two cores, small Arrow batches (many per partition) and a private warehouse."""
+    from pyspark.sql import SparkSession
+
+    saved = {name: os.environ.get(name) for name in spark_environment}
+    os.environ.update(spark_environment)
     folder = tmp_path_factory.mktemp(f"spark-{request.param}")
     builder = SparkSession.builder
     builder = builder.remote("local[2]") if request.param == "connect" else builder.master("local[2]")
