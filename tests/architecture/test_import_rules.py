@@ -3,6 +3,8 @@
 - `sdk/` is what a plugin author depends on: it imports no other wing of the package.
 - The console wing (`cli/`) is imported by nothing else in the package: everything else works without a terminal.
 - The package never imports a connector or an out-of-tree plugin: they register through entry points.
+- PySpark (an optional extra) is imported by `spark/` alone, and nothing imports `spark/`: every other wing
+  works without Spark installed.
 - No import cycles, type-only imports included, so every module can be read (and tested) bottom-up.
 """
 
@@ -17,7 +19,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 CORE = ROOT / "core"
 PACKAGE = "crm_activation"
-SDK_MAY_NOT_IMPORT = ("pipeline", "state", "campaign", "email", "measurement", "cli", "testing")
+SDK_MAY_NOT_IMPORT = ("pipeline", "state", "campaign", "email", "measurement", "cli", "testing", "spark")
 PLUGIN_PACKAGES = ("crm_activation.connectors", "crm_activation_google_data_manager")
 
 
@@ -81,6 +83,20 @@ def test_sdk_imports_no_other_wing(module):
 def test_only_the_console_wing_imports_the_console_wing(module):
     offending = [f"line {line}: {target}" for target, line in imports_of(module) if wing(target) == "cli"]
     assert not offending, f"{module} imports the CLI: {offending}"
+
+
+@pytest.mark.parametrize("module", [m for m in MODULES if wing(m) != "spark"])
+def test_only_the_spark_wing_imports_pyspark_or_the_spark_wing(module):
+    offending = [
+        f"line {line}: {target}"
+        for target, line in imports_of(module)
+        if target.split(".")[0] == "pyspark" or (wing(target) == "spark" and target.startswith(PACKAGE + "."))
+    ]
+    assert not offending, f"{module} needs Spark: {offending}"
+
+
+def test_the_spark_rule_sees_the_spark_wing():
+    assert any(t.startswith("pyspark") for m in MODULES if wing(m) == "spark" for t, _ in imports_of(m))
 
 
 @pytest.mark.parametrize("module", list(MODULES))
