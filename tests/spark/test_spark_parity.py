@@ -127,3 +127,14 @@ def test_an_order_column_must_number_each_record_once(
     options = RunOptions(dry_run=True, state=str(tmp_path / "s.sqlite"), outbox=tmp_path / "o")
     with pytest.raises(InputError, match="no order column 'line'"):
         Engine(load_campaign(messy), options, audience=SparkAudienceSource(frame, order="line")).run()
+
+
+def test_an_empty_table_runs_like_an_empty_export(cases: Any, spark: Any, tmp_path: Path) -> None:
+    folder = tmp_path / "empty"
+    shutil.copytree(ROOT / "examples", folder)
+    header = (folder / "contacts.csv").read_text().splitlines()[0]
+    (folder / "contacts.csv").write_text(header + "\n")
+    local = _dry_run(cases, folder / "campaign.yaml", tmp_path / "local", None)
+    frame = spark.createDataFrame([], ", ".join(f"`{name}` string" for name in header.split(",")) + ", row long")
+    assert _dry_run(cases, folder / "campaign.yaml", tmp_path / "spark", frame) == local
+    assert local["summary"]["rows_read"] == 0
