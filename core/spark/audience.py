@@ -30,7 +30,6 @@ from collections.abc import Callable, Iterable, Iterator
 from functools import partial
 from pathlib import Path
 
-import numpy as np
 import pyarrow as pa
 from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
@@ -68,11 +67,11 @@ def _link_batches(work: BatchWork, source: str, batches: Iterable[pa.RecordBatch
         batch = _row_batch(source, arrow)
         dedupe_ids, rejected = work.columns.ids(batch)
         linked = work.link(batch)
-        rows = np.asarray(batch.rows, dtype=np.int64)
+        rows = pa.array(batch.rows, pa.int64())  # a missing number stays null, for `_check_order` to name
         n, k = len(rows), len(linked.digests)
         yield pa.RecordBatch.from_arrays(
             [
-                pa.array(np.concatenate([rows, rows[linked.owners]])),
+                pa.concat_arrays([rows, rows.take(pa.array(linked.owners, pa.int32()))]),
                 pa.array([*linked.contact_ids, *([None] * k)], pa.string()),
                 pa.array([*(cid or None for cid in dedupe_ids), *([None] * k)], pa.string()),
                 pa.array([*rejected, *([None] * k)], pa.bool_()),
@@ -200,7 +199,7 @@ class SparkAudience:
             raise InputError(f"{name} is empty on some records; it must number every record")
         twice = records.groupBy("rec").count().where(F.col("count") > 1).select("rec").first()
         if twice is not None:
-            raise InputError(f"{name} numbers several records {twice[0]}; each record needs its own number")
+            raise InputError(f"{name} gives the number {twice[0]} to several records; each needs its own")
 
     def route(self, linked: SparkClusters, progress: Callable[[int], None] | None = None) -> None:
         """Route every record on the executors and apply each batch's result here, in record order."""

@@ -119,9 +119,12 @@ def test_an_order_column_must_number_each_record_once(
 ) -> None:
     from pyspark.sql import functions as F
 
-    frame = csv_frame(messy.with_name("contacts.csv")).withColumn("row", F.col("row") % 100)
-    with pytest.raises(InputError, match="order column 'row' numbers several records"):
-        _dry_run(cases, messy, tmp_path / "twice", frame)
+    frame = csv_frame(messy.with_name("contacts.csv"))
+    with pytest.raises(InputError, match=r"order column 'row' gives the number \d+ to several records"):
+        _dry_run(cases, messy, tmp_path / "twice", frame.withColumn("row", F.col("row") % 100))
+    unnumbered = frame.withColumn("row", F.when(F.col("row") != 7, F.col("row")))
+    with pytest.raises(InputError, match="order column 'row' is empty on some records"):
+        _dry_run(cases, messy, tmp_path / "empty", unnumbered)
     from crm_activation.spark import SparkAudienceSource
 
     options = RunOptions(dry_run=True, state=str(tmp_path / "s.sqlite"), outbox=tmp_path / "o")
