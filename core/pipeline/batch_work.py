@@ -3,7 +3,7 @@
 A batch's link keys (`link`) and its routing (`route`) depend on the batch and on what the run decided before
 it (each record's cluster anchor, whether its contact id was seen earlier), never on another batch. So batches
 are worked on anywhere, in any order (another process, a Spark executor), and their results applied in input
-order give the same run whatever the batches: `apply_routed` adds them (rejects lines, counts, staged rows) one
+order give the same run whatever the batches: `BatchResults.apply` adds them (rejects lines, counts, staged rows) one
 batch after the other.
 
 Results are plain data: digests, rows to stage, the rejects file's lines in order, and counts to add, so they

@@ -26,7 +26,6 @@ import hashlib
 import sqlite3
 import tempfile
 from array import array
-from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -73,24 +72,6 @@ class ClusterBuilder:
         self._folder = tempfile.TemporaryDirectory(prefix="crm-clusters-")
         self._buckets = [open(Path(self._folder.name) / f"{b:02d}", "wb") for b in range(BUCKETS)]  # noqa: SIM115
         self._records = 0
-        self._pending: tuple[list[str | None], list[int], list[int]] = ([], [], [])  # records `add` gathered
-
-    def add(self, contact_id: str | None, keys: Iterable[str]) -> None:
-        """Add one record (its contact id may be missing on a rejected row) and its link keys."""
-        pending = self._pending
-        owner = len(pending[0])
-        pending[0].append(contact_id)
-        for key in set(keys):
-            pending[1].append(key_digest(key))
-            pending[2].append(owner)
-        if owner >= 4095:
-            self._add_pending()
-
-    def _add_pending(self) -> None:
-        ids, digests, owners = self._pending
-        if ids:
-            self.add_batch(ids, np.array(digests, dtype=np.int64), np.array(owners, dtype=np.int32))
-        self._pending = ([], [], [])
 
     def add_batch(self, contact_ids: list[str | None], digests: np.ndarray, owners: np.ndarray) -> None:
         """Add records at once: `digests[i]` is a link key of record `owners[i]` (an index into `contact_ids`)."""
@@ -117,7 +98,6 @@ class ClusterBuilder:
         The arrays of one number per record are made and dropped one after the other: at ten million records
         each is 40 MB (80 for the sizes), and the run's peak memory is here.
         """
-        self._add_pending()
         n = self._records
         roots = self._roots(n)
         sizes = np.bincount(roots, minlength=n) if n else np.zeros(0, dtype=np.int64)
@@ -137,7 +117,8 @@ class ClusterBuilder:
                 root = int(roots[rec])
                 if root not in anchors or contact_id < anchors[root]:
                     anchors[root] = contact_id
-        return IdentityClusters(self._db, stats, roots, anchors)
+        self._db.close()  # the anchors are found: the record table has done its job
+        return IdentityClusters(stats, roots, anchors)
 
     def _roots(self, n: int) -> np.ndarray:
         """Each record's cluster root (its smallest record number), from the buckets of link-key digests."""
@@ -172,16 +153,12 @@ class ClusterBuilder:
 
 
 class IdentityClusters:
-    """Each record's cluster: its anchor (the contact id whose holdout draw the cluster takes) and size."""
+    """Each record's cluster anchor (the contact id whose holdout draw the cluster takes), by record number."""
 
-    def __init__(
-        self, db: sqlite3.Connection, stats: ClusterStats, roots: np.ndarray, anchors: dict[int, str]
-    ) -> None:
-        self._db = db
+    def __init__(self, stats: ClusterStats, roots: np.ndarray, anchors: dict[int, str]) -> None:
         self.stats = stats
         self._roots = roots  # record number → its cluster's root record
         self._anchors = anchors  # root → anchor (the smallest contact id), for clusters of several records
-        self._by_contact: dict[str, int] | None = None
 
     def anchor_of_record(self, record: int) -> str | None:
         """The anchor of the cluster of record `record` (numbered as added), None for a one-record cluster.
@@ -190,23 +167,7 @@ class IdentityClusters:
         """
         return self._anchors.get(int(self._roots[record]))
 
-    def anchor(self, contact_id: str) -> tuple[str, int]:
-        """(anchor contact id, records in the cluster); a contact id never linked is its own one-record cluster.
-
-        For callers holding contact ids rather than record numbers (tests, audits); ids of multi-record clusters
-        are indexed once.
-        """
-        if self._by_contact is None:
-            self._by_contact = {}
-            for rec, cid in self._db.execute("SELECT rec, contact_id FROM records WHERE contact_id IS NOT NULL"):
-                if int(self._roots[rec]) in self._anchors:
-                    self._by_contact.setdefault(cid, int(self._roots[rec]))
-            self._sizes = np.bincount(self._roots, minlength=len(self._roots))
-        root = self._by_contact.get(contact_id)
-        if root is None:
-            return contact_id, 1
-        return self._anchors[root], int(self._sizes[root])
-
     def close(self) -> None:
-        """Drop the temporary database."""
-        self._db.close()
+        """Let go of the record arrays (about 4 bytes a record) once the routing read is done."""
+        self._roots = np.zeros(0, dtype=np.int32)
+        self._anchors = {}

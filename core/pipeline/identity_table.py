@@ -19,7 +19,6 @@ from itertools import zip_longest
 from pathlib import Path
 
 from ..campaign.schema import IdentityTableConfig
-from ..sdk.contact import Contact
 from ..sdk.identifier_kinds import IdentifierKind
 from .sources import SourceRow, open_rows
 
@@ -30,14 +29,14 @@ _KIND_BY_NAME = {kind.value: kind for kind in TABLE_KINDS}
 
 @dataclass
 class IdentityCounts:
-    """What the table held and what it added (`IdentityTable.stats` is the per-kind summary of `enriched`).
+    """What the table held and what it added (`enriched`: cells filled, by kind).
 
     Attributes:
         rows: data rows read from the source.
         keys: distinct contact ids in the table.
         skipped: rows without a key, or malformed (`SourceRow.error`).
         duplicates: rows whose key appeared on an earlier row.
-        looked_up: contacts passed to `enrich`.
+        looked_up: contacts looked up (`enrich_columns`).
         matched: contacts whose id is in the table.
         enriched: contacts that gained each identifier kind.
     """
@@ -101,11 +100,6 @@ class IdentityTable:
         """Read a match table from its source (CSV, JSON Lines or SQL), keyed by `config.key`."""
         return cls.from_rows(open_rows(config, base_dir), key=config.key)
 
-    @property
-    def stats(self) -> dict[str, int]:
-        """How many contacts gained each identifier kind the table holds, e.g. `{"maid": 120, "uid2": 87}`."""
-        return {kind.value: n for kind, n in self.counts.enriched.items()}
-
     def __len__(self) -> int:
         return len(self._entries)
 
@@ -122,9 +116,9 @@ class IdentityTable:
     def enrich_columns(
         self, contact_ids: Sequence[str], identifiers: dict[IdentifierKind, list[str | None]], rows: Iterable[int]
     ) -> dict[IdentifierKind, int]:
-        """`enrich` for records `rows` of a batch held by column: fills their empty identifier cells, counted alike.
+        """Fill the empty identifier cells of records `rows` of a batch held by column from the table, counted.
 
-        Returns how many cells of each kind this call filled (a batch worker's share of `stats`).
+        Returns how many cells of each kind this call filled (a batch worker's share of `counts.enriched`).
         """
         stats = self.counts
         filled = dict.fromkeys(self.kinds, 0)
@@ -146,23 +140,3 @@ class IdentityTable:
                     stats.enriched[kind] += 1
                     filled[kind] += 1
         return filled
-
-    def enrich(self, contact: Contact) -> Contact:
-        """The contact with the table's identifiers added for kinds it has none of (the same object if none)."""
-        stats = self.counts
-        stats.looked_up += 1
-        values = self._entries.get(contact.contact_id)
-        if values is None:
-            return contact
-        stats.matched += 1
-        own = contact.identifiers
-        added: dict[IdentifierKind, str] | None = None
-        for kind, value in zip(self.kinds, values, strict=False):
-            if value and not own.get(kind):
-                if added is None:
-                    added = dict(own)
-                added[kind] = value
-                stats.enriched[kind] += 1
-        if added is None:
-            return contact
-        return contact.model_copy(update={"identifiers": added})

@@ -292,26 +292,3 @@ class ContactParser:
             row=row.row,
         )
         return ParsedRow(contact, tuple(issues) if issues else ())
-
-    def link_identifiers(self, row: SourceRow) -> tuple[str, dict[IdentifierKind, str]]:
-        """The row's contact id (may be "") and trimmed identifiers, whatever else is wrong with the row.
-
-        Identity clustering reads every row this way, rejected ones included: a rejected duplicate of a control
-        person still has to keep that person's other records out of the test group.
-        """
-        contact_id = ""
-        identifiers: dict[IdentifierKind, str] = {}
-        for column, value in row.fields.items():
-            kind = self._idents.get(column)
-            action = self._plan.get(column)
-            if kind is not None:
-                text = _text(value)
-                if text:
-                    identifiers[kind] = text
-            elif action is not None and action[0] == _ID:
-                contact_id = _text(value)
-            elif action is not None and action[0] == _COUNTRY:
-                iso = country_code(_text(value))
-                if iso:
-                    identifiers[IdentifierKind.COUNTRY] = iso
-        return contact_id, identifiers

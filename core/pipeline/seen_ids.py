@@ -22,12 +22,8 @@ class SeenIds:
         self._db.execute("CREATE TABLE seen (id TEXT PRIMARY KEY) WITHOUT ROWID")
         self._db.execute("BEGIN")
 
-    def add(self, contact_id: str) -> bool:
-        """Record an id; True when it is new, False when it was seen before."""
-        return self._db.execute("INSERT OR IGNORE INTO seen VALUES (?)", (contact_id,)).rowcount == 1
-
     def add_many(self, contact_ids: list[str]) -> list[bool]:
-        """`add` for each id in order: an id repeated within the list is new only the first time."""
+        """Record ids in order; for each, True when it is new (seen in no earlier call, nor earlier in the list)."""
         found: set[str] = set()
         for start in range(0, len(contact_ids), 500):
             chunk = list(dict.fromkeys(contact_ids[start : start + 500]))

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import random
 
+import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from crm_activation.pipeline.clusters import ClusterBuilder, IdentityClusters
+from crm_activation.pipeline.clusters import ClusterBuilder, ClusterStats, key_digest
 from crm_activation.pipeline.holdout import assign_group
 from crm_activation.pipeline.link_keys import EMAIL_FORMS, LinkKeys, maid_key
 from crm_activation.sdk.errors import InvalidIdentifier
@@ -21,11 +22,21 @@ def keys(contact_id: str | None = None, **identifiers: str) -> set[str]:
     return set(KEYS.keys(contact_id, {K(kind): value for kind, value in identifiers.items()}))
 
 
-def cluster(records: list[tuple[str | None, dict[str, str]]]) -> IdentityClusters:
+def cluster(records: list[tuple[str | None, dict[str, str]]]) -> tuple[list[str | None], ClusterStats]:
+    """Each record's anchor (its own contact id for a one-record cluster), and how the records grouped."""
+    contact_ids, digests, owners = [], [], []
+    for record, (contact_id, identifiers) in enumerate(records):
+        contact_ids.append(contact_id)
+        for key in keys(contact_id, **identifiers):
+            digests.append(key_digest(key))
+            owners.append(record)
     builder = ClusterBuilder()
-    for contact_id, identifiers in records:
-        builder.add(contact_id, keys(contact_id, **identifiers))
-    return builder.finish()
+    builder.add_batch(contact_ids, np.array(digests, dtype=np.int64), np.array(owners, dtype=np.int32))
+    clusters = builder.finish()
+    try:
+        return [clusters.anchor_of_record(i) or contact_ids[i] for i in range(len(records))], clusters.stats
+    finally:
+        clusters.close()
 
 
 def test_spellings_of_one_mailbox_share_a_key():
@@ -73,7 +84,7 @@ def test_kinds_do_not_meet_each_other():
 
 
 def test_clusters_are_transitive_and_anchored_on_the_smallest_contact_id():
-    clusters = cluster(
+    anchors, stats = cluster(
         [
             ("C9", {"email": "ann@example.com"}),
             ("C5", {"email": "ANN@example.com", "phone": "+12015550123"}),
@@ -81,17 +92,14 @@ def test_clusters_are_transitive_and_anchored_on_the_smallest_contact_id():
             ("C1", {"email": "bob@example.org"}),
         ]
     )
-    assert clusters.anchor("C9") == clusters.anchor("C7") == ("C5", 3)
-    assert clusters.anchor("C1") == ("C1", 1)
-    assert clusters.anchor("never-seen") == ("never-seen", 1)
-    assert clusters.stats.records == 4 and clusters.stats.clusters == 2
-    assert clusters.stats.multi_record_clusters == 1 and clusters.stats.largest_cluster == 3
-    clusters.close()
+    assert anchors == ["C5", "C5", "C5", "C1"]
+    assert stats.records == 4 and stats.clusters == 2
+    assert stats.multi_record_clusters == 1 and stats.largest_cluster == 3
 
 
 def test_rejected_rows_still_link_their_person():
     # a row without a contact id and a duplicate row of C2 (both rejected by onboarding) bridge C2 and C8
-    clusters = cluster(
+    anchors, stats = cluster(
         [
             ("C2", {"email": "ann@example.com"}),
             (None, {"email": "ann@example.com", "external_id": "crm-77"}),
@@ -101,9 +109,8 @@ def test_rejected_rows_still_link_their_person():
             ("C4", {"email": "DEE@example.com"}),
         ]
     )
-    assert clusters.anchor("C8") == ("C2", 3)
-    assert clusters.anchor("C4") == ("C3", 3)
-    clusters.close()
+    assert anchors == ["C2", "C2", "C2", "C3", "C3", "C3"]
+    assert stats.multi_record_clusters == 2 and stats.largest_cluster == 3
 
 
 people = st.lists(
@@ -121,21 +128,16 @@ people = st.lists(
 @given(records=people, seed=st.integers(0, 2**32 - 1))
 def test_groups_never_depend_on_input_order_and_a_cluster_has_one_group(records, seed):
     rows = [(cid, {"email": email, "phone": phone, "country": "US"}) for cid, email, phone in records]
-    shuffled = rows[:]
-    random.Random(seed).shuffle(shuffled)
-    first, second = cluster(rows), cluster(shuffled)
-    ids = {cid for cid, _ in rows}
-    assert {cid: first.anchor(cid) for cid in ids} == {cid: second.anchor(cid) for cid in ids}
-    by_record = {}
-    for cid, identifiers in rows:
-        anchor, _ = first.anchor(cid)
-        by_record[cid] = (assign_group("salt", anchor, 0.5), keys(cid, **identifiers))
-    for a, (group_a, keys_a) in by_record.items():
-        for b, (group_b, keys_b) in by_record.items():
-            if keys_a & keys_b:
-                assert group_a is group_b, (a, b)
-    first.close()
-    second.close()
+    order = list(range(len(rows)))
+    random.Random(seed).shuffle(order)
+    first = cluster(rows)[0]
+    shuffled = cluster([rows[i] for i in order])[0]
+    assert [shuffled[order.index(i)] for i in range(len(rows))] == first
+    groups = [assign_group("salt", anchor, 0.5) for anchor in first]
+    for a, (cid_a, ids_a) in enumerate(rows):
+        for b, (cid_b, ids_b) in enumerate(rows):
+            if keys(cid_a, **ids_a) & keys(cid_b, **ids_b):
+                assert groups[a] is groups[b], (a, b)
 
 
 @given(
