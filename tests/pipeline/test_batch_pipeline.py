@@ -49,14 +49,17 @@ def _without_timings(value: Any) -> Any:
     return value
 
 
-def _run(campaign: Path, out: Path, workers: int = 1) -> dict[str, Any]:
-    """A dry run's every output (the plan's rows sorted: channels write it concurrently)."""
+def _run(campaign: Path, out: Path, workers: int = 1, audience: Any = None) -> dict[str, Any]:
+    """A dry run's every output (the plan's rows sorted: channels write it concurrently).
+
+    `audience`: another reader of the audience than the campaign's file (`Engine(audience=...)`: Spark's).
+    """
     out.mkdir()
     options = RunOptions(
         dry_run=True, outbox=out / "outbox", rejects=out / "rejects.csv", plan=out / "plan.csv",
         state=str(out / "state.sqlite"), workers=workers,
     )
-    summary = Engine(load_campaign(campaign), options).run()
+    summary = Engine(load_campaign(campaign), options, audience=audience).run()
     result = _without_timings(summary.to_json())
     result.pop("rejects_file"), result.pop("plan_file")
     plan = (out / "plan.csv").read_text().splitlines()
@@ -64,7 +67,7 @@ def _run(campaign: Path, out: Path, workers: int = 1) -> dict[str, Any]:
         "summary": result,
         "rejects": (out / "rejects.csv").read_text(),
         "plan": [plan[0], *sorted(plan[1:])],
-        "outbox": {p.name: p.read_text() for p in sorted((out / "outbox").rglob("*")) if p.is_file()},
+        "outbox": {p.name: p.read_bytes() for p in sorted((out / "outbox").rglob("*")) if p.is_file()},
     }
 
 
