@@ -204,7 +204,8 @@ def process_file(
     """Validate every line as BSS does and collect what would be applied.
 
     Counters follow the batch-segment docs: `num_invalid_format` per malformed or duplicate line,
-    `num_invalid_user` per line whose user is invalid (or, with `reject`, refused as unknown to Xandr),
+    `num_invalid_user` per line whose user is invalid (or, with `reject`, which is given the user, refused as
+    unknown to Xandr),
     `num_valid_user` per line with a valid user, `num_valid` per applied user/segment pair, and the segment
     counters deduplicated per segment. A refused line or segment is not applied.
     """
@@ -238,7 +239,7 @@ def process_file(
             refuse("num_invalid_format", line)
             continue
         user = _user_key(parsed.user, parsed.domain)
-        if user is None or (reject is not None and reject(line)):
+        if user is None or (reject is not None and reject(user)):
             refuse("num_invalid_user", line)
             continue
         counts["num_valid_user"] += 1

@@ -59,6 +59,15 @@ def spark_environment() -> dict[str, str]:
     return {**python, "JAVA_HOME": home} if home else python
 
 
+@pytest.fixture
+def script_environment(spark_environment: dict[str, str]) -> dict[str, str]:
+    """The environment for a Spark script run in a subprocess: without the variables a Spark Connect session of
+    this process set (they would make the script's own session a Connect client with no server)."""
+    inherited = {k: v for k, v in os.environ.items() if not k.startswith(("SPARK_REMOTE", "SPARK_LOCAL_REMOTE",
+                                                                            "SPARK_CONNECT"))}
+    return {**inherited, **spark_environment}
+
+
 @pytest.fixture(scope="session", params=["classic", "connect"])
 def spark(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, spark_environment: dict[str, str]
@@ -66,7 +75,7 @@ def spark(
     """A local Spark session with two cores, small Arrow batches (many per partition) and a private warehouse."""
     from pyspark.sql import SparkSession
 
-    saved = {name: os.environ.get(name) for name in spark_environment}
+    saved = dict(os.environ)  # restored whole: a Connect session sets variables of its own
     os.environ.update(spark_environment)
     folder = tmp_path_factory.mktemp(f"spark-{request.param}")
     builder = SparkSession.builder
@@ -89,11 +98,8 @@ def spark(
         yield session
     finally:
         session.stop()
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
+        os.environ.clear()
+        os.environ.update(saved)
 
 
 @pytest.fixture(scope="session")

@@ -7,7 +7,6 @@ the file's lines; everything sent is a local run's: the same outcomes and the sa
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -27,7 +26,7 @@ def requests(outbox: Path) -> dict[str, bytes]:
     return {path.name: path.read_bytes() for path in sorted(outbox.rglob("*.jsonl"))}
 
 
-def test_the_example_job_sends_what_a_local_run_sends(spark_environment: dict[str, str], tmp_path: Path) -> None:
+def test_the_example_job_sends_what_a_local_run_sends(script_environment: dict[str, str], tmp_path: Path) -> None:
     shutil.copytree(ROOT / "examples", tmp_path / "examples")
     campaign = tmp_path / "examples" / "campaign.yaml"
     local = Engine(
@@ -38,7 +37,7 @@ def test_the_example_job_sends_what_a_local_run_sends(spark_environment: dict[st
     job = subprocess.run(
         [sys.executable, str(ROOT / "examples" / "spark_job.py"), "--master", "local[2]", "--campaign", str(campaign),
          "--csv", str(tmp_path / "examples" / "contacts.csv"), "--dry-run", "--rejects", "rejects.csv"],
-        cwd=tmp_path, env={**os.environ, **spark_environment}, capture_output=True, text=True, timeout=600,
+        cwd=tmp_path, env=script_environment, capture_output=True, text=True, timeout=600,
     )
     assert job.returncode == 0, job.stderr[-3000:]
     summary = json.loads(job.stdout)
@@ -49,12 +48,12 @@ def test_the_example_job_sends_what_a_local_run_sends(spark_environment: dict[st
     )
 
 
-def test_a_missing_column_is_exit_2_naming_it(spark_environment: dict[str, str], tmp_path: Path) -> None:
+def test_a_missing_column_is_exit_2_naming_it(script_environment: dict[str, str], tmp_path: Path) -> None:
     (tmp_path / "contacts.csv").write_text("id,email\n1,a@example.com\n")
     job = subprocess.run(
         [sys.executable, str(ROOT / "examples" / "spark_job.py"), "--master", "local[1]",
          "--campaign", str(ROOT / "examples" / "campaign.yaml"), "--csv", str(tmp_path / "contacts.csv"), "--dry-run"],
-        cwd=tmp_path, env={**os.environ, **spark_environment}, capture_output=True, text=True, timeout=600,
+        cwd=tmp_path, env=script_environment, capture_output=True, text=True, timeout=600,
     )
     assert job.returncode == 2, job.stderr[-3000:]
     assert "contact_id" in job.stderr.splitlines()[-1]
