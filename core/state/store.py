@@ -606,35 +606,12 @@ class StateStore:
         is not recorded (the next run offers it again), and a refused remove stays a member (the next run
         removes it again).
         """
-        now = time.time()
-        with self.transaction():
-            if operation == "add":
-                rows = []
-                for member in members:
-                    if member.contact_id in refused:
-                        continue
-                    payload, fingerprint = encode_member(member)
-                    rows.append((platform, audience_key, member.contact_id, campaign, fingerprint, payload, now))
-                self.db.executemany(
-                    "INSERT INTO memberships VALUES (?, ?, ?, ?, ?, ?, ?) "
-                    "ON CONFLICT (platform, audience_key, contact_id) DO UPDATE SET campaign=excluded.campaign, "
-                    "fingerprint=excluded.fingerprint, payload=excluded.payload, synced_at=excluded.synced_at",
-                    rows,
-                )
-            elif operation == "remove":
-                self.db.executemany(
-                    "DELETE FROM memberships WHERE platform=? AND audience_key=? AND contact_id=? AND fingerprint=?",
-                    [
-                        (platform, audience_key, m.contact_id, encode_member(m)[1])
-                        for m in members
-                        if m.contact_id not in refused
-                    ],
-                )
-            self.db.execute(
-                "INSERT INTO batches VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (run_id, platform, audience_key, operation, len(members), result.received, result.invalid,
-                 result.job_id, now),
-            )
+        encoded = [encode_member(member) for member in members]
+        planned = PlannedBatch(
+            StagedBatch([m.contact_id for m in members], [payload for payload, _ in encoded]),
+            [fingerprint for _, fingerprint in encoded],
+        )
+        self.apply_planned(run_id, campaign, platform, audience_key, operation, planned, result, refused)
 
     def apply_planned(
         self,
