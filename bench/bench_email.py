@@ -23,7 +23,6 @@ Timings are printed, never asserted.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import multiprocessing
 import os
@@ -40,6 +39,9 @@ from typing import Any
 
 from pydantic import SecretStr
 
+sys.path.insert(0, str(Path(__file__).parent))
+from bench_pipeline import start_postgres  # the same throwaway PostgreSQL server as the pipeline bench
+
 from crm_activation.campaign.email_settings import EmailConfig, EmailCredentials
 from crm_activation.campaign.loader import LoadedCampaign
 from crm_activation.campaign.schema import Campaign
@@ -55,7 +57,6 @@ from crm_activation.sdk.identifier_kinds import IdentifierKind
 from crm_activation.sdk.summary import PlatformSummary
 from crm_activation.state.database import Database, open_database
 
-ROOT = Path(__file__).resolve().parent.parent
 NOW = datetime(2026, 11, 2, 23, 0, tzinfo=UTC)
 
 #: The relay: accepts everything; stamps each 250 on CLOCK_MONOTONIC per recipient; prints the stamps at the end.
@@ -245,21 +246,6 @@ def bench_channel(n: int, connections: int, processes: int, postgres: Any) -> No
           f"messages/s ({n:,} contacts in {seconds:,.1f} s; CPU here {own / n * 1e6:,.0f} µs/message, "
           f"in workers {children / n * 1e6:,.0f} µs/message)")
     print(f"  ledger window: {window(relay.stop(), commits.stamps)}")
-
-
-def start_postgres() -> Any:
-    spec = importlib.util.spec_from_file_location("postgres_server", ROOT / "tests" / "postgres_server.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["postgres_server"] = module  # dataclasses look their module up while the class is built
-    spec.loader.exec_module(module)
-    bindir = module.find_bindir()
-    if bindir is None:
-        raise SystemExit("--postgres needs PostgreSQL's server binaries (Debian package postgresql)")
-    os.environ["PGPASSWORD"] = module.PASSWORD
-    server = module.PostgresServer.start(bindir)
-    print(f"state: PostgreSQL on 127.0.0.1:{server.port} (throwaway, fsync off)")
-    return server
 
 
 def main() -> None:
