@@ -273,7 +273,11 @@ class MeasurementConfig(BaseModel):
 
     model_config = _STRICT
 
-    kpis: tuple[KpiConfig, ...] = Field(min_length=1)
+    kpis: tuple[KpiConfig, ...] = Field(
+        (KpiConfig(name="account_created"), KpiConfig(name="first_job_post"), KpiConfig(name="hire")),
+        min_length=1,
+        description="default: account_created, first_job_post and hire, each counting the event of its name",
+    )
     conversions: SourceConfig | None = Field(None, description="events: contact_id, event, timestamp, value")
     columns: dict[str, str] = Field(
         default_factory=dict, description="contact_id/event/timestamp/value → the source's column name"

@@ -1,8 +1,8 @@
 """E-mail as one of the run's channels: deliver the due step to each test-group contact the engine routed here.
 
 The engine stages those contacts like any platform's members (so the holdout-contamination guard applies to
-e-mail addresses too), then, after the ad platforms were pushed, calls `EmailDelivery.push`. What e-mail asks
-of the engine it declares as a `pipeline.channels.Channel`:
+e-mail addresses too), then calls `EmailDelivery.push` while the ad platforms push (each channel in its own
+thread). What e-mail asks of the engine it declares as a `pipeline.channels.Channel`:
 
 - its member is the mailbox the address delivers to (`EMAIL_PAYLOAD`), in clear;
 - e-mail consent and unsubscribes gate it, not ad consent;

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Literal
 
 from ..campaign.loader import LoadedCampaign
-from ..campaign.schema import KpiConfig, MeasurementConfig, SourceConfig
+from ..campaign.schema import MeasurementConfig, SourceConfig
 from ..pipeline.rejects import RejectsWriter
 from ..pipeline.sources import open_rows
 from ..sdk.errors import ConfigError
@@ -35,8 +35,6 @@ from .simulate import (
     write_ledger,
 )
 
-#: KPIs used when the campaign has no `measurement:` section (the Upwork-like demo's).
-DEFAULT_KPIS = ("account_created", "first_job_post", "hire")
 #: `report --as-of window-end`: the report's time is the end of the measurement window.
 WINDOW_END = "window-end"
 
@@ -52,10 +50,7 @@ class ReportFiles:
 
 def measurement_config(loaded: LoadedCampaign) -> MeasurementConfig:
     """The campaign's measurement settings, or the defaults (the demo KPIs, 30 days) when it has none."""
-    config = loaded.campaign.measurement
-    if config is not None:
-        return config
-    return MeasurementConfig(kpis=tuple(KpiConfig(name=name) for name in DEFAULT_KPIS))
+    return loaded.campaign.measurement or MeasurementConfig()
 
 
 def read_ledger(loaded: LoadedCampaign, override: str | Path | None) -> Ledger:

@@ -64,3 +64,10 @@ class RunOptions:
     resend_in_doubt: bool = False
     #: Processes the audience's batches are worked on (`audience_batches.py`); 1 works in this process.
     workers: int = 1
+
+    def __post_init__(self) -> None:
+        """Take the output paths as text too: a library caller's `rejects="rejects.csv"` works as a `Path` would."""
+        for name in ("outbox", "rejects", "plan"):
+            value = getattr(self, name)
+            if isinstance(value, str):
+                setattr(self, name, Path(value))

@@ -6,7 +6,9 @@ import json
 
 import pytest
 
+from crm_activation.campaign.loader import load_campaign
 from crm_activation.cli.main import main
+from crm_activation.measurement.commands import measurement_config
 
 from .conftest import CAMPAIGN_ID
 from .conftest import write_campaign as write_base_campaign
@@ -124,3 +126,11 @@ def test_measurement_section_errors_point_at_the_line(tmp_path, capsys):
     assert main(["report", str(campaign), "--conversions", "x.csv", "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err
     assert "campaign.yaml:" in err and "event 'hire' is mapped to two KPIs" in err
+
+
+def test_a_measurement_section_without_kpis_measures_the_default_ones(tmp_path):
+    """`measurement:` is optional throughout: setting costs alone keeps the three default KPIs."""
+    loaded = load_campaign(write_base_campaign(tmp_path, "measurement:\n  costs: {facebook: 0.5}\n"))
+    config = measurement_config(loaded)
+    assert [kpi.name for kpi in config.kpis] == ["account_created", "first_job_post", "hire"]
+    assert config.costs == {"facebook": 0.5}

@@ -101,3 +101,16 @@ def test_summary_groups_rejections_by_reason_while_the_rejects_file_keeps_each_r
         ("6", "city", "unreadable CSV record: a quote is never closed (the record ran over lines 6-7; "
          "only line 6 is rejected, reading resumed at line 7)"),
     ]
+
+
+def test_output_paths_may_be_given_as_text(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A library caller writes `RunOptions(rejects="rejects.csv")`; the run writes there as with a `Path`."""
+    write_csv(tmp_path / "contacts.csv", [{"contact_id": "c1", "country": "Atlantis", "email": "a@example.com"}])
+    (tmp_path / "campaign.yaml").write_text(CAMPAIGN + PLATFORM)
+    monkeypatch.chdir(tmp_path)
+    options = RunOptions(dry_run=True, rejects="out/rejects.csv", outbox="out/outbox", plan="out/plan.csv")  # type: ignore[arg-type]
+    summary = Engine(load_campaign(tmp_path / "campaign.yaml"), options).run()
+    assert summary.rejects_file == "out/rejects.csv" and summary.plan_file == "out/plan.csv"
+    with (tmp_path / "out" / "rejects.csv").open() as handle:
+        assert [row["field"] for row in csv.DictReader(handle)] == ["country"]
+    assert (tmp_path / "out" / "plan.csv").exists()
