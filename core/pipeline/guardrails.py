@@ -52,9 +52,10 @@ class ColumnCheck:
     run's two reads, before anything is routed or staged).
     """
 
-    def __init__(self, parser: ContactParser, source: SourceConfig) -> None:
+    def __init__(self, parser: ContactParser, source: SourceConfig, name: str | None = None) -> None:
+        """`name`: what errors call the input, when it is not the source's file (a Spark DataFrame)."""
         self.parser = parser
-        self.source = _source_name(source)
+        self.source = name or _source_name(source)
         self.columns: list[str] | None = None
         self.keys_only = source.type == "jsonl"
         self._keys: dict[str, None] = {}

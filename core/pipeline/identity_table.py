@@ -123,6 +123,8 @@ class IdentityTable:
         stats = self.counts
         filled = dict.fromkeys(self.kinds, 0)
         entries = self._entries
+        for kind in self.kinds:  # every kind's column up front: a record's identifiers keep one order in any batch
+            identifiers.setdefault(kind, [None] * len(contact_ids))
         for index in rows:
             stats.looked_up += 1
             values = entries.get(contact_ids[index])
@@ -132,9 +134,7 @@ class IdentityTable:
             for kind, value in zip(self.kinds, values, strict=False):
                 if not value:
                     continue
-                column = identifiers.get(kind)
-                if column is None:
-                    column = identifiers[kind] = [None] * len(contact_ids)
+                column = identifiers[kind]
                 if not column[index]:
                     column[index] = value
                     stats.enriched[kind] += 1

@@ -615,7 +615,7 @@ def _fetch(
             check, bad_so_far = seen != bad_so_far, seen
         for values in batch:
             number += 1
-            fields = {c: _plain(v) for c, v in zip(columns, values, strict=True)}
+            fields = {c: json_like(v) for c, v in zip(columns, values, strict=True)}
             bad = _undecodable_value(columns, values) if check else None
             if bad is None:
                 yield SourceRow(source, number, fields)
@@ -651,8 +651,10 @@ def _undecodable_value(columns: list[str], values: Sequence[Any]) -> str | None:
     return None
 
 
-def _plain(value: Any) -> Any:
+def json_like(value: Any) -> Any:
     """A driver value made JSON-like (see the module docstring), inside arrays and JSON objects too.
+
+    Also how the Spark path reads a DataFrame's typed cells (`spark/audience.py`): as an SQL source's.
 
     A UUID (a common PostgreSQL key type) becomes its text, so that it compares equal to the same id written
     in a segment rule or a match table. A non-finite numeric (PostgreSQL's NaN and ±Infinity) is a float: it
@@ -671,9 +673,9 @@ def _plain(value: Any) -> Any:
     if isinstance(value, UUID):
         return str(value)
     if isinstance(value, list | tuple):
-        return [_plain(item) for item in value]
+        return [json_like(item) for item in value]
     if isinstance(value, dict):
-        return {key: _plain(item) for key, item in value.items()}
+        return {key: json_like(item) for key, item in value.items()}
     return value
 
 

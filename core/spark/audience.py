@@ -18,9 +18,12 @@ on the batch and its plan only, and digests are BLAKE2b, never Python's `hash()`
 executor, process or batch boundary did the work.
 
 The input: one row per CRM record, with the columns a CSV export of it would have (the campaign's `columns`
-mapping applies), plus an order column numbering the records (unique integers). Cells are read as text, as a CSV
-export's are (null is an empty cell). The order decides which record of a repeated contact id is routed (the
-first) and is the row number the rejects file names.
+mapping applies), plus an order column numbering the records (unique whole numbers). A text column is read as a
+CSV export's cells are (null is an empty cell); a typed one (numbers, booleans, dates, arrays, structs) as an SQL
+source's values are (`pipeline.sources.json_like`), so a score stays a number and an array of categories a list.
+A column whose text would depend on the session (a time-zone-aware timestamp) or that no export has a cell for
+(a map, an interval) is refused before anything runs. The order decides which record of a repeated contact id is
+routed (the first) and is the row number the rejects file names.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from pathlib import Path
 import pyarrow as pa
 from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
+from pyspark.sql import types as T
 
 from ..campaign.schema import AudienceSourceConfig
 from ..pipeline.audience_batches import BatchResults
@@ -40,6 +44,7 @@ from ..pipeline.batch_source import RowBatch
 from ..pipeline.batch_work import BatchWork, RoutedBatch, RoutePlan
 from ..pipeline.guardrails import ColumnCheck
 from ..pipeline.onboarding import ContactParser
+from ..pipeline.sources import json_like
 from ..sdk.errors import InputError
 from .components import SparkClusters, clusters
 
@@ -48,13 +53,30 @@ ROW, KEPT, DUPLICATE, ANCHOR = "__crm_row", "__crm_kept", "__crm_duplicate", "__
 _PLAN = (ROW, KEPT, DUPLICATE, ANCHOR)
 _LINKED = "rec long, link_id string, dedupe_id string, rejected boolean, digest long"
 _ROUTED = "first_row long, routed binary"
+#: Column types read as an SQL source's values; a text column (string, char, varchar) is read as CSV text.
+_TYPED = (
+    T.BooleanType, T.ByteType, T.ShortType, T.IntegerType, T.LongType, T.FloatType, T.DoubleType, T.DecimalType,
+    T.DateType, T.TimestampNTZType, T.BinaryType, T.ArrayType, T.StructType, T.NullType,
+)
+_TEXT = (T.StringType, T.CharType, T.VarcharType)
+_WHOLE = (T.ByteType, T.ShortType, T.IntegerType, T.LongType)
 
 
 def _row_batch(source: str, arrow: pa.RecordBatch) -> RowBatch:
-    """An Arrow batch of records as the local pipeline's `RowBatch` (its row numbers from the order column)."""
+    """An Arrow batch of records as the local pipeline's `RowBatch` (its row numbers from the order column).
+
+    Text columns stay Arrow's; a batch with typed columns holds their values as an SQL source's (`json_like`).
+    """
     table = pa.Table.from_batches([arrow])
     rows = table.column(ROW).to_pylist()
-    return RowBatch(source, rows, table=table.drop_columns([name for name in _PLAN if name in table.column_names]))
+    cells = table.drop_columns([name for name in _PLAN if name in table.column_names])
+    if all(pa.types.is_string(kind) for kind in cells.schema.types):
+        return RowBatch(source, rows, table=cells)
+    columns = {
+        name: column.to_pylist() if pa.types.is_string(column.type) else [json_like(v) for v in column.to_pylist()]
+        for name, column in zip(cells.column_names, cells.columns, strict=True)
+    }
+    return RowBatch(source, rows, columns)
 
 
 def _link_batches(work: BatchWork, source: str, batches: Iterable[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
@@ -141,31 +163,61 @@ class SparkAudience:
         self.columns: list[str] | None = None
         self.rows_linked = 0
         self._records: DataFrame | None = None
+        self._input: DataFrame | None = None
 
     def __enter__(self) -> SparkAudience:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._records = None
+        self._records = self._input = None
 
     def _frame(self) -> DataFrame:
-        """The input as text columns (null: an empty cell) and its order column as `ROW`, in record order."""
+        """The input's cells (text, null an empty cell; typed values as they are) and its order as `ROW`.
+
+        Built once and checkpointed by `link`: both of the run's passes read that one copy, so a table that
+        changes meanwhile cannot give the routing pass records the linking pass did not plan.
+        """
         contacts, order = self.source.contacts, self.source.order
-        cells = [F.coalesce(F.col(f"`{name}`").cast("string"), F.lit("")).alias(name) for name in self.columns or []]
-        return contacts.select(*cells, F.col(f"`{order}`").cast("long").alias(ROW))
+        types = {field.name: field.dataType for field in contacts.schema.fields}
+        cells = [
+            (F.coalesce(F.col(f"`{name}`").cast("string"), F.lit("")) if isinstance(types[name], _TEXT)
+             else F.col(f"`{name}`")).alias(name)
+            for name in self.columns or []
+        ]
+        return contacts.select(*cells, F.col(f"`{order}`").try_cast("long").alias(ROW))
+
+    def _check_columns(self) -> None:
+        """The order column and the campaign's columns: present, and of types a CRM record can be read from."""
+        contacts, order, name = self.source.contacts, self.source.order, self.source.source
+        types = {field.name: field.dataType for field in contacts.schema.fields}
+        if order not in types:
+            raise InputError(f"{name}: no order column {order!r} (columns: {', '.join(types)})")
+        if not isinstance(types[order], _WHOLE + _TEXT):
+            raise InputError(
+                f"{name}: order column {order!r} is {types[order].simpleString()}; it must hold whole numbers"
+            )
+        check = ColumnCheck(self.parser, self.audience.source, name)
+        needs_order = order in check.required()  # the order column is a record's cell too only when mapped
+        check.header([column for column in types if column != order or needs_order])
+        self.columns = check.columns
+        for column in self.columns or []:
+            kind = types[column]
+            if isinstance(kind, T.TimestampType):
+                raise InputError(
+                    f"{name}: column {column!r} is a timestamp, whose text depends on the session's time zone; "
+                    f"select it as the text it should be read as (e.g. date_format({column}, \"yyyy-MM-dd\"))"
+                )
+            if not isinstance(kind, _TEXT + _TYPED):
+                raise InputError(f"{name}: column {column!r} is {kind.simpleString()}, which no CRM export has a "
+                                 "cell for; select it as text or a number")
 
     def link(self, progress: Callable[[int], None] | None = None) -> SparkClusters:
         """Check the columns, link every record on the executors, cluster them, and plan each record's routing."""
-        contacts, order = self.source.contacts, self.source.order
-        if order not in contacts.columns:
-            names = ", ".join(contacts.columns)
-            raise InputError(f"{self.source.source}: no order column {order!r} (columns: {names})")
-        check = ColumnCheck(self.parser, self.audience.source)
-        check.header([name for name in contacts.columns if name != order])
-        self.columns = check.columns
+        self._check_columns()
         work, source = self.work, self.source.source
+        self._input = self._frame().localCheckpoint()
         linked = (
-            self._frame()
+            self._input
             .mapInArrow(partial(_link_batches, work, source), _LINKED)
             .localCheckpoint()
         )
@@ -196,15 +248,15 @@ class SparkAudience:
         """Refuse an order column that leaves a record unnumbered or numbers two alike: the run would be ambiguous."""
         name = f"{self.source.source}: order column {self.source.order!r}"
         if records.where(F.col("rec").isNull()).limit(1).count():
-            raise InputError(f"{name} is empty on some records; it must number every record")
+            raise InputError(f"{name} is empty or not a whole number on some records; it must number every record")
         twice = records.groupBy("rec").count().where(F.col("count") > 1).select("rec").first()
         if twice is not None:
             raise InputError(f"{name} gives the number {twice[0]} to several records; each needs its own")
 
     def route(self, linked: SparkClusters, progress: Callable[[int], None] | None = None) -> None:
         """Route every record on the executors and apply each batch's result here, in record order."""
-        assert self._records is not None, "link first"
-        planned = self._frame().join(self._records, ROW).orderBy(ROW)
+        assert self._records is not None and self._input is not None, "link first"
+        planned = self._input.join(self._records, ROW).orderBy(ROW)
         # Checkpointed first, so every partition is routed at once on the executors: read by `toLocalIterator`
         # alone, each would be computed only when the driver asks for it, one after the other.
         routed = planned.mapInArrow(partial(_route_batches, self.work, self.source.source), _ROUTED).localCheckpoint()

@@ -197,10 +197,10 @@ def test_postgres_state_without_psycopg_gives_a_clear_error(monkeypatch: pytest.
 
 
 def test_sql_values_are_made_json_like() -> None:
-    from crm_activation.pipeline.sources import _plain
+    from crm_activation.pipeline.sources import json_like
 
-    assert _plain(Decimal("3")) == 3 and isinstance(_plain(Decimal("3")), int)
-    assert _plain(Decimal("2.5")) == 2.5
+    assert json_like(Decimal("3")) == 3 and isinstance(json_like(Decimal("3")), int)
+    assert json_like(Decimal("2.5")) == 2.5
 
 
 # -- input that must not lose contacts -----------------------------------------------------------------------

@@ -27,10 +27,10 @@ pytestmark = [pytest.mark.spark, pytest.mark.usefixtures("sandbox_credentials")]
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _engine(campaign: Path, options: RunOptions, frame: Any | None) -> Engine:
+def _engine(campaign: Path, options: RunOptions, frame: Any | None, source: str = "contacts.csv") -> Engine:
     from crm_activation.spark import SparkAudienceSource
 
-    audience = SparkAudienceSource(frame, order="row", source="contacts.csv") if frame is not None else None
+    audience = SparkAudienceSource(frame, order="row", source=source) if frame is not None else None
     return Engine(load_campaign(campaign), options, audience=audience)
 
 
@@ -42,7 +42,9 @@ def _dry_run(cases: Any, campaign: Path, out: Path, frame: Any | None) -> dict[s
     return cases._run(campaign, out, audience=audience)
 
 
-def _staged(campaign: Path, out: Path, frame: Any | None, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+def _staged(
+    campaign: Path, out: Path, frame: Any | None, monkeypatch: pytest.MonkeyPatch, source: str = "contacts.csv"
+) -> dict[str, Any]:
     """What a (not dry) run stages before its push: desired membership, match keys and holdout ledger."""
     out.mkdir()
     captured: dict[str, Any] = {}
@@ -55,7 +57,7 @@ def _staged(campaign: Path, out: Path, frame: Any | None, monkeypatch: pytest.Mo
 
     monkeypatch.setattr(Engine, "_guard", refuse_push)
     options = RunOptions(rejects=out / "rejects.csv", state=str(out / "state.sqlite"))
-    _engine(campaign, options, frame).run()
+    _engine(campaign, options, frame, source).run()
     captured["holdout_staged"] = [row[:7] for row in captured["holdout_staged"]]  # without run ids
     return captured
 
@@ -113,8 +115,13 @@ def test_an_order_column_must_number_each_record_once(
     with pytest.raises(InputError, match=r"order column 'row' gives the number \d+ to several records"):
         _dry_run(cases, messy, tmp_path / "twice", frame.withColumn("row", F.col("row") % 100))
     unnumbered = frame.withColumn("row", F.when(F.col("row") != 7, F.col("row")))
-    with pytest.raises(InputError, match="order column 'row' is empty on some records"):
+    with pytest.raises(InputError, match="order column 'row' is empty or not a whole number on some records"):
         _dry_run(cases, messy, tmp_path / "empty", unnumbered)
+    as_text = frame.withColumn("row", F.when(F.col("row") != 7, F.col("row").cast("string")).otherwise("7th"))
+    with pytest.raises(InputError, match="order column 'row' is empty or not a whole number on some records"):
+        _dry_run(cases, messy, tmp_path / "text", as_text)
+    with pytest.raises(InputError, match="order column 'row' is double; it must hold whole numbers"):
+        _dry_run(cases, messy, tmp_path / "double", frame.withColumn("row", F.col("row") + 0.5))
     from crm_activation.spark import SparkAudienceSource
 
     options = RunOptions(dry_run=True, state=str(tmp_path / "s.sqlite"), outbox=tmp_path / "o")
@@ -131,3 +138,69 @@ def test_an_empty_table_runs_like_an_empty_export(cases: Any, spark: Any, tmp_pa
     frame = spark.createDataFrame([], ", ".join(f"`{name}` string" for name in header.split(",")) + ", row long")
     assert _dry_run(cases, folder / "campaign.yaml", tmp_path / "spark", frame) == local
     assert local["summary"]["rows_read"] == 0
+
+
+def _number(text: str) -> float | None:
+    try:
+        return float(text)
+    except ValueError:
+        return None
+
+
+def test_typed_columns_are_read_as_a_typed_export_gives_them(
+    cases: Any, spark: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A lakehouse table's numbers and arrays are read as the same values in a JSON Lines export are.
+
+    On the bundled demo, whose e-mail channel stages each contact whole, categories included: an array read as
+    its text (`[a, b]`) would stage other contacts.
+    """
+    import json
+
+    import pyarrow as pa
+
+    folder = tmp_path / "typed"
+    shutil.copytree(ROOT / "examples", folder)
+    with (folder / "contacts.csv").open(newline="") as handle:
+        records = [
+            {
+                **record,
+                "score": _number(record["score"]),
+                "history_hires": int(record["history_hires"]) if record["history_hires"].isdigit() else None,
+                "preferred_categories": [c for c in record["preferred_categories"].split("|") if c],
+            }
+            for record in csv.DictReader(handle)
+        ]
+    (folder / "contacts.jsonl").write_text("".join(json.dumps(record) + "\n" for record in records))
+    campaign = folder / "campaign.yaml"
+    jsonl = campaign.read_text().replace("{type: csv, path: contacts.csv}", "{type: jsonl, path: contacts.jsonl}")
+    campaign.write_text(jsonl)
+    local = cases._run(campaign, tmp_path / "local")
+
+    from crm_activation.spark import SparkAudienceSource
+
+    typed = {"score": pa.float64(), "history_hires": pa.int64(), "preferred_categories": pa.list_(pa.string())}
+    schema = pa.schema([(name, typed.get(name, pa.string())) for name in records[0]] + [("row", pa.int64())])
+    rows = [{**record, "row": number} for number, record in enumerate(records, start=1)]
+    frame = spark.createDataFrame(pa.Table.from_pylist(rows, schema)).repartition(3)
+    assert dict(frame.dtypes)["preferred_categories"] == "array<string>"
+    audience = SparkAudienceSource(frame, order="row", source="contacts.jsonl")
+    assert cases._run(campaign, tmp_path / "spark", audience=audience) == local
+    staged = _staged(campaign, tmp_path / "staged-local", None, monkeypatch)
+    on_spark = _staged(campaign, tmp_path / "staged-spark", frame, monkeypatch, "contacts.jsonl")
+    assert on_spark == staged
+    assert any('"preferred_categories":["translation","data science"]' in row[4].replace(", ", ",")
+               for row in staged["desired"] if row[0] == "email")
+
+
+def test_a_column_whose_text_depends_on_the_session_is_refused(
+    cases: Any, csv_frame: Callable[[Path], Any], messy: Path, tmp_path: Path
+) -> None:
+    from pyspark.sql import functions as F
+
+    frame = csv_frame(messy.with_name("contacts.csv")).withColumn("score", F.current_timestamp())
+    with pytest.raises(InputError, match=r"contacts\.csv: column 'score' is a timestamp"):
+        _dry_run(cases, messy, tmp_path / "timestamp", frame)
+    frame = csv_frame(messy.with_name("contacts.csv")).withColumn("score", F.create_map(F.lit("a"), F.lit(1)))
+    with pytest.raises(InputError, match="column 'score' is map<string,int>, which no CRM export has a cell for"):
+        _dry_run(cases, messy, tmp_path / "map", frame)
