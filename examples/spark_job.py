@@ -13,19 +13,29 @@ dry run of the bundled campaign on Spark local[2] (nothing is sent; the requests
         --dry-run
 
 Exit code: 0 when every channel succeeded, 1 when one failed or the run was refused, 2 on a campaign or input
-error (the message names the file, row and field).
+error (the message names the file, row and field) or when Spark cannot read the input (the message gives Spark's
+error class only: its details can quote records, so they stay in Spark's log).
+
+`--csv` reads with Spark's CSV reader, strictly: quoted fields may span lines, and a record with another number
+of cells than the header stops the job (FAILFAST) instead of being padded or cut. The campaign's `delimiter`
+and `encoding` apply. For exports that are not clean, `crm-activation run` on one machine rejects each malformed
+record with its line instead.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from pathlib import Path
 
+from py4j.protocol import Py4JJavaError
+from pyspark.errors import PySparkException
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from crm_activation.campaign.loader import load_campaign
 from crm_activation.sdk.errors import CrmActivationError
 from crm_activation.spark import RunOptions, run_campaign
 
@@ -34,12 +44,25 @@ def contacts(spark: SparkSession, args: argparse.Namespace) -> tuple[DataFrame, 
     """The CRM records and the column numbering them."""
     if args.table:
         return spark.table(args.table), args.order
-    frame = spark.read.csv(args.csv, header=True) if args.csv else spark.read.parquet(args.parquet)
+    if args.csv:
+        source = load_campaign(args.campaign).campaign.audience.source
+        frame = spark.read.csv(
+            args.csv, header=True, multiLine=True, escape='"', mode="FAILFAST", sep=source.delimiter,
+            encoding=source.encoding,
+        )
+    else:
+        frame = spark.read.parquet(args.parquet)
     if args.order:
         return frame, args.order
-    # Files carry no record number: number them once and keep the numbers (a checkpoint), so the run's two reads
-    # of the records agree. The rejects file then names these numbers, not the files' lines.
-    return frame.withColumn("record_number", F.monotonically_increasing_id() + 1).localCheckpoint(), "record_number"
+    # Files carry no record number: number them (the run reads the numbered records once, in a checkpoint). With
+    # several files, the numbers follow Spark's read order; the rejects file names these numbers, not lines.
+    return frame.withColumn("record_number", F.monotonically_increasing_id() + 1), "record_number"
+
+
+def spark_error(error: Exception) -> str:
+    """What Spark refused, as its error class: the message's details can quote a record's values."""
+    found = re.search(r"\[([A-Z][A-Z0-9_.]+)\]", str(error))
+    return f"Spark could not run the job: {found.group(1) if found else type(error).__name__} (details in Spark's log)"
 
 
 def main() -> int:
@@ -65,15 +88,18 @@ def main() -> int:
     elif args.master:
         builder = builder.master(args.master)
     spark = builder.getOrCreate()
-    frame, order = contacts(spark, args)
     options = RunOptions(dry_run=args.dry_run, rejects=args.rejects, outbox=Path("outbox"))
     try:
+        frame, order = contacts(spark, args)
         summary = run_campaign(
             frame, args.campaign, order=order, source=args.table or args.csv or args.parquet, options=options,
             acknowledged_table=args.acknowledged_table,
         )
     except CrmActivationError as error:
         print(f"error: {error}", file=sys.stderr)
+        return 2
+    except (PySparkException, Py4JJavaError) as error:
+        print(f"error: {spark_error(error)}", file=sys.stderr)
         return 2
     print(json.dumps(summary.to_json(), indent=2))
     return 0 if summary.status == "succeeded" else 1

@@ -62,7 +62,9 @@ def run_campaign(
         acknowledged_table: where to write the campaign's acknowledged membership after the push (replaced on
             every run that pushed, interrupted and failed ones included: it mirrors the state database).
 
-    Raises what a local run raises (`CrmActivationError`s: a missing column, a refused run...).
+    Raises what a local run raises (`CrmActivationError`s: a missing column, a refused run...), and what Spark
+    raises when the table cannot be written: the push is then recorded already, and the next run (which pushes
+    only what changed since, nothing when nothing did) writes the table again.
     """
     loaded = load_campaign(campaign)
     options = options or RunOptions()
@@ -85,17 +87,20 @@ def run_campaign(
     return summary
 
 
-def write_acknowledged(like: DataFrame, state: StateStore, campaign: str, table: str) -> DataFrame:
-    """Replace `table` with the campaign's acknowledged membership, read from `state` page by page."""
+def write_acknowledged(
+    like: DataFrame, state: StateStore, campaign: str, table: str, page_rows: int = 50_000
+) -> None:
+    """Replace `table` with the campaign's acknowledged membership, read from `state` and written page by page.
+
+    The first page replaces the table and the others are appended, so neither the driver nor one request (Spark
+    Connect caps a request's size) ever holds the whole membership. Not atomic: a reader during the write sees
+    part of it.
+    """
     spark = like.sparkSession
-    pages = [
-        spark.createDataFrame(pa.Table.from_pylist(
-            [dict(zip(ACKNOWLEDGED_SCHEMA.names, row, strict=True)) for row in page], ACKNOWLEDGED_SCHEMA
-        ))
-        for page in state.acknowledged_pages(campaign)
-    ]
-    frame = pages[0] if pages else spark.createDataFrame(ACKNOWLEDGED_SCHEMA.empty_table())
-    for page_frame in pages[1:]:
-        frame = frame.unionByName(page_frame)
-    frame.write.mode("overwrite").saveAsTable(table)
-    return frame
+    mode = "overwrite"
+    for page in state.acknowledged_pages(campaign, page_rows):
+        rows = [dict(zip(ACKNOWLEDGED_SCHEMA.names, row, strict=True)) for row in page]
+        spark.createDataFrame(pa.Table.from_pylist(rows, ACKNOWLEDGED_SCHEMA)).write.mode(mode).saveAsTable(table)
+        mode = "append"
+    if mode == "overwrite":  # nothing acknowledged: the table is replaced by an empty one
+        spark.createDataFrame(ACKNOWLEDGED_SCHEMA.empty_table()).write.mode("overwrite").saveAsTable(table)

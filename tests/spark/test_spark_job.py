@@ -1,7 +1,8 @@
 """`examples/spark_job.py`, the job a data engineer schedules, run as a script on the bundled demo (dry run).
 
-It reads the CSV with Spark's own reader and numbers the records itself, so its rejects name those numbers, not
-the file's lines; everything sent is a local run's: the same outcomes and the same requests, byte for byte.
+It reads the CSV with Spark's own reader (strictly) and numbers the records itself, so its rejects name those
+numbers, not the file's lines; everything sent is a local run's: the same outcomes and the same requests, byte for
+byte.
 """
 
 from __future__ import annotations
@@ -57,3 +58,21 @@ def test_a_missing_column_is_exit_2_naming_it(script_environment: dict[str, str]
     )
     assert job.returncode == 2, job.stderr[-3000:]
     assert "contact_id" in job.stderr.splitlines()[-1]
+
+
+def test_a_malformed_csv_stops_the_job_without_quoting_its_records(
+    script_environment: dict[str, str], tmp_path: Path
+) -> None:
+    """Spark's reader is strict here (FAILFAST): a short record stops the job, and what is printed is Spark's
+    error class, never the record (Spark's message quotes it)."""
+    (tmp_path / "contacts.csv").write_text(
+        "contact_id,email,country\nC1,\"line one\nline two\",US\nC2,secret.person@example.com\n"
+    )
+    job = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "spark_job.py"), "--master", "local[1]",
+         "--campaign", str(ROOT / "examples" / "campaign.yaml"), "--csv", str(tmp_path / "contacts.csv"), "--dry-run"],
+        cwd=tmp_path, env=script_environment, capture_output=True, text=True, timeout=600,
+    )
+    assert job.returncode == 2, job.stderr[-3000:]
+    assert job.stderr.splitlines()[-1].startswith("error: Spark could not run the job: ")
+    assert "secret.person" not in job.stdout + job.stderr.splitlines()[-1]

@@ -24,6 +24,7 @@ from crm_activation.cli.local_sandboxes import start_sandboxes
 from crm_activation.pipeline.engine import Engine, RunOptions
 from crm_activation.sdk.plugins import collect_connectors, make_plugin_manager
 from crm_activation.sdk.summary import RunSummary
+from crm_activation.state.store import StateStore
 
 pytestmark = [pytest.mark.spark, pytest.mark.usefixtures("sandbox_credentials")]
 
@@ -95,6 +96,16 @@ def test_the_platforms_hold_what_a_local_run_gives_them(
     assert [tuple(row) for row in table.collect()] == acknowledged(tmp_path / "s.sqlite") == acknowledged(
         tmp_path / "local.sqlite"
     )
+    # written again in pages of 97 members (the first replaces the table, the others append): the same table
+    from crm_activation.spark import write_acknowledged
+
+    state = StateStore(load_campaign(campaign).open_state(str(tmp_path / "s.sqlite"), readonly=True))
+    try:
+        write_acknowledged(frame, state, "compare", "crm_acknowledged", page_rows=97)
+    finally:
+        state.close()
+    table = spark.table("crm_acknowledged").drop("synced_at").orderBy("platform", "audience_key", "contact_id")
+    assert [tuple(row) for row in table.collect()] == acknowledged(tmp_path / "s.sqlite")
 
 
 def test_a_resync_after_churn_sends_only_the_changes(
