@@ -20,6 +20,8 @@ from .rejects import RejectsWriter
 from .routing import RoutedContact
 
 log = get_logger(__name__)
+#: Records in one identity cluster above which the run warns (a CRM person has a handful of records).
+LARGE_CLUSTER = 100
 
 
 class RunAccounts:
@@ -31,7 +33,18 @@ class RunAccounts:
         self.balance = balance
 
     def clusters(self, stats: ClusterStats) -> None:
-        """Record how the records grouped into people (routing then counts who changed group)."""
+        """Record how the records grouped into people (routing then counts who changed group).
+
+        A person behind more than `LARGE_CLUSTER` records is warned about: it is more often one identifier value
+        shared by unrelated records (a shop's phone, a test e-mail) than one person, and it takes one holdout draw.
+        """
+        if stats.largest_cluster > LARGE_CLUSTER:
+            message = (
+                f"{stats.largest_cluster} records share identifiers and are held out as one person: usually one "
+                "value many records carry (a shared phone or test e-mail); check the export"
+            )
+            self.summary.warnings.append(message)
+            log.warning(message)
         self.summary.identity = IdentitySummary(
             records=stats.records,
             clusters=stats.clusters,

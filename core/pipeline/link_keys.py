@@ -12,7 +12,9 @@ identifier kind's prefix and a canonical value, so an external id "42" never mee
   the second), parsed once with the contact's country or the campaign's `default_country`; a pre-hashed
   phone is its own key;
 - `m:` the mobile ad id as 32 lower-case hex digits (hyphens and case are spelling, not identity);
-- `x:`, `u:`, `r:`, `a:` the external id, UID2, RampID and Xandr id, trimmed.
+- `x:`, `u:`, `r:`, `a:` the external id, UID2, RampID and Xandr id, trimmed; a placeholder (`N/A`, `null`,
+  `unknown`, `0`, `-`: a word CRMs write for "none", or only zeros and punctuation) is no key, since every record
+  carrying it would otherwise become one person with one holdout draw.
 
 Names, addresses and countries are not keys: many people share them. A value a rule refuses (an invalid
 phone) simply adds no key; the record still links through its other identifiers.
@@ -35,6 +37,14 @@ from ..sdk.normalization import (
 )
 
 _HEX32 = re.compile(r"^[0-9a-f]{32}$")
+#: What CRMs write in an id field for "no value" (compared case-folded), besides zeros and punctuation alone.
+PLACEHOLDERS = frozenset({"n/a", "na", "none", "null", "nil", "unknown", "undefined", "nan", "missing", "tbd"})
+_ZEROS_OR_PUNCTUATION = re.compile(r"[\W0_]*")
+
+
+def is_placeholder(value: str) -> bool:
+    """Whether a trimmed id value stands for "no value" (`N/A`, `null`, `0`, `000-000`, `-`) rather than an id."""
+    return value.casefold() in PLACEHOLDERS or _ZEROS_OR_PUNCTUATION.fullmatch(value) is not None
 
 #: Every spelling of an address some platform hashes, plus its mailbox (see the module docstring).
 EMAIL_FORMS: tuple[Callable[[str, str | None], str], ...] = (
@@ -103,8 +113,8 @@ class LinkKeys:
                 yield "m:" + digits
         for kind, prefix in _VERBATIM_PREFIX.items():
             value = identifiers.get(kind)
-            if value and value.strip():
-                yield prefix + value.strip()
+            if value and not is_placeholder(value := value.strip()):
+                yield prefix + value
 
     @staticmethod
     def _hashed_forms(

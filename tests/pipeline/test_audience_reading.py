@@ -114,3 +114,14 @@ def test_output_paths_may_be_given_as_text(tmp_path: Path, monkeypatch: pytest.M
     with (tmp_path / "out" / "rejects.csv").open() as handle:
         assert [row["field"] for row in csv.DictReader(handle)] == ["country"]
     assert (tmp_path / "out" / "plan.csv").exists()
+
+
+def test_a_cluster_of_more_records_than_a_person_has_is_warned_about(tmp_path: Path) -> None:
+    shared = [{"contact_id": f"c{i:03d}", "country": "US", "email": "front-desk@example.com"} for i in range(101)]
+    write_csv(tmp_path / "contacts.csv", [*shared, {"contact_id": "solo", "country": "US", "email": "s@example.com"}])
+    summary, _ = dry_run(tmp_path)
+    assert summary.identity.largest_cluster == 101
+    assert [w for w in summary.warnings if "101 records share identifiers" in w]
+    write_csv(tmp_path / "contacts.csv", shared[:100])
+    summary, _ = dry_run(tmp_path)
+    assert not [w for w in summary.warnings if "share identifiers" in w]

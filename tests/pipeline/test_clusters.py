@@ -78,6 +78,13 @@ def test_mobile_ad_ids_link_in_any_spelling_but_the_opt_out_id_links_nobody():
     assert not keys(maid="00000000000000000000000000000000")
 
 
+def test_placeholder_ids_link_nobody():
+    """"N/A" or "0" in many records' external id would make them one person with one holdout draw."""
+    for placeholder in ["N/A", " null ", "Unknown", "0", "000-000", "-", "n/a"]:
+        assert not keys(external_id=placeholder) and not keys(xandr_uid=placeholder), placeholder
+    assert keys(external_id="mkt-0") and keys(xandr_uid="2382377119975374519") and keys(uid2="NA-1")
+
+
 def test_kinds_do_not_meet_each_other():
     assert not keys("42") & keys(external_id="42")
     assert not keys(uid2="abc") & keys(rampid="abc")
