@@ -162,8 +162,9 @@ class BatchWork:
                 fatal = next((i for i in issues if i.fatal), None)
                 summary.count(Outcome.REJECTED, f"{fatal.field}: {fatal.reason}" if fatal else "unreadable row")
             elif index in plan.duplicates:
-                rejects.write(batch.source, batch.rows[index], "contact_id", _DUPLICATE, fatal=True)
-                summary.count(Outcome.REJECTED, f"contact_id: {_DUPLICATE}")
+                id_column = self.columns.parser.id_column  # the export's name for it, as "missing contact id"
+                rejects.write(batch.source, batch.rows[index], id_column, _DUPLICATE, fatal=True)
+                summary.count(Outcome.REJECTED, f"{id_column}: {_DUPLICATE}")
             else:
                 routed = self.router.route(columns, index, plan.anchors[index])
                 accounts.add(routed)

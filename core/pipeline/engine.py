@@ -145,6 +145,10 @@ class Engine:
             summary.status = "interrupted"
             summary.error = "interrupted (Ctrl-C); the batches acknowledged before are recorded"
             raise RunInterrupted(self._interrupted(summary.run_id)) from None
+        except Exception as error:  # a bug or a broken worker: the run ledger says so, not "running"
+            summary.status = "failed"
+            summary.error = self.redactor.redact(f"{type(error).__name__}: {error}")
+            raise
         finally:
             self.progress.attach(None)
             self.options.tokens.bind(None)

@@ -444,6 +444,11 @@ def _jsonl_rows(path: Path, encoding: str) -> Iterator[SourceRow]:
             if _undecodable(line):
                 yield _jsonl_undecodable(name, number, line, value, encoding)
                 continue
+            if "\\u" in line and _has_surrogate(value):  # an escaped lone surrogate (`"\ud800"`): not text either
+                column = next((k for k, v in value.items() if _has_surrogate(v) and not _has_surrogate(k)), None)
+                error = "not valid text: an unpaired surrogate escape"
+                yield SourceRow(name, number, {}, error, column, f"{error} (\\uD800-\\uDFFF alone) in line {number}")
+                continue
             if len(line) > MAX_FIELD_CHARS:
                 long = next((k for k, v in value.items() if isinstance(v, str) and len(v) > MAX_FIELD_CHARS), None)
                 if long is not None:

@@ -125,3 +125,38 @@ def test_a_cluster_of_more_records_than_a_person_has_is_warned_about(tmp_path: P
     write_csv(tmp_path / "contacts.csv", shared[:100])
     summary, _ = dry_run(tmp_path)
     assert not [w for w in summary.warnings if "share identifiers" in w]
+
+
+def test_a_run_that_breaks_on_a_bug_is_recorded_as_failed_with_its_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Not left "running" (the next run would call it killed) and with what broke, redacted like any error."""
+    import json
+    import sqlite3
+
+    from crm_activation.pipeline.audience_batches import BatchResults
+
+    def broken(self: BatchResults, routed: object) -> None:
+        raise RuntimeError("a bug in applying a batch")
+
+    monkeypatch.setattr(BatchResults, "apply", broken)
+    write_csv(tmp_path / "contacts.csv", [{"contact_id": "c1", "country": "US", "email": "a@example.com"}])
+    (tmp_path / "campaign.yaml").write_text(CAMPAIGN + PLATFORM)
+    options = RunOptions(state=str(tmp_path / "state.sqlite"))
+    with pytest.raises(RuntimeError, match="a bug in applying a batch"):
+        Engine(load_campaign(tmp_path / "campaign.yaml"), options).run()
+    with sqlite3.connect(tmp_path / "state.sqlite") as db:
+        status, summary = db.execute("SELECT status, summary FROM runs").fetchone()
+    assert status == "failed"
+    assert json.loads(summary)["error"] == "RuntimeError: a bug in applying a batch"
+
+
+def test_a_repeated_id_is_refused_under_the_exports_own_column_name(tmp_path: Path) -> None:
+    write_csv(
+        tmp_path / "contacts.csv",
+        [{"crm_id": "c1", "country": "US", "email": "a@example.com"},
+         {"crm_id": "c1", "country": "US", "email": "b@example.com"}],
+    )
+    summary, rejects = dry_run(tmp_path, "  columns: {contact_id: crm_id}\n")
+    assert summary.rejected_reasons == {"crm_id: duplicate contact_id": 1}
+    assert [(r["row"], r["field"]) for r in rejects] == [("3", "crm_id")]

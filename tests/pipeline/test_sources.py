@@ -321,6 +321,8 @@ def test_jsonl_errors_name_the_key_and_keep_particulars_apart(tmp_path: Path) ->
         b'{"contact_id": "c2", "email": "b@example.com"',
         b'{"contact_id": "c3", "note": "' + long_note.encode() + b'"}',
         b'{"contact_id": "c4"}',
+        b'{"contact_id": "c5\\ud800", "email": "e@example.com"}',  # ASCII, but JSON's escape of no character
+        b'{"contact_id": "c6", "name": "\\ud83d\\ude00"}',  # a pair: one character, fine
     ]
     (tmp_path / "c.jsonl").write_bytes(b"\n".join(lines) + b"\n")
     rows = list(open_rows(SourceConfig(type="jsonl", path="c.jsonl"), tmp_path))
@@ -329,6 +331,8 @@ def test_jsonl_errors_name_the_key_and_keep_particulars_apart(tmp_path: Path) ->
         (2, "not valid JSON: Expecting ',' delimiter", None),
         (3, f"field longer than {MAX_FIELD_CHARS:,} characters", "note"),
         (4, None, None),
+        (5, "not valid text: an unpaired surrogate escape", "contact_id"),
+        (6, None, None),
     ]
     assert rows[0].detail == "not valid UTF-8: byte 0xFC at offset 31 of line 1"
     assert rows[1].detail == "not valid JSON: Expecting ',' delimiter at column 47"
