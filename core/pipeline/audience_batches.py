@@ -21,6 +21,7 @@ a bounded number of batches is in flight (`IN_FLIGHT_PER_WORKER`), so memory sta
 
 from __future__ import annotations
 
+import hashlib
 import multiprocessing
 import signal
 import warnings
@@ -31,6 +32,7 @@ from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 from ..campaign.schema import AudienceSourceConfig
+from ..sdk.errors import InputError
 from ..sdk.identifier_kinds import IdentifierKind
 from .accounting import RunAccounts
 from .batch_source import RowBatch, read_batches
@@ -136,6 +138,27 @@ AudienceReaderFactory = Callable[
 ]
 
 
+def read_fingerprint(batch: RowBatch, id_column: str) -> bytes:
+    """What both passes over the source must read alike: the batch's row numbers and contact ids, digested.
+
+    Routing takes each record's person from the linking pass by its position, so a source that changed between
+    the passes (an export rewritten in place, a table queried twice without an order) would route records with
+    another record's person: checked batch by batch instead, and refused.
+    """
+    ids = batch.column(id_column) if id_column in batch.names else []
+    text = "\x1f".join(map(str, ids)) + "\x1e" + ",".join(map(str, batch.rows))
+    return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=8).digest()
+
+
+def _changed(source: str, row: int | None) -> InputError:
+    where = f" (from row {row})" if row is not None else ""
+    return InputError(
+        f"{source} changed while the run read it{where}: its second read did not "
+        "give the records of the first. Nothing was pushed; run again once the export is complete and stable "
+        "(a SQL source needs an ORDER BY)"
+    )
+
+
 class AudienceBatches:
     """The audience of one run, read by batches (see the module doc)."""
 
@@ -158,6 +181,8 @@ class AudienceBatches:
         self.columns: list[str] | None = None
         self.rows_linked = 0
         self._pool: ProcessPoolExecutor | None = None
+        #: each batch's `read_fingerprint` in the linking pass, which the routing pass must read again
+        self._fingerprints: list[bytes] = []
 
     def __enter__(self) -> AudienceBatches:
         if self.workers > 1:
@@ -186,7 +211,9 @@ class AudienceBatches:
         check = ColumnCheck(self.parser, self.audience.source)
         self.rows_linked = 0
         batches = read_batches(self.audience.source, self.base_dir, check.header)
+        self._fingerprints = []
         for batch, linked in self._map(_link, self.work.link, ((batch, ()) for batch in batches)):
+            self._fingerprints.append(read_fingerprint(batch, self.parser.id_column))
             self.rows_linked += len(batch)
             for keys in linked.keys:
                 check.saw(dict.fromkeys(keys))
@@ -214,7 +241,13 @@ class AudienceBatches:
     ) -> Iterator[tuple[RowBatch, tuple[RoutePlan]]]:
         """Each batch with what routing it needs from the run: which ids were seen, which anchors (in order)."""
         record = 0  # numbered as `link` added them: every record that is not malformed
-        for batch in batches:
+        read = 0
+        for number, batch in enumerate(batches):
+            if number >= len(self._fingerprints) or read_fingerprint(batch, self.parser.id_column) != (
+                self._fingerprints[number]
+            ):
+                raise _changed(batch.source, batch.rows[0] if len(batch) else None)
+            read += len(batch)
             contact_ids, rejected = self.work.columns.ids(batch)
             candidates = [index for index in range(len(batch)) if not rejected[index]]
             new = iter(seen.add_many([contact_ids[index] for index in candidates]))
@@ -230,6 +263,8 @@ class AudienceBatches:
                 plan.kept.append(index)
                 plan.anchors[index] = clusters.anchor_of_record(record - 1)
             yield batch, (plan,)
+        if read != self.rows_linked:
+            raise _changed(self.audience.source.path or "the audience source", None)
 
     def _map(
         self, remote: Callable[..., _T], local: Callable[..., _T], jobs: Iterable[tuple[RowBatch, tuple[Any, ...]]]

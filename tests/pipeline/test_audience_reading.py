@@ -160,3 +160,26 @@ def test_a_repeated_id_is_refused_under_the_exports_own_column_name(tmp_path: Pa
     summary, rejects = dry_run(tmp_path, "  columns: {contact_id: crm_id}\n")
     assert summary.rejected_reasons == {"crm_id: duplicate contact_id": 1}
     assert [(r["row"], r["field"]) for r in rejects] == [("3", "crm_id")]
+
+
+@pytest.mark.parametrize("change", ["reordered", "appended", "truncated"])
+def test_an_export_rewritten_between_the_two_reads_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, change: str
+) -> None:
+    """Routing takes each record's person by position from the first read: a changed file would misgroup people."""
+    from crm_activation.pipeline.audience_batches import AudienceBatches
+    from crm_activation.sdk.errors import InputError
+
+    rows = [{"contact_id": f"c{i}", "country": "US", "email": f"p{i % 5}@example.com"} for i in range(20)]
+    write_csv(tmp_path / "contacts.csv", rows)
+    changed = {"reordered": rows[::-1], "appended": [*rows, {**rows[0], "contact_id": "new"}], "truncated": rows[:-1]}
+    link = AudienceBatches.link
+
+    def link_then_rewrite(self: AudienceBatches, *args: object, **kwargs: object) -> object:
+        linked = link(self, *args, **kwargs)  # type: ignore[arg-type]
+        write_csv(tmp_path / "contacts.csv", changed[change])
+        return linked
+
+    monkeypatch.setattr(AudienceBatches, "link", link_then_rewrite)
+    with pytest.raises(InputError, match="changed while the run read it"):
+        dry_run(tmp_path)
