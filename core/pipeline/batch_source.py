@@ -180,7 +180,7 @@ def _fast_csv(config: SourceConfig, base_dir: Path, path: Path, header: list[str
         line = 2
         if offset is not None:
             for chunk in _chunks(handle, offset):
-                table = _parse_simple(chunk, header, delimiter)
+                table = _parse_simple(chunk, header, delimiter) if chunk.endswith(b"\n") or _at_end(handle) else None
                 if table is None:
                     break
                 count = table.num_rows
@@ -199,7 +199,9 @@ def _fast_csv(config: SourceConfig, base_dir: Path, path: Path, header: list[str
 
 def _data_start(handle: BinaryIO, header: list[str], delimiter: str) -> int | None:
     """The byte offset of the first record when the header is one simple line naming `header`, else None."""
-    first = handle.readline()
+    first = handle.readline(MAX_FIELD_CHARS)  # bounded: a file without `\n` line ends is one long "line"
+    if not first.endswith(b"\n"):
+        return None
     start = len(_BOM) if first.startswith(_BOM) else 0
     text = first[start:]
     if b'"' in text or b"\x00" in text:
@@ -212,15 +214,24 @@ def _data_start(handle: BinaryIO, header: list[str], delimiter: str) -> int | No
 
 
 def _chunks(handle: BinaryIO, offset: int) -> Iterator[bytes]:
-    """Whole lines from `offset` on, about `CHUNK_BYTES` at a time."""
+    """Whole lines from `offset` on, about `CHUNK_BYTES` at a time (the last may end without a line end).
+
+    A line is completed up to `MAX_FIELD_CHARS` bytes only: a chunk that still does not end a line, short of the
+    file's end, is not simple (a file of CR line ends, or a giant line), and the row reader takes over there.
+    """
     handle.seek(offset)
     while True:
         chunk = handle.read(CHUNK_BYTES)
         if not chunk:
             return
         if not chunk.endswith(b"\n"):
-            chunk += handle.readline()
+            chunk += handle.readline(MAX_FIELD_CHARS)
         yield chunk
+
+
+def _at_end(handle: BinaryIO) -> bool:
+    """Whether the file has nothing after what was read."""
+    return not handle.peek(1) if hasattr(handle, "peek") else False
 
 
 def _parse_simple(chunk: bytes, header: list[str], delimiter: bytes) -> pa.Table | None:
@@ -230,7 +241,7 @@ def _parse_simple(chunk: bytes, header: list[str], delimiter: bytes) -> pa.Table
         or b"\x00" in chunk
         or b"\n\n" in chunk
         or b"\n\r\n" in chunk
-        or chunk.startswith((b"\n", b"\r"))
+        or chunk.startswith((b"\n", b"\r", _BOM))  # Arrow would drop a byte-order mark the row reader keeps
         or (b"\r" in chunk and chunk.count(b"\r") != chunk.count(b"\r\n"))
         or len(chunk) > MAX_FIELD_CHARS
     ):

@@ -561,6 +561,10 @@ def _postgres_rows(
         try:
             # A named cursor is a server-side cursor: rows arrive FETCH_SIZE at a time, never all at once.
             # Nothing is ever committed, so a query can never change the database.
+            # A large table's sequential scan may start where another scan of it is (synchronized scans), so
+            # two reads of `SELECT * FROM t` could return its rows in other orders; the run reads the source
+            # twice and refuses a second read that differs (`audience_batches.read_fingerprint`).
+            connection.execute("SET synchronize_seqscans = off")
             with connection.cursor(name="crm_activation_rows") as cursor:
                 cursor.itersize = FETCH_SIZE
                 try:

@@ -29,7 +29,7 @@ CELL = st.one_of(
     st.sampled_from(["", " ", "a", "b c", "é", "1.5", "x@example.com", "+44 20 7946 0958"]),
     st.text(alphabet="ab,\"\n\r \x00é", max_size=4),
 )
-LINE_END = st.sampled_from(["\n", "\r\n"])
+LINE_END = st.sampled_from(["\n", "\r\n", "\r"])  # "\r": an old Mac or Excel "CSV (Macintosh)" export
 
 
 @st.composite
@@ -38,8 +38,10 @@ def messy_csv(draw: st.DrawFn) -> bytes:
     header = ["contact_id", "email", "phone"]
     lines = [",".join(header)]
     for _ in range(draw(st.integers(0, 30))):
-        kind = draw(st.sampled_from(["clean"] * 6 + ["cells", "blank", "short", "bad"]))
-        if kind == "clean":
+        kind = draw(st.sampled_from(["clean"] * 6 + ["cells", "blank", "short", "bad", "bom"]))
+        if kind == "bom":  # a byte-order mark starting a record (two exports concatenated): a cell's first character
+            lines.append("\ufeff1,a@b.c,")
+        elif kind == "clean":
             lines.append(",".join(draw(st.lists(st.sampled_from(["1", "a@b.c", "", " x "]), min_size=3, max_size=3))))
         elif kind == "cells":
             lines.append(",".join(draw(st.lists(CELL, min_size=1, max_size=4))))
@@ -103,3 +105,26 @@ def test_other_encodings_and_delimiters_read_alike(tmp_path: Path) -> None:
     path.write_text("\ufeffcontact_id;name\n1;Jürgen\n2;Zoë\n", encoding="utf-8")
     rows, batched = _both(_source(path, delimiter=";"), tmp_path)
     assert batched == rows and list(rows[0].fields) == ["contact_id", "name"]
+
+
+def test_a_file_without_newlines_is_not_read_whole_by_the_fast_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """CR line ends make the whole file one "line" to `readline`: the fast path reads a bounded amount of it."""
+    path = tmp_path / "contacts.csv"
+    path.write_bytes(("contact_id,email\r" + "".join(f"{i},u{i}@example.com\r" for i in range(5000))).encode())
+    reads: list[int] = []
+    real_open = Path.open
+
+    def counting_open(self: Path, *args, **kwargs):  # type: ignore[no-untyped-def]
+        handle = real_open(self, *args, **kwargs)
+        if "b" in (args[0] if args else kwargs.get("mode", "r")):
+            readline = handle.readline
+            handle.readline = lambda limit=-1: reads.append(limit) or readline(limit)  # type: ignore[method-assign]
+        return handle
+
+    monkeypatch.setattr(Path, "open", counting_open)
+    monkeypatch.setattr(batch_source, "MAX_FIELD_CHARS", 1000)
+    rows, batched = _both(_source(path), tmp_path, size=700)
+    assert batched == rows and len(rows) == 5000
+    assert reads and all(0 < limit <= 1000 for limit in reads)
