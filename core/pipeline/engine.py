@@ -84,20 +84,24 @@ class Engine:
             check_platforms(self.campaign, self.options.platforms)
             channels = campaign_channels(loaded, self.campaign, self.options, self.pm, self.redactor, self.progress)
         self.channels = list(channels)
-        self.router = self._router()
-
-    def _router(self) -> ContactRouter:
         audience = self.campaign.audience
-        suppression = (
+        #: loaded here, so a broken list stops the run before any output is opened; kept once for the router
+        self.suppression = (
             SuppressionList.load(audience.suppression, self.loaded.base_dir) if audience.suppression else None
         )
+        #: the run's segmenter: the batches' segment counts are added to it, and its warnings reported
+        self.segmenter = self._segmenter()
+
+    def _segmenter(self) -> Segmenter:
+        return Segmenter(self.campaign.segments, self.campaign.default_segment, self.campaign.channels.by_segment)
+
+    def _router(self) -> ContactRouter:
+        suppression = self.suppression
         veto_impls = self.pm.hook.eligibility_veto.get_hookimpls()
         builders = {channel.name: channel.payload for channel in self.channels}
         gated = {channel.name for channel in self.channels if channel.email_consent}
         return ContactRouter(
-            segmenter=Segmenter(
-                self.campaign.segments, self.campaign.default_segment, self.campaign.channels.by_segment
-            ),
+            segmenter=self._segmenter(),
             salt=self.campaign.holdout_salt,
             control_fraction=self.campaign.holdout.fraction,
             strata=self.campaign.holdout.strata,
@@ -243,7 +247,7 @@ class Engine:
         for channel in self.channels:
             accounts.hold_back(channel.hold_back(state), state)
         accounts.close(identity_stats)
-        summary.warnings += self.router.segmenter.warnings()  # segment rules that never applied
+        summary.warnings += self.segmenter.warnings()  # segment rules that never applied
 
     def _linked(self, accounts: RunAccounts, clusters: IdentityClusters, parser: ContactParser,
                 columns: list[str] | None, rows: int) -> None:
@@ -272,7 +276,7 @@ class Engine:
             platforms=list(summary.platforms),
             keys_only=campaign.audience.source.type == "jsonl",
         )
-        results = BatchResults(accounts, self.router.segmenter, stager, work.identity)
+        results = BatchResults(accounts, self.segmenter, stager, work.identity)
         batches = self.audience_reader(
             campaign.audience, self.loaded.base_dir, parser, work, results, self.options.workers
         )
