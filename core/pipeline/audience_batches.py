@@ -49,11 +49,17 @@ from .staging import Stager
 IN_FLIGHT_PER_WORKER = 3
 
 _T = TypeVar("_T")
-_WORK: BatchWork | None = None  # a forked worker's copy of the run's batch work
+_WORK: BatchWork | None = None  # in a worker process: its copy of the run's batch work
 
 
-def _ignore_interrupts() -> None:
-    """Ctrl-C reaches every process of the terminal's group: the run's own process stops the workers."""
+def _start_worker(work: BatchWork) -> None:
+    """A forked worker's start: keep the run's batch work, and ignore Ctrl-C.
+
+    The work is inherited by the fork, never pickled, and belongs to this pool alone (two runs in one process
+    each give their own). Ctrl-C reaches every process of the terminal's group: the run's process stops workers.
+    """
+    global _WORK
+    _WORK = work
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
@@ -186,24 +192,21 @@ class AudienceBatches:
 
     def __enter__(self) -> AudienceBatches:
         if self.workers > 1:
-            global _WORK
-            _WORK = self.work
             # Forked, not spawned: a worker holds the run's rules, plugins and match table as they are here. A
             # worker only computes (no I/O but its pipe, no lock another thread holds), so the other threads this
             # process may have (local sandboxes, a progress display) are no hazard; Python 3.12+ warns anyway.
             with warnings.catch_warnings():
                 warnings.filterwarnings("ignore", message=".*multi-threaded.*fork", category=DeprecationWarning)
                 self._pool = ProcessPoolExecutor(
-                    self.workers, mp_context=multiprocessing.get_context("fork"), initializer=_ignore_interrupts
+                    self.workers, mp_context=multiprocessing.get_context("fork"), initializer=_start_worker,
+                    initargs=(self.work,),
                 )
         return self
 
     def __exit__(self, *exc: object) -> None:
-        global _WORK
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
-        _WORK = None
 
     def link(self, progress: Callable[[int], None] | None = None) -> IdentityClusters:
         """Read every record once and cluster those sharing a strong identifier, rejected records included."""

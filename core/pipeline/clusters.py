@@ -107,10 +107,10 @@ class ClusterBuilder:
         )
         del sizes
         anchors: dict[int, str] = {}
-        members = np.flatnonzero(shared[roots]).tolist()
+        members = np.flatnonzero(shared[roots])  # records of multi-record clusters, kept as an array
         del shared
         for start in range(0, len(members), 500):
-            chunk = members[start : start + 500]
+            chunk = members[start : start + 500].tolist()
             marks = ",".join("?" * len(chunk))
             query = f"SELECT rec, contact_id FROM records WHERE rec IN ({marks}) AND contact_id IS NOT NULL"
             for rec, contact_id in self._db.execute(query, chunk):
