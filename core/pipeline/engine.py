@@ -84,11 +84,9 @@ class Engine:
             check_platforms(self.campaign, self.options.platforms)
             channels = campaign_channels(loaded, self.campaign, self.options, self.pm, self.redactor, self.progress)
         self.channels = list(channels)
-        audience = self.campaign.audience
+        suppression = self.campaign.audience.suppression
         #: loaded here, so a broken list stops the run before any output is opened; kept once for the router
-        self.suppression = (
-            SuppressionList.load(audience.suppression, self.loaded.base_dir) if audience.suppression else None
-        )
+        self.suppression = SuppressionList.load(suppression, self.loaded.base_dir) if suppression else None
         #: the run's segmenter: the batches' segment counts are added to it, and its warnings reported
         self.segmenter = self._segmenter()
 
