@@ -53,7 +53,8 @@ def run_campaign(
 
     Args:
         contacts: one row per CRM record, with the columns the campaign's audience reads (its `columns` mapping
-            applies; its `source` is not read). Cells are read as text; null is an empty cell.
+            applies; its `source` is not read). Text columns are read as a CSV export's cells (null: empty),
+            typed ones as an SQL source's values (see `audience.py`).
         campaign: the campaign file, on the driver.
         order: the column numbering the records (unique integers, e.g. an export's row number or an ingestion
             sequence): the first record of a repeated contact id is routed, and rejects name this number as row.
