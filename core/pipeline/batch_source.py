@@ -240,9 +240,9 @@ def _chunks(handle: BinaryIO, offset: int) -> Iterator[bytes]:
         yield chunk
 
 
-def _at_end(handle: BinaryIO) -> bool:
+def _at_end(handle: io.BufferedReader) -> bool:
     """Whether the file has nothing after what was read."""
-    return not handle.peek(1) if hasattr(handle, "peek") else False
+    return not handle.peek(1)
 
 
 def _parse_simple(chunk: bytes, header: list[str], delimiter: bytes) -> pa.Table | None:

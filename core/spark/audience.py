@@ -171,14 +171,13 @@ class SparkAudience:
     def __exit__(self, *exc: object) -> None:
         self._records = self._input = None
 
-    def _frame(self) -> DataFrame:
+    def _frame(self, types: dict[str, T.DataType]) -> DataFrame:
         """The input's cells (text, null an empty cell; typed values as they are) and its order as `ROW`.
 
         Built once and checkpointed by `link`: both of the run's passes read that one copy, so a table that
         changes meanwhile cannot give the routing pass records the linking pass did not plan.
         """
         contacts, order = self.source.contacts, self.source.order
-        types = {field.name: field.dataType for field in contacts.schema.fields}
         cells = [
             (F.coalesce(F.col(f"`{name}`").cast("string"), F.lit("")) if isinstance(types[name], _TEXT)
              else F.col(f"`{name}`")).alias(name)
@@ -186,8 +185,11 @@ class SparkAudience:
         ]
         return contacts.select(*cells, F.col(f"`{order}`").try_cast("long").alias(ROW))
 
-    def _check_columns(self) -> None:
-        """The order column and the campaign's columns: present, and of types a CRM record can be read from."""
+    def _check_columns(self) -> dict[str, T.DataType]:
+        """The order column and the campaign's columns: present, and of types a CRM record can be read from.
+
+        Returns the input's column types (one schema request, which over Spark Connect is a round trip).
+        """
         contacts, order, name = self.source.contacts, self.source.order, self.source.source
         types = {field.name: field.dataType for field in contacts.schema.fields}
         if order not in types:
@@ -210,12 +212,13 @@ class SparkAudience:
             if not isinstance(kind, _TEXT + _TYPED):
                 raise InputError(f"{name}: column {column!r} is {kind.simpleString()}, which no CRM export has a "
                                  "cell for; select it as text or a number")
+        return types
 
     def link(self, progress: Callable[[int], None] | None = None) -> SparkClusters:
         """Check the columns, link every record on the executors, cluster them, and plan each record's routing."""
-        self._check_columns()
+        types = self._check_columns()
         work, source = self.work, self.source.source
-        self._input = self._frame().localCheckpoint()
+        self._input = self._frame(types).localCheckpoint()
         linked = (
             self._input
             .mapInArrow(partial(_link_batches, work, source), _LINKED)
